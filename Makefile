@@ -1,0 +1,39 @@
+# The two commands the README promises: `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: venv run worker migrate test lint typecheck unit bench demo-model clean
+
+venv:
+	@scripts/ensure_venv.sh $(VENV)
+
+run: venv
+	$(PY) -m app serve --host $(HOST) --port $(PORT)
+
+worker: venv
+	$(PY) -m app worker
+
+migrate: venv
+	$(PY) -m app migrate
+
+lint: venv
+	$(VENV)/bin/ruff check app tests bench scripts
+	$(VENV)/bin/ruff format --check app tests bench scripts
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo-model: venv
+	$(PY) scripts/train_demo_model.py
+
+bench: venv
+	$(PY) bench/throughput.py
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,99 @@
+"""Domain values shared by the API, the store and the worker (no I/O here)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the upload probe learned about a video."""
+
+    filename: str
+    size_bytes: int
+    duration: float | None
+    width: int
+    height: int
+    fps: float | None
+    codec: str
+    rotation: int
+    container: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VideoInfo:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class JobError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """Everything needed to insert a job row (the blob is already stored)."""
+
+    id: str
+    model: str
+    options: dict[str, Any]
+    video: VideoInfo
+    blob_key: str
+    max_attempts: int
+    tenant: str = "default"
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    status: JobStatus
+    model: str
+    options: dict[str, Any]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    progress: float
+    attempts: int
+    max_attempts: int
+    error: JobError | None
+    video: VideoInfo | None
+    blob_key: str | None
+    tenant: str = "default"
+    idempotency_key: str | None = None
+    worker_id: str | None = None
+    lease_expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's claim on a job; ``token`` fences every later change."""
+
+    job: Job
+    token: str
+    worker_id: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class JobPage:
+    items: list[Job] = field(default_factory=list)
+    next_cursor: str | None = None

@@ -1,0 +1,151 @@
+"""One exception tree for the whole service. Each class has a stable ``code``.
+
+ServiceError
+ ├── RequestError            the client asked for something invalid (HTTP 4xx, see api/problems.py)
+ │    ├── NotFound           unknown job, route or model (code: not_found)
+ │    ├── JobNotFinished     results asked for too early (code: job_not_finished)
+ │    ├── InvalidOptions     bad form fields or job options (code: invalid_options)
+ │    ├── UnknownModel       model name not in the catalog (code: unknown_model)
+ │    ├── UploadTooLarge     body over the configured limit (code: upload_too_large)
+ │    ├── UnsupportedMedia   not a video, no video stream, format not allowed (code: unsupported_media)
+ │    └── BadUpload          malformed multipart body, missing/duplicate file part (code: bad_upload)
+ ├── Unavailable             database or storage unreachable right now (code: unavailable)
+ ├── LeaseLost               a worker's lease token no longer owns the job (never shown to clients)
+ └── AnalysisError           a job failed inside the engine; ``retryable`` says if another attempt may help
+      ├── WeightsMissing     weights file absent from the models dir (code: weights_missing)
+      ├── WeightsInvalid     hash or key/shape mismatch (code: weights_invalid)
+      ├── VideoUnreadable    container/codec cannot be decoded (code: video_unreadable)
+      ├── VideoTooLong / NoFrames ... (see below)
+      └── WorkerStopping     the worker is shutting down; the job is released, not failed
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Something went wrong in the video analysis service."""
+
+    code: str = "internal_error"
+    title: str = "Internal error"
+
+    def __init__(self, detail: str | None = None, **extra: object) -> None:
+        self.detail = detail or (self.__doc__ or self.title).strip().splitlines()[0]
+        self.extra = extra
+        super().__init__(self.detail)
+
+
+class RequestError(ServiceError):
+    """The request cannot be served as sent."""
+
+    code = "bad_request"
+    title = "Bad request"
+
+
+class NotFound(RequestError):
+    """No such resource."""
+
+    code = "not_found"
+    title = "Not found"
+
+
+class JobNotFinished(RequestError):
+    """The job has no results (yet)."""
+
+    code = "job_not_finished"
+    title = "Job not finished"
+
+
+class InvalidOptions(RequestError):
+    """The job options are invalid."""
+
+    code = "invalid_options"
+    title = "Invalid options"
+
+
+class UnknownModel(InvalidOptions):
+    """The requested model is not in the catalog."""
+
+    code = "unknown_model"
+    title = "Unknown model"
+
+
+class UploadTooLarge(RequestError):
+    """The upload is larger than this service accepts."""
+
+    code = "upload_too_large"
+    title = "Upload too large"
+
+
+class UnsupportedMedia(RequestError):
+    """The upload is not a video this service can read."""
+
+    code = "unsupported_media"
+    title = "Unsupported media"
+
+
+class BadUpload(RequestError):
+    """The multipart body is malformed or has no single file part."""
+
+    code = "bad_upload"
+    title = "Bad upload"
+
+
+class Unavailable(ServiceError):
+    """A backing service (database, storage) is unavailable; retry later."""
+
+    code = "unavailable"
+    title = "Service unavailable"
+
+
+class LeaseLost(ServiceError):
+    """The worker no longer holds the job's lease (expired, canceled or taken over)."""
+
+    code = "lease_lost"
+    title = "Lease lost"
+
+
+class AnalysisError(ServiceError):
+    """The analysis of a video failed."""
+
+    code = "analysis_failed"
+    title = "Analysis failed"
+    retryable: bool = True
+
+
+class WeightsMissing(AnalysisError):
+    """The model's weights file is not in the models directory."""
+
+    code = "weights_missing"
+    title = "Weights missing"
+    retryable = False
+
+
+class WeightsInvalid(AnalysisError):
+    """The weights file does not match the model (hash, keys or shapes)."""
+
+    code = "weights_invalid"
+    title = "Weights invalid"
+    retryable = False
+
+
+class VideoUnreadable(AnalysisError):
+    """The video cannot be opened or decoded."""
+
+    code = "video_unreadable"
+    title = "Video unreadable"
+    retryable = False
+
+
+class NoFrames(AnalysisError):
+    """The video (or the requested time range) has no decodable frames."""
+
+    code = "no_frames"
+    title = "No frames"
+    retryable = False
+
+
+class WorkerStopping(AnalysisError):
+    """The worker is shutting down; the job goes back to the queue."""
+
+    code = "worker_stopping"
+    title = "Worker stopping"

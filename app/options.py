@@ -1,0 +1,32 @@
+"""Per-job analysis options: validated once at submission, echoed in the results."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class JobOptions(BaseModel):
+    """How a video is cut into segments and how each segment is scored.
+
+    ``segment_seconds``/``stride_seconds`` left unset mean "the model's default"
+    (its native clip duration, rounded); the engine fills them in.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    segment_seconds: float | None = Field(default=None, gt=0, le=3600)
+    stride_seconds: float | None = Field(default=None, gt=0, le=3600)
+    clips_per_segment: int = Field(default=1, ge=1, le=10)
+    crops: Literal[1, 3] = 1
+    start: float = Field(default=0.0, ge=0)
+    end: float | None = Field(default=None, gt=0)
+    top_k: int = Field(default=5, ge=1, le=50)
+    min_score: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> JobOptions:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError("end must be greater than start")
+        return self

@@ -1,0 +1,57 @@
+"""All runtime settings in one place, read from the environment (prefix ``VAS_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Service settings. Built once at start-up and passed down, never read at import."""
+
+    model_config = SettingsConfigDict(env_prefix="VAS_", env_file=None, extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "VAS_DATABASE_URL"),
+        description="SQLAlchemy URL; default: a SQLite file under the data dir.",
+    )
+    data_dir: Path = Field(default=REPO_ROOT / "data", description="Uploaded videos and the SQLite file.")
+    models_dir: Path = Field(default=REPO_ROOT / "models", description="Weights files and manifest.json.")
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest accepted upload body.")
+    default_model: str = Field(default="x3d_s", description="Model used when a job names none.")
+    lease_seconds: float = Field(default=60.0, gt=0, description="How long a claim lasts without renewal.")
+    max_attempts: int = Field(default=3, ge=1, description="Claims before a job fails attempts_exhausted.")
+    embedded_worker: bool = Field(default=True, description="Run a worker thread inside `serve`.")
+    device: str = Field(default="cpu", description="Torch device for inference: cpu, cuda, cuda:1, auto.")
+    batch_size: int = Field(default=8, ge=1, le=256, description="Clips per inference batch.")
+    torch_threads: int = Field(default=1, ge=1, description="Torch intra-op threads per worker process.")
+    decode_threads: int = Field(default=0, ge=0, description="PyAV codec threads (0: FFmpeg decides).")
+    poll_interval: float = Field(default=0.5, gt=0, description="Worker idle poll period, seconds.")
+    db_pool_size: int = Field(default=5, ge=1, description="Connection pool size (PostgreSQL).")
+    host: str = Field(default="127.0.0.1", description="Bind address for `serve`.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port for `serve`.")
+    upload_chunk_bytes: int = Field(default=1024 * 1024, ge=4096, description="Upload streaming chunk size.")
+    model_cache_bytes: int = Field(default=2 * 1024**3, ge=0, description="Memory bound of the model LRU.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = Field(default=False, description="Structured JSON logs (one object per line).")
+    allowed_formats: str = Field(
+        default="mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,flv,ogg,ivf,h264,hevc,m4v,asf,mxf",
+        description="FFmpeg demuxers an upload may be opened with (comma list).",
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file under the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'jobs.sqlite3').resolve()}"
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.data_dir / "videos"

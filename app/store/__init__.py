@@ -1,0 +1,1 @@
+"""Job store: the only code that touches the database."""
