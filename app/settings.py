@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=60.0, gt=0, description="How long a claim lasts without renewal.")
     max_attempts: int = Field(default=3, ge=1, description="Claims before a job fails attempts_exhausted.")
     embedded_worker: bool = Field(default=True, description="Run a worker thread inside `serve`.")
+    auto_migrate: bool = Field(default=True, description="`serve`/`worker` apply migrations at start.")
     device: str = Field(default="cpu", description="Torch device for inference: cpu, cuda, cuda:1, auto.")
     batch_size: int = Field(default=8, ge=1, le=256, description="Clips per inference batch.")
     torch_threads: int = Field(default=1, ge=1, description="Torch intra-op threads per worker process.")

@@ -48,11 +48,8 @@ def probe_video(path: Path, *, filename: str, allowed_formats: Iterable[str]) ->
         if not container.streams.video:
             raise UnsupportedMedia("the file has no video stream")
         stream = container.streams.video[0]
-        rotation = 0
-        first: Any = None
         try:
-            for first in container.decode(stream):
-                break
+            first: Any = next(iter(container.decode(stream)), None)
         except (av.FFmpegError, ValueError) as exc:
             raise UnsupportedMedia(f"the video stream cannot be decoded ({exc.__class__.__name__})") from exc
         if first is None:

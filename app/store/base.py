@@ -28,7 +28,11 @@ class JobStore(ABC):
 
     @abstractmethod
     def list_jobs(
-        self, *, tenant: str | None = None, status: JobStatus | None = None, limit: int = 50,
+        self,
+        *,
+        tenant: str | None = None,
+        status: JobStatus | None = None,
+        limit: int = 50,
         cursor: str | None = None,
     ) -> JobPage:
         """Newest first; ``cursor`` is the opaque ``next_cursor`` of the previous page."""

@@ -1,0 +1,123 @@
+"""One command line: ``python -m app <command>`` (console script: ``vas``).
+
+serve | worker | migrate | analyze | models
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from app.logs import configure_logging
+from app.settings import Settings
+
+log = logging.getLogger("app")
+
+
+def _migrate(settings: Settings) -> None:
+    from app.store.migrate import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.api.app import create_app
+
+    overrides = {"host": args.host, "port": args.port}
+    if args.no_embedded_worker:
+        overrides["embedded_worker"] = False
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    configure_logging(settings.log_level, settings.log_json)
+    if settings.auto_migrate:
+        _migrate(settings)
+    mode = "with an embedded worker" if settings.embedded_worker else "API only (run `python -m app worker`)"
+    log.info(
+        "serving on http://%s:%d %s; database %s",
+        settings.host,
+        settings.port,
+        mode,
+        settings.resolved_database_url.split("@")[-1],
+    )
+    log.warning("authentication is off: every client may submit and read jobs; bind to loopback only")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from app.analysis.engine import Analyzer
+    from app.blobs import LocalBlobStore
+    from app.store.factory import open_store
+    from app.worker.runner import Worker
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    if settings.auto_migrate:
+        _migrate(settings)
+    store = open_store(settings)
+    worker = Worker(
+        store=store,
+        blobs=LocalBlobStore(settings.videos_dir),
+        settings=settings,
+        analyzer_factory=lambda: Analyzer.from_settings(settings),
+    )
+
+    def _graceful(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: finishing or releasing the current job, then exiting", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
+    try:
+        worker.run()
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    _migrate(settings)
+    log.info("migrations applied to %s", settings.resolved_database_url.split("@")[-1])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vas", description="Video analysis service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP API (with an embedded worker by default)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--no-embedded-worker", action="store_true", help="API only; run workers separately")
+    serve.set_defaults(handler=cmd_serve)
+    sub.add_parser("worker", help="run a worker process").set_defaults(handler=cmd_worker)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(handler=cmd_migrate)
+
+    from app.cli import analyze_cmd, models_cmd
+
+    analyze_cmd.register(sub)
+    models_cmd.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI). Never imports torch or av at module import."""

@@ -1,0 +1,90 @@
+"""The FastAPI application factory. Nothing happens at import; ``create_app`` wires it up."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.api import problems
+from app.api.routes import health, jobs, models
+from app.blobs import BlobStore, LocalBlobStore
+from app.settings import Settings
+from app.store.base import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: JobStore | None = None,
+    blobs: BlobStore | None = None,
+    embedded_worker: bool | None = None,
+    analyzer_factory: Callable[[], Any] | None = None,
+) -> FastAPI:
+    """Build the API. With ``embedded_worker`` (default: settings), a worker thread runs
+    in this process; the API itself never imports torch (the worker does, lazily)."""
+    from app.analysis.catalog import load_catalog
+    from app.store.factory import open_store
+
+    own_store = store is None
+    run_worker = settings.embedded_worker if embedded_worker is None else embedded_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker_thread = None
+        if run_worker:
+            worker = _embedded_worker(app, settings, analyzer_factory)
+            worker_thread = threading.Thread(target=worker.run, name="embedded-worker", daemon=True)
+            worker_thread.start()
+            app.state.worker = worker
+        try:
+            yield
+        finally:
+            app.state.draining = True
+            if worker_thread is not None:
+                app.state.worker.stop()
+                worker_thread.join(timeout=settings.lease_seconds)
+            if own_store:
+                app.state.store.close()
+
+    app = FastAPI(
+        title="Video analysis service",
+        version=__version__,
+        description="Upload a video, get per-segment action labels from PyTorchVideo model-zoo classifiers.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store or open_store(settings)
+    app.state.blobs = blobs or LocalBlobStore(settings.videos_dir)
+    app.state.catalog = load_catalog(settings.models_dir)
+    app.state.job_submitted = threading.Event()
+    app.state.draining = False
+    problems.install(app)
+    app.include_router(jobs.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    return app
+
+
+def _embedded_worker(app: FastAPI, settings: Settings, analyzer_factory: Callable[[], Any] | None) -> Any:
+    from app.worker.runner import Worker
+
+    def default_factory() -> Any:
+        from app.analysis.engine import Analyzer
+
+        return Analyzer.from_settings(settings)
+
+    return Worker(
+        store=app.state.store,
+        blobs=app.state.blobs,
+        settings=settings,
+        analyzer_factory=analyzer_factory or default_factory,
+        wake=app.state.job_submitted,
+    )

@@ -1,0 +1,44 @@
+"""Turn the text fields of a job submission into a model name and validated JobOptions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from app.errors import InvalidOptions
+from app.options import JobOptions
+
+if TYPE_CHECKING:
+    from app.analysis.catalog import Catalog
+
+_INT_FIELDS = {"clips_per_segment", "crops", "top_k"}
+_FLOAT_FIELDS = {"segment_seconds", "stride_seconds", "start", "end", "min_score"}
+FORM_FIELDS = {"model"} | _INT_FIELDS | _FLOAT_FIELDS
+
+
+def _convert(name: str, raw: str) -> Any:
+    text = raw.strip()
+    try:
+        if name in _INT_FIELDS:
+            return int(text)
+        value = float(text)
+    except ValueError as exc:
+        kind = "an integer" if name in _INT_FIELDS else "a number"
+        raise InvalidOptions(f"{name} must be {kind}, got {raw[:40]!r}") from exc
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InvalidOptions(f"{name} must be a finite number")
+    return value
+
+
+def parse_job_form(fields: dict[str, str], default_model: str, catalog: Catalog) -> tuple[str, JobOptions]:
+    """Validate the submission fields; empty fields count as not given (HTML forms send them)."""
+    model = fields.get("model", "").strip() or default_model
+    catalog.get(model)  # raises UnknownModel (422)
+    values = {k: _convert(k, v) for k, v in fields.items() if k != "model" and v.strip()}
+    try:
+        options = JobOptions(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+        raise InvalidOptions(problems) from exc
+    return model, options

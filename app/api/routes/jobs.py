@@ -1,0 +1,167 @@
+"""/v1/jobs: submit, inspect, list, fetch results, cancel/delete."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.analysis.probe import probe_video
+from app.api.deps import BlobsDep, CatalogDep, SettingsDep, StoreDep, TenantDep
+from app.api.forms import FORM_FIELDS, parse_job_form
+from app.api.schemas import PROBLEM_RESPONSES, JobList, JobOut, ResultsOut, job_out
+from app.api.upload import receive_upload
+from app.domain import Job, JobStatus, NewJob
+from app.errors import InvalidOptions, JobNotFinished, NotFound
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "The video."},
+                        "model": {"type": "string", "description": "Catalog name (GET /v1/models)."},
+                        "segment_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+                        "stride_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+                        "clips_per_segment": {"type": "integer", "minimum": 1, "maximum": 10},
+                        "crops": {"type": "integer", "enum": [1, 3]},
+                        "start": {"type": "number", "minimum": 0},
+                        "end": {"type": "number", "exclusiveMinimum": 0},
+                        "top_k": {"type": "integer", "minimum": 1, "maximum": 50},
+                        "min_score": {"type": "number", "minimum": 0, "maximum": 1},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _get(store: StoreDep, job_id: str, tenant: str) -> Job:
+    job = store.get_job(job_id, tenant)
+    if job is None:
+        raise NotFound(f"no job with id {job_id[:64]!r}")
+    return job
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    openapi_extra=_UPLOAD_BODY,
+    responses={200: {"model": JobOut, "description": "Idempotent replay"}, **PROBLEM_RESPONSES},
+    summary="Upload a video and queue its analysis",
+)
+async def submit_job(
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    blobs: BlobsDep,
+    settings: SettingsDep,
+    catalog: CatalogDep,
+    tenant: TenantDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobOut:
+    if idempotency_key:
+        existing = await run_in_threadpool(store.get_job_by_idempotency_key, tenant, idempotency_key)
+        if existing is not None:
+            response.status_code = 200
+            return job_out(existing)
+    job_id = str(uuid.uuid4())
+    upload = await receive_upload(
+        request, blobs, job_id, max_bytes=settings.max_upload_bytes, allowed_fields=FORM_FIELDS
+    )
+    try:
+        model, options = parse_job_form(upload.fields, settings.default_model, catalog)
+        video = await run_in_threadpool(
+            probe_video,
+            upload.writer.temp_path,
+            filename=upload.filename,
+            allowed_formats=settings.allowed_formats.split(","),
+        )
+        upload.writer.commit()
+    except BaseException:
+        upload.writer.abort()
+        raise
+    new = NewJob(
+        id=job_id,
+        model=model,
+        options=options.model_dump(),
+        video=video,
+        blob_key=job_id,
+        max_attempts=settings.max_attempts,
+        tenant=tenant,
+        idempotency_key=idempotency_key,
+    )
+    try:
+        job, created = await run_in_threadpool(store.create_job, new)
+    except BaseException:
+        blobs.delete(job_id)
+        raise
+    if not created:
+        blobs.delete(job_id)
+        response.status_code = 200
+    else:
+        request.app.state.job_submitted.set()
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job_out(job)
+
+
+@router.get("", response_model=JobList, responses=PROBLEM_RESPONSES, summary="List jobs, newest first")
+def list_jobs(
+    store: StoreDep,
+    tenant: TenantDep,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobList:
+    try:
+        page = store.list_jobs(tenant=tenant, status=status, limit=limit, cursor=cursor)
+    except ValueError as exc:
+        raise InvalidOptions("invalid cursor; use the next_cursor of a previous page") from exc
+    return JobList(items=[job_out(j) for j in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=PROBLEM_RESPONSES, summary="A job's status")
+def get_job(job_id: str, store: StoreDep, tenant: TenantDep) -> JobOut:
+    return job_out(_get(store, job_id, tenant))
+
+
+@router.get(
+    "/{job_id}/results", response_model=ResultsOut, responses=PROBLEM_RESPONSES, summary="Per-segment results"
+)
+def get_results(job_id: str, store: StoreDep, tenant: TenantDep) -> dict[str, Any]:
+    job = _get(store, job_id, tenant)
+    payload = store.get_results(job.id) if job.status is JobStatus.SUCCEEDED else None
+    if payload is None:
+        raise JobNotFinished(
+            f"job {job.id} is {job.status.value}; results exist once it has succeeded",
+            job_status=job.status.value,
+        )
+    video = {**(payload.get("video") or {}), **(job.video.to_dict() if job.video else {})}
+    return {**payload, "job_id": job.id, "model": job.model, "video": video}
+
+
+@router.delete(
+    "/{job_id}", status_code=204, responses=PROBLEM_RESPONSES, summary="Cancel a job and delete its data"
+)
+def delete_job(job_id: str, store: StoreDep, blobs: BlobsDep, tenant: TenantDep) -> Response:
+    """Queued/running jobs become ``canceled`` (the worker stops at its next batch);
+    finished jobs are removed entirely. The stored video and results go in both cases."""
+    job = _get(store, job_id, tenant)
+    if job.status.is_final:
+        store.delete_job(job.id, tenant)
+    else:
+        store.cancel(job.id, tenant)
+        store.delete_results(job.id)
+    if job.blob_key:
+        blobs.delete(job.blob_key)
+    return Response(status_code=204)

@@ -1,0 +1,119 @@
+"""Response bodies of API v1 (these field names are the public contract)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.domain import Job, JobStatus
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+
+
+class VideoOut(BaseModel):
+    filename: str
+    size_bytes: int
+    duration: float | None
+    width: int
+    height: int
+    fps: float | None
+    codec: str
+    rotation: int
+
+
+class JobOut(BaseModel):
+    id: str
+    status: JobStatus
+    model: str
+    options: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: float = Field(ge=0, le=1)
+    attempts: int
+    error: ErrorOut | None
+    video: VideoOut | None
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class LabelScore(BaseModel):
+    label: str
+    class_id: int
+    score: float
+
+
+class SegmentOut(BaseModel):
+    index: int
+    start: float
+    end: float
+    first_frame_time: float | None = None
+    last_frame_time: float | None = None
+    labels: list[LabelScore]
+
+
+class RunOut(BaseModel):
+    label: str
+    class_id: int
+    start: float
+    end: float
+    score: float
+
+
+class ResultsOut(BaseModel):
+    job_id: str
+    model: str
+    labelset: str
+    video: dict[str, Any]
+    options: dict[str, Any] = Field(default_factory=dict)
+    segments: list[SegmentOut]
+    summary: list[LabelScore]
+    runs: list[RunOut] = Field(default_factory=list)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; every error response has this shape."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+def _ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+
+def job_out(job: Job) -> JobOut:
+    video = None
+    if job.video is not None:
+        video = VideoOut(**{k: v for k, v in job.video.to_dict().items() if k in VideoOut.model_fields})
+    return JobOut(
+        id=job.id,
+        status=job.status,
+        model=job.model,
+        options=job.options,
+        created_at=datetime.fromtimestamp(job.created_at, tz=UTC),
+        started_at=_ts(job.started_at),
+        finished_at=_ts(job.finished_at),
+        progress=min(max(job.progress, 0.0), 1.0),
+        attempts=job.attempts,
+        error=ErrorOut(code=job.error.code, message=job.error.message) if job.error else None,
+        video=video,
+    )
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}}
+    for status in (400, 404, 409, 413, 415, 422, 503)
+}

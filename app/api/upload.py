@@ -1,0 +1,160 @@
+"""Stream a multipart/form-data upload straight into blob storage.
+
+FastAPI's ``UploadFile`` parses the whole body before the handler runs, so a
+size limit could only be checked afterwards. Here the body is parsed as it
+arrives: the file part goes to a ``BlobWriter`` chunk by chunk, the limit is
+enforced while streaming (also for chunked bodies without Content-Length), and
+any failure removes the partial file.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from app.blobs import BlobStore, BlobWriter
+from app.errors import BadUpload, InvalidOptions, UnsupportedMedia, UploadTooLarge
+
+FILE_FIELD = "file"
+MAX_FIELD_BYTES = 64 * 1024
+MULTIPART_SLACK = 1024 * 1024  # part headers, boundaries and text fields around the file
+
+
+@dataclass
+class ReceivedUpload:
+    fields: dict[str, str]
+    writer: BlobWriter
+    filename: str
+
+
+@dataclass
+class _Part:
+    name: str = ""
+    filename: str | None = None
+    data: bytearray = field(default_factory=bytearray)
+
+
+def safe_filename(raw: str | None) -> str:
+    """The client's file name for display only: no path, no control characters, bounded."""
+    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    name = name.lstrip(".") or "upload"
+    return name[:255]
+
+
+class _Collector:
+    """python-multipart callbacks: headers → part metadata, data → writer or field buffer."""
+
+    def __init__(self, blobs: BlobStore, key: str, max_bytes: int, allowed_fields: set[str]) -> None:
+        self.blobs, self.key, self.max_bytes, self.allowed = blobs, key, max_bytes, allowed_fields
+        self.fields: dict[str, str] = {}
+        self.writer: BlobWriter | None = None
+        self.filename = ""
+        self._part = _Part()
+        self._header_name = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[str, bytes] = {}
+        self._in_file = False
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda d, s, e: self._header_name.extend(d[s:e]),
+            "on_header_value": lambda d, s, e: self._header_value.extend(d[s:e]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _part_begin(self) -> None:
+        self._part = _Part()
+        self._headers = {}
+        self._in_file = False
+
+    def _header_end(self) -> None:
+        self._headers[bytes(self._header_name).decode("latin-1").lower()] = bytes(self._header_value)
+        self._header_name.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        disposition, params = parse_options_header(self._headers.get("content-disposition", b""))
+        if disposition != b"form-data" or b"name" not in params:
+            raise BadUpload("every multipart part needs Content-Disposition: form-data with a name")
+        self._part.name = params[b"name"].decode("utf-8", "replace")
+        if b"filename" in params:
+            self._part.filename = params[b"filename"].decode("utf-8", "replace")
+        if self._part.name == FILE_FIELD:
+            if self.writer is not None:
+                raise InvalidOptions("more than one 'file' part; upload exactly one video per job")
+            self.writer = self.blobs.writer(self.key)
+            self.filename = safe_filename(self._part.filename)
+            self._in_file = True
+        elif self._part.name not in self.allowed:
+            raise InvalidOptions(
+                f"unknown form field {self._part.name[:64]!r}; allowed: file, {', '.join(sorted(self.allowed))}"
+            )
+        elif self._part.name in self.fields:
+            raise InvalidOptions(f"form field {self._part.name!r} given twice")
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_file:
+            assert self.writer is not None
+            if self.writer.size + (end - start) > self.max_bytes:
+                raise UploadTooLarge(f"the file is larger than the limit of {self.max_bytes} bytes")
+            self.writer.write(data[start:end])
+            return
+        if len(self._part.data) + (end - start) > MAX_FIELD_BYTES:
+            raise InvalidOptions(f"form field {self._part.name!r} is too long")
+        self._part.data.extend(data[start:end])
+
+    def _part_end(self) -> None:
+        if self._in_file:
+            return
+        try:
+            self.fields[self._part.name] = self._part.data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidOptions(f"form field {self._part.name!r} is not UTF-8 text") from exc
+
+
+async def receive_upload(
+    request: Request, blobs: BlobStore, key: str, *, max_bytes: int, allowed_fields: set[str]
+) -> ReceivedUpload:
+    """Parse the request body; the caller owns (commits or aborts) the returned writer."""
+    content_type, params = parse_options_header(request.headers.get("content-type"))
+    if content_type != b"multipart/form-data" or not params.get(b"boundary"):
+        raise BadUpload("send the video as multipart/form-data with a 'file' part (curl -F file=@video.mp4)")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes + MULTIPART_SLACK:
+        raise UploadTooLarge(f"the body ({declared} bytes) is larger than the limit of {max_bytes} bytes")
+
+    collector = _Collector(blobs, key, max_bytes, allowed_fields)
+    parser = MultipartParser(params[b"boundary"], collector.callbacks())  # type: ignore[arg-type]
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_bytes + MULTIPART_SLACK:
+                raise UploadTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
+            parser.write(chunk)
+        parser.finalize()
+        if collector.writer is None:
+            raise InvalidOptions("the form has no 'file' part; send the video as -F file=@video.mp4")
+        if collector.writer.size == 0:
+            raise UnsupportedMedia("the uploaded file is empty")
+    except (MultipartParseError, ValueError) as exc:
+        _abort(collector)
+        raise BadUpload(f"malformed multipart body: {exc}") from exc
+    except (ClientDisconnect, Exception):
+        _abort(collector)
+        raise
+    return ReceivedUpload(fields=collector.fields, writer=collector.writer, filename=collector.filename)
+
+
+def _abort(collector: _Collector) -> None:
+    if collector.writer is not None:
+        collector.writer.abort()

@@ -1,0 +1,163 @@
+"""Claim -> analyze -> save. Every outcome ends in a recorded state (or a released lease)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from app.blobs import BlobStore
+from app.domain import JobError, Lease
+from app.errors import AnalysisError, LeaseLost, ServiceError, WorkerStopping
+from app.options import JobOptions
+from app.settings import Settings
+from app.store.base import JobStore
+from app.worker.lease import LeaseKeeper
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_EVERY_SECONDS = 300.0
+TEMP_UPLOAD_MAX_AGE_SECONDS = 6 * 3600.0
+
+
+class Analyzer(Protocol):
+    def analyze(
+        self,
+        video_path: Path,
+        model_name: str,
+        options: JobOptions,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> dict[str, Any]: ...
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """One job at a time. ``analyzer_factory`` is called on the first job (it imports torch)."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        blobs: BlobStore,
+        settings: Settings,
+        analyzer_factory: Callable[[], Analyzer],
+        worker_id: str | None = None,
+        wake: threading.Event | None = None,
+    ) -> None:
+        self.store, self.blobs, self.settings = store, blobs, settings
+        self._analyzer_factory = analyzer_factory
+        self._analyzer: Analyzer | None = None
+        self.worker_id = worker_id or default_worker_id()
+        self.wake = wake or threading.Event()
+        self.stopping = threading.Event()
+        self._last_maintenance = 0.0
+
+    @property
+    def analyzer(self) -> Analyzer:
+        if self._analyzer is None:
+            self._analyzer = self._analyzer_factory()
+        return self._analyzer
+
+    def run(self) -> None:
+        """Loop until ``stopping`` is set; the current job is finished or released first."""
+        log.info("worker started", extra={"worker_id": self.worker_id})
+        backoff = self.settings.poll_interval
+        while not self.stopping.is_set():
+            try:
+                worked = self.run_once()
+                backoff = self.settings.poll_interval
+            except ServiceError as exc:  # database away: back off, then reconnect
+                log.warning("worker loop: %s", exc, extra={"worker_id": self.worker_id})
+                worked, backoff = False, min(backoff * 2, 10.0)
+            if not worked:
+                self.wake.wait(backoff)
+                self.wake.clear()
+        log.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def run_once(self) -> bool:
+        """Claim and process one job. Returns False when the queue was empty."""
+        self._housekeeping()
+        lease = self.store.claim(self.worker_id, self.settings.lease_seconds)
+        if lease is None:
+            return False
+        self._process(lease)
+        return True
+
+    def _housekeeping(self) -> None:
+        for job_id in self.store.fail_exhausted():
+            log.warning("job failed: attempts exhausted", extra={"job_id": job_id})
+        now = time.monotonic()
+        if now - self._last_maintenance > MAINTENANCE_EVERY_SECONDS:
+            self._last_maintenance = now
+            self.store.maintenance()
+            self.blobs.sweep_temp(TEMP_UPLOAD_MAX_AGE_SECONDS)
+
+    def _process(self, lease: Lease) -> None:
+        job = lease.job
+        extra = {"job_id": job.id, "worker_id": self.worker_id}
+        log.info("job claimed (attempt %d/%d)", job.attempts, job.max_attempts, extra=extra)
+        started = time.monotonic()
+        with LeaseKeeper(self.store, lease, self.settings.lease_seconds) as keeper:
+
+            def on_progress(fraction: float) -> None:
+                if keeper.lost.is_set():
+                    raise LeaseLost()
+                if self.stopping.is_set():
+                    raise WorkerStopping()
+                self.store.report_progress(keeper.lease, min(max(fraction, 0.0), 1.0))
+
+            try:
+                if not job.blob_key or not self.blobs.path(job.blob_key).is_file():
+                    raise _VideoGone()
+                options = JobOptions(**job.options)
+                results = self.analyzer.analyze(
+                    self.blobs.path(job.blob_key), job.model, options, on_progress
+                )
+                self.store.complete(keeper.lease, results)
+                log.info("job succeeded in %.2fs", time.monotonic() - started, extra=extra)
+            except LeaseLost:
+                log.warning("job abandoned: lease lost (canceled or expired)", extra=extra)
+            except WorkerStopping:
+                self.store.release(keeper.lease)
+                log.info("job released: worker stopping", extra=extra)
+            except AnalysisError as exc:
+                self._fail(keeper.lease, exc.code, exc.detail, exc.retryable, extra)
+            except ServiceError as exc:  # e.g. UnknownModel: will not change on retry
+                self._fail(keeper.lease, exc.code, exc.detail, False, extra)
+            except Exception as exc:
+                log.exception("job crashed", extra=extra)
+                self._fail(keeper.lease, "internal_error", f"{type(exc).__name__}: {exc}", True, extra)
+
+    def _fail(self, lease: Lease, code: str, message: str, retryable: bool, extra: dict[str, str]) -> None:
+        try:
+            job = self.store.fail(lease, JobError(code, message[:2000]), retryable=retryable)
+            log.warning("job %s: %s: %s", job.status.value, code, message, extra=extra)
+        except LeaseLost:
+            log.warning("failure not recorded: lease lost", extra=extra)
+
+
+class _VideoGone(AnalysisError):
+    """The job's stored video is missing (deleted or never written)."""
+
+    code = "video_missing"
+    title = "Video missing"
+    retryable = False
+
+
+def run_in_thread(worker: Worker) -> threading.Thread:
+    thread = threading.Thread(target=worker.run, name=f"worker-{worker.worker_id}", daemon=True)
+    thread.start()
+    return thread
