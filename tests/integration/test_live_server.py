@@ -1,0 +1,74 @@
+"""The embedded default as a user runs it: `python -m app serve` over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import REPO
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "server exited during start-up"
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server did not become ready")
+
+
+def test_serve_migrates_and_runs_jobs_with_the_embedded_worker(
+    tmp_path: Path, zoo_models_dir: Path, short_clip: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "VAS_DATA_DIR": str(tmp_path / "data"),
+        "VAS_MODELS_DIR": str(zoo_models_dir),
+        "VAS_DEFAULT_MODEL": "x3d_xs",
+    }
+    env.pop("DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc)
+        with short_clip.open("rb") as fh:
+            response = httpx.post(f"{base}/v1/jobs", files={"file": ("clip.mp4", fh)}, data={"top_k": "2"})
+        assert response.status_code == 202, response.text
+        location = response.headers["location"]
+        deadline = time.monotonic() + 120
+        while (job := httpx.get(base + location).json())["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+        assert job["status"] == "succeeded", job
+        results = httpx.get(f"{base}{location}/results").json()
+        assert results["segments"] and all(len(s["labels"]) == 2 for s in results["segments"])
+        assert (tmp_path / "data" / "jobs.sqlite3").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0].decode(errors="replace")
+    assert proc.returncode == 0, output
+    assert "authentication is off" in output
