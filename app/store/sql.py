@@ -55,7 +55,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.domain import Job, JobError, JobPage, JobStatus, Lease, NewJob
-from app.errors import InvalidOptions, LeaseLost, Unavailable
+from app.errors import LeaseLost, Unavailable
 from app.store import migrate
 from app.store.base import JobStore
 from app.store.schema import dump_json, job_from_row, jobs, load_json, new_job_values
@@ -168,6 +168,8 @@ def encode_cursor(job: Job) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Inverse of ``encode_cursor``; a malformed cursor raises ``ValueError`` (the API
+    turns it into a 400)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, job_id = json.loads(raw)
@@ -177,7 +179,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
             raise ValueError("id")
         return float(created_at), job_id
     except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidOptions("invalid cursor") from exc
+        raise ValueError("invalid cursor") from exc
 
 
 # --------------------------------------------------------------------------- store

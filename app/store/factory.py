@@ -1,0 +1,17 @@
+"""Build the job store from settings: the single place that picks URL and pool size."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from app.settings import Settings
+from app.store.sql import SqlJobStore
+
+
+def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) -> SqlJobStore:
+    """A store for ``settings.resolved_database_url`` (SQLite file by default).
+
+    Does not migrate: run ``app.store.migrate.upgrade`` first (``vas migrate``, or the
+    start-up hook); ``migrations_current()`` tells readiness checks whether that happened."""
+    return SqlJobStore(settings.resolved_database_url, pool_size=settings.db_pool_size, clock=clock)
