@@ -1,0 +1,529 @@
+"""Deterministic synthetic motion clips: the known-answer data behind the demo model.
+
+Zoo weights cannot be fetched offline, so the service ships a small model trained
+on these clips (``scripts/train_demo_model.py``). The same generator writes the
+test videos, so "right labels at the right times" is checkable end to end.
+
+Design choices, and why:
+
+* One foreground object (random polygon, colour, size) over a random textured,
+  noisy background with static distractor shapes: colour, shape and "something
+  is there" carry no class information, only how the object changes over time.
+* Every shape is elongated or asymmetric (no circles or squares), so rotation is
+  always visible.
+* Geometry lives on the *stage*: the centred square of side ``min(width, height)``,
+  which is exactly what a short-side-scale + centre-crop model sees. Outside it
+  (pillar/letter box of non-square frames) the background is dimmed and the object
+  is never drawn, so no part of a class's evidence is cropped away.
+* Moving objects wrap around the stage (leave one edge, re-enter at the opposite
+  one) instead of bouncing, which would reverse the direction and the class.
+* In a scripted video the object persists: position, angle and look carry over
+  between parts. A part that needs the object fully inside (static, rotating,
+  flashing, or the cross axis of a move) re-spawns it at the nearest valid place.
+* Per-frame sensor noise is seeded by ``(seed, frame index)``, so any frame can be
+  rendered on its own (training samples windows) and still be bit-identical.
+
+Only numpy is imported at module level; PyAV is imported where videos are written
+or read, and torch never (this module also writes test videos for the API).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+CLASSES: tuple[str, ...] = (
+    "moving left",
+    "moving right",
+    "moving up",
+    "moving down",
+    "rotating",
+    "static",
+    "flashing",
+)
+"""Class names in class-id order (the demo model's label file)."""
+
+_DIRECTIONS: dict[str, tuple[float, float]] = {
+    "moving left": (-1.0, 0.0),
+    "moving right": (1.0, 0.0),
+    "moving up": (0.0, -1.0),
+    "moving down": (0.0, 1.0),
+}
+
+# Ranges in stage units (1.0 = stage side) and seconds. Chosen so a 1.07 s clip of
+# 8 frames shows several pixels of motion / >= 15 degrees of turn per sampled step,
+# and at least one on->off or off->on change for flashing.
+SPEED_RANGE = (0.22, 0.45)
+"""Stage sides per second for the moving classes."""
+ANGULAR_SPEED_RANGE = (110.0, 240.0)
+"""Degrees per second (either sense) for ``rotating``."""
+FLASH_PERIOD_RANGE = (0.36, 0.8)
+"""Seconds per on/off cycle for ``flashing``."""
+HALF_LENGTH_RANGE = (0.08, 0.15)
+"""Half of the object's long side, in stage units."""
+ASPECT_RANGE = (1.8, 2.8)
+"""Long side / short side of the object."""
+
+_SHAPES = ("rectangle", "ellipse", "triangle", "cross", "ell")
+
+Frame = npt.NDArray[np.uint8]
+FloatArray = npt.NDArray[np.float32]
+
+
+def class_id(label: str) -> int:
+    """Class id of ``label``; raises ValueError for names outside :data:`CLASSES`."""
+    try:
+        return CLASSES.index(label)
+    except ValueError:
+        raise ValueError(f"unknown demo class {label!r}; expected one of {list(CLASSES)}") from None
+
+
+def _polygon(shape: str, half_length: float, aspect: float) -> npt.NDArray[np.float64]:
+    """Vertices (N, 2) of an object centred on the origin, long axis along x."""
+    a, b = half_length, half_length / aspect
+    if shape == "rectangle":
+        pts = [(-a, -b), (a, -b), (a, b), (-a, b)]
+    elif shape == "ellipse":
+        angles = np.linspace(0.0, 2 * math.pi, 24, endpoint=False)
+        return np.stack([a * np.cos(angles), b * np.sin(angles)], axis=1)
+    elif shape == "triangle":
+        # Isosceles "arrow head"; shifted so the centroid sits on the origin.
+        pts = [(a + a / 3, 0.0), (-a + a / 3, 1.3 * b), (-a + a / 3, -1.3 * b)]
+    elif shape == "cross":
+        # Plus sign with unequal arms (long arm along x).
+        t, c = 0.45 * b, 0.55 * a
+        pts = [(-a, -t), (-t, -t), (-t, -c), (t, -c), (t, -t), (a, -t)]
+        pts += [(a, t), (t, t), (t, c), (-t, c), (-t, t), (-a, t)]
+    elif shape == "ell":
+        t = 0.9 * b
+        pts = [(-a, -b), (a, -b), (a, -b + t), (-a + t, -b + t), (-a + t, b + 0.6 * a), (-a, b + 0.6 * a)]
+        arr = np.array(pts, dtype=np.float64)
+        centred: npt.NDArray[np.float64] = arr - arr.mean(axis=0)
+        return centred
+    else:  # pragma: no cover - guarded by _SHAPES
+        raise ValueError(shape)
+    return np.array(pts, dtype=np.float64)
+
+
+def _rotate(vertices: npt.NDArray[np.float64], angle: float) -> npt.NDArray[np.float64]:
+    c, s = math.cos(angle), math.sin(angle)
+    rot = np.array([[c, -s], [s, c]], dtype=np.float64)
+    out: npt.NDArray[np.float64] = vertices @ rot.T
+    return out
+
+
+def _polygon_alpha(
+    vertices: npt.NDArray[np.float64], xs: npt.NDArray[np.floating[Any]], ys: npt.NDArray[np.floating[Any]]
+) -> FloatArray:
+    """Anti-aliased coverage (0..1) of a polygon (pixel coordinates) at pixel centres.
+
+    Signed distance to the outline, clipped to one pixel: edges stay smooth, so
+    sub-pixel motion is visible and the model sees no staircase artefacts.
+    """
+    px, py = xs[None, :], ys[:, None]
+    dist2 = np.full((ys.size, xs.size), np.inf, dtype=np.float32)
+    inside = np.zeros((ys.size, xs.size), dtype=bool)
+    n = len(vertices)
+    for i in range(n):
+        ax, ay = vertices[i]
+        bx, by = vertices[(i + 1) % n]
+        ex, ey = bx - ax, by - ay
+        wx, wy = px - ax, py - ay
+        h = np.clip((wx * ex + wy * ey) / max(ex * ex + ey * ey, 1e-12), 0.0, 1.0)
+        dist2 = np.minimum(dist2, (wx - ex * h) ** 2 + (wy - ey * h) ** 2)
+        if ay != by:
+            crosses = (ay > py) != (by > py)
+            x_at = ax + (py - ay) * (bx - ax) / (by - ay)
+            inside ^= crosses & (px < x_at)
+    signed = np.sqrt(dist2) * np.where(inside, 1.0, -1.0)
+    return np.clip(signed + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def _upsample(grid: npt.NDArray[np.float64], height: int, width: int) -> FloatArray:
+    """Bilinear upsampling of a coarse (h, w, c) grid to (height, width, c)."""
+    gh, gw = grid.shape[:2]
+    ys = np.linspace(0.0, gh - 1.0, height)
+    xs = np.linspace(0.0, gw - 1.0, width)
+    y0 = np.minimum(ys.astype(int), gh - 2)
+    x0 = np.minimum(xs.astype(int), gw - 2)
+    fy = (ys - y0)[:, None, None]
+    fx = (xs - x0)[None, :, None]
+    top = grid[y0][:, x0] * (1 - fx) + grid[y0][:, x0 + 1] * fx
+    bottom = grid[y0 + 1][:, x0] * (1 - fx) + grid[y0 + 1][:, x0 + 1] * fx
+    out: FloatArray = (top * (1 - fy) + bottom * fy).astype(np.float32)
+    return out
+
+
+def _luma(rgb: npt.NDArray[np.float64] | FloatArray) -> npt.NDArray[np.float64]:
+    return np.asarray(rgb @ np.array([0.299, 0.587, 0.114]), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class _Look:
+    shape: str
+    vertices: npt.NDArray[np.float64]  # stage units, angle 0
+    colour: npt.NDArray[np.float32]  # RGB 0..255
+
+    @property
+    def radius(self) -> float:
+        return float(np.hypot(self.vertices[:, 0], self.vertices[:, 1]).max())
+
+    def half_extent(self, angle: float) -> tuple[float, float]:
+        pts = _rotate(self.vertices, angle)
+        return float(np.abs(pts[:, 0]).max()), float(np.abs(pts[:, 1]).max())
+
+
+@dataclass(frozen=True)
+class _Part:
+    label: str
+    start: float
+    end: float
+    x0: float
+    y0: float
+    angle0: float
+    vx: float
+    vy: float
+    omega: float  # rad/s
+    wrap_x: float  # wrap period in stage units along x, 0 = no wrap
+    wrap_y: float
+    flash_period: float  # 0 = never flashes
+    flash_phase: float
+    flash_duty: float
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    """Where the foreground object is at one instant (stage units, radians)."""
+
+    x: float
+    y: float
+    angle: float
+    visible: bool
+
+
+def _wrap(value: float, period: float) -> float:
+    if period <= 0:
+        return value
+    margin = (period - 1.0) / 2.0
+    return (value + margin) % period - margin
+
+
+class SyntheticScene:
+    """A video of one object following ``script``: consecutive ``(label, seconds)`` parts.
+
+    Everything is derived from ``seed``; ``frame(k)`` renders frame ``k`` (time ``k / fps``)
+    independently of any other frame.
+    """
+
+    def __init__(
+        self,
+        script: Sequence[tuple[str, float]],
+        *,
+        fps: int = 30,
+        width: int = 160,
+        height: int = 120,
+        seed: int = 0,
+    ) -> None:
+        if not script:
+            raise ValueError("script must have at least one part")
+        if fps <= 0 or width < 16 or height < 16:
+            raise ValueError("fps must be positive and frames at least 16x16")
+        for label, seconds in script:
+            class_id(label)
+            if not seconds > 0:
+                raise ValueError(f"part {label!r} must last a positive number of seconds")
+        self.fps, self.width, self.height, self.seed = fps, width, height, seed
+        self.side = min(width, height)
+        self.stage_x0 = (width - self.side) / 2.0
+        self.stage_y0 = (height - self.side) / 2.0
+        rng = np.random.default_rng([seed, 0])
+        self.background = self._make_background(rng)
+        self.noise_sigma = float(rng.uniform(0.0, 8.0))
+        self.look = self._make_look(rng)
+        self.parts = self._make_parts(rng, script)
+        self.duration = self.parts[-1].end
+        self.frame_count = round(self.duration * fps)
+
+    # -- construction -------------------------------------------------------------
+
+    def _stage_pixels(self, vertices: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        out = vertices * self.side
+        out[:, 0] += self.stage_x0
+        out[:, 1] += self.stage_y0
+        return out
+
+    def _random_look(self, rng: np.random.Generator) -> tuple[str, npt.NDArray[np.float64]]:
+        shape = _SHAPES[int(rng.integers(len(_SHAPES)))]
+        half_length = float(rng.uniform(*HALF_LENGTH_RANGE))
+        aspect = float(rng.uniform(*ASPECT_RANGE))
+        return shape, _polygon(shape, half_length, aspect)
+
+    def _make_background(self, rng: np.random.Generator) -> FloatArray:
+        h, w = self.height, self.width
+        base = rng.uniform(70.0, 180.0, size=3)
+        coarse = rng.normal(0.0, 28.0, size=(int(rng.integers(3, 7)), int(rng.integers(3, 7)), 3))
+        cells = int(rng.integers(8, 28))
+        texture = rng.normal(0.0, rng.uniform(6.0, 22.0), size=(cells, cells, 1))
+        bg = base[None, None, :] + _upsample(coarse, h, w) + _upsample(texture, h, w)
+        bg += rng.normal(0.0, rng.uniform(0.0, 7.0), size=(h, w, 1))  # fixed grain
+        # Static distractors: same shape family, so "a shape is present" means nothing.
+        ys = np.arange(h, dtype=np.float32) + 0.5
+        xs = np.arange(w, dtype=np.float32) + 0.5
+        for _ in range(int(rng.integers(0, 4))):
+            _, verts = self._random_look(rng)
+            verts = _rotate(verts * rng.uniform(0.5, 1.0), float(rng.uniform(0, 2 * math.pi)))
+            verts = verts + rng.uniform(0.1, 0.9, size=2)
+            alpha = _polygon_alpha(self._stage_pixels(verts), xs, ys)[..., None]
+            colour = rng.uniform(0.0, 255.0, size=3).astype(np.float32)
+            strength = float(rng.uniform(0.25, 0.7))
+            bg = bg * (1 - strength * alpha) + colour * (strength * alpha)
+        # Dim everything outside the stage (what a centre crop drops anyway).
+        outside = np.ones((h, w), dtype=bool)
+        sx, sy = round(self.stage_x0), round(self.stage_y0)
+        outside[sy : sy + self.side, sx : sx + self.side] = False
+        bg[outside] *= 0.45
+        return np.clip(bg, 0.0, 255.0).astype(np.float32)
+
+    def _make_look(self, rng: np.random.Generator) -> _Look:
+        shape, vertices = self._random_look(rng)
+        s = self.side
+        bg_mean = self.background[
+            round(self.stage_y0) : round(self.stage_y0) + s, round(self.stage_x0) : round(self.stage_x0) + s
+        ].reshape(-1, 3)
+        mean = bg_mean.mean(axis=0).astype(np.float64)
+        colour = rng.uniform(0.0, 255.0, size=3)
+        for _ in range(200):  # rejection sampling: the object must stand out
+            if abs(float(_luma(colour)) - float(_luma(mean))) >= 65 and np.linalg.norm(colour - mean) >= 100:
+                break
+            colour = rng.uniform(0.0, 255.0, size=3)
+        else:  # pragma: no cover - practically unreachable; fall back to max contrast
+            colour = np.full(3, 0.0 if float(_luma(mean)) > 127 else 255.0)
+        return _Look(shape=shape, vertices=vertices, colour=colour.astype(np.float32))
+
+    def _make_parts(self, rng: np.random.Generator, script: Sequence[tuple[str, float]]) -> list[_Part]:
+        look = self.look
+        r = look.radius
+        x, y = (float(v) for v in rng.uniform(r, 1.0 - r, size=2))
+        angle = float(rng.uniform(0.0, 2 * math.pi))
+        parts: list[_Part] = []
+        start = 0.0
+        for label, seconds in script:
+            end = start + float(seconds)
+            vx = vy = omega = wrap_x = wrap_y = 0.0
+            flash_period = flash_phase = 0.0
+            flash_duty = 1.0
+            if label in _DIRECTIONS:
+                dx, dy = _DIRECTIONS[label]
+                speed = float(rng.uniform(*SPEED_RANGE))
+                vx, vy = dx * speed, dy * speed
+                hx, hy = look.half_extent(angle)
+                # Wrap period: the object re-enters as soon as it has fully left.
+                if dx:
+                    wrap_x = 1.0 + 2 * hx
+                    x = _wrap(x, wrap_x)
+                    y = float(np.clip(y, hy, 1.0 - hy))
+                else:
+                    wrap_y = 1.0 + 2 * hy
+                    y = _wrap(y, wrap_y)
+                    x = float(np.clip(x, hx, 1.0 - hx))
+            else:
+                # Keep the whole object (any angle) on stage: re-spawn if a move left it at an edge.
+                if not (r <= x <= 1 - r and r <= y <= 1 - r):
+                    x, y = (float(v) for v in rng.uniform(r, 1.0 - r, size=2))
+                if label == "rotating":
+                    omega = math.radians(float(rng.uniform(*ANGULAR_SPEED_RANGE))) * float(
+                        rng.choice([-1, 1])
+                    )
+                elif label == "flashing":
+                    flash_period = float(rng.uniform(*FLASH_PERIOD_RANGE))
+                    flash_duty = float(rng.uniform(0.4, 0.6))
+                    flash_phase = float(rng.uniform(0.0, flash_period))
+            part = _Part(
+                label,
+                start,
+                end,
+                x,
+                y,
+                angle,
+                vx,
+                vy,
+                omega,
+                wrap_x,
+                wrap_y,
+                flash_period,
+                flash_phase,
+                flash_duty,
+            )
+            parts.append(part)
+            state = self._state_in(part, end)
+            x, y, angle = state.x, state.y, state.angle
+            start = end
+        return parts
+
+    # -- queries ------------------------------------------------------------------
+
+    def _state_in(self, part: _Part, t: float) -> ObjectState:
+        dt = t - part.start
+        visible = True
+        if part.flash_period > 0:
+            visible = ((dt + part.flash_phase) % part.flash_period) < part.flash_duty * part.flash_period
+        return ObjectState(
+            x=_wrap(part.x0 + part.vx * dt, part.wrap_x),
+            y=_wrap(part.y0 + part.vy * dt, part.wrap_y),
+            angle=part.angle0 + part.omega * dt,
+            visible=visible,
+        )
+
+    def part_at(self, index: int) -> int:
+        """Index into the script of the part that frame ``index`` belongs to."""
+        t = index / self.fps
+        for i, part in enumerate(self.parts):
+            if t < part.end:
+                return i
+        return len(self.parts) - 1
+
+    def label_at(self, index: int) -> str:
+        """Scripted class of frame ``index``."""
+        return self.parts[self.part_at(index)].label
+
+    def state(self, index: int) -> ObjectState:
+        """Object state at frame ``index``."""
+        return self._state_in(self.parts[self.part_at(index)], index / self.fps)
+
+    def object_alpha(self, index: int) -> FloatArray:
+        """Coverage (H, W) of the foreground object in frame ``index``; zero while flashed off."""
+        alpha = np.zeros((self.height, self.width), dtype=np.float32)
+        part = self.parts[self.part_at(index)]
+        st = self._state_in(part, index / self.fps)
+        if not st.visible:
+            return alpha
+        verts = _rotate(self.look.vertices, st.angle)
+        x_shifts = (-part.wrap_x, 0.0, part.wrap_x) if part.wrap_x else (0.0,)
+        y_shifts = (-part.wrap_y, 0.0, part.wrap_y) if part.wrap_y else (0.0,)
+        sx0, sy0 = round(self.stage_x0), round(self.stage_y0)
+        for ox in x_shifts:
+            for oy in y_shifts:
+                pix = self._stage_pixels(verts + np.array([st.x + ox, st.y + oy]))
+                x_lo = max(sx0, math.floor(pix[:, 0].min()) - 1)
+                x_hi = min(sx0 + self.side, math.ceil(pix[:, 0].max()) + 1)
+                y_lo = max(sy0, math.floor(pix[:, 1].min()) - 1)
+                y_hi = min(sy0 + self.side, math.ceil(pix[:, 1].max()) + 1)
+                if x_lo >= x_hi or y_lo >= y_hi:
+                    continue
+                xs = np.arange(x_lo, x_hi, dtype=np.float32) + 0.5
+                ys = np.arange(y_lo, y_hi, dtype=np.float32) + 0.5
+                patch = alpha[y_lo:y_hi, x_lo:x_hi]
+                np.maximum(patch, _polygon_alpha(pix, xs, ys), out=patch)
+        return alpha
+
+    def frame(self, index: int) -> Frame:
+        """RGB uint8 (H, W, 3) frame ``index``: background, object, per-frame sensor noise."""
+        alpha = self.object_alpha(index)[..., None]
+        img = self.background * (1.0 - alpha) + self.look.colour * alpha
+        if self.noise_sigma > 0:
+            noise_rng = np.random.default_rng([self.seed, 1, index])
+            img = img + noise_rng.normal(0.0, self.noise_sigma, size=img.shape).astype(np.float32)
+        out: Frame = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        return out
+
+    def frames(self) -> Iterator[Frame]:
+        """All frames in order."""
+        for k in range(self.frame_count):
+            yield self.frame(k)
+
+
+def render_frames(
+    label: str, seconds: float, fps: int = 30, width: int = 160, height: int = 120, seed: int = 0
+) -> Iterator[Frame]:
+    """Frames (RGB uint8, H x W x 3) of a ``seconds``-long clip showing class ``label``."""
+    return SyntheticScene([(label, seconds)], fps=fps, width=width, height=height, seed=seed).frames()
+
+
+def _encode(
+    frames: Iterator[Frame] | Sequence[Frame],
+    target: str | object,
+    fps: int,
+    width: int,
+    height: int,
+    crf: int,
+) -> None:
+    import av
+
+    if width % 2 or height % 2:
+        raise ValueError("yuv420p H.264 needs even width and height")
+    rate = Fraction(fps)
+    with av.open(target, mode="w", format="mp4") as container:  # type: ignore[call-overload]
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = 1 / rate
+        stream.options = {"preset": "ultrafast", "crf": str(crf)}
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            frame.time_base = 1 / rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def write_scripted_video(
+    path: str | Path,
+    script: Sequence[tuple[str, float]],
+    fps: int = 30,
+    width: int = 160,
+    height: int = 120,
+    seed: int = 0,
+    *,
+    crf: int = 20,
+) -> None:
+    """Write an H.264 (libx264, yuv420p, ultrafast) mp4 whose consecutive parts follow ``script``.
+
+    ``script`` is ``[(label, seconds), ...]``, e.g. ``[("moving right", 4.0), ("static", 4.0)]``;
+    part ``i`` covers ``[sum(seconds[:i]), sum(seconds[:i+1]))`` of the video. The
+    object and background persist across parts (see the module docstring).
+    """
+    scene = SyntheticScene(script, fps=fps, width=width, height=height, seed=seed)
+    _encode(scene.frames(), str(path), fps, width, height, crf)
+
+
+def _rgb(frame: Any) -> Frame:
+    out: Frame = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+    return out
+
+
+def h264_round_trip(frames: Sequence[Frame], fps: int = 30, crf: int = 23) -> list[Frame]:
+    """Encode ``frames`` with libx264 in memory and decode them again (compression artefacts)."""
+    import io
+
+    import av
+
+    height, width = frames[0].shape[:2]
+    buffer = io.BytesIO()
+    _encode(frames, buffer, fps, width, height, crf)
+    buffer.seek(0)
+    with av.open(buffer, mode="r") as container:
+        return [_rgb(f) for f in container.decode(video=0)]
+
+
+def read_video_rgb(path: str | Path) -> tuple[list[Frame], list[float]]:
+    """Decode every frame of the first video stream: (RGB frames, presentation times in seconds)."""
+    import av
+
+    frames: list[Frame] = []
+    times: list[float] = []
+    with av.open(str(path), mode="r") as container:
+        stream = container.streams.video[0]
+        for i, frame in enumerate(container.decode(stream)):
+            frames.append(_rgb(frame))
+            times.append(
+                float(frame.time) if frame.time is not None else i / float(stream.average_rate or 30)
+            )
+    return frames, times

@@ -1,0 +1,184 @@
+"""The synthetic motion generator behind the demo model: deterministic, and each class looks as named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.demo.synthetic import (
+    CLASSES,
+    SyntheticScene,
+    class_id,
+    h264_round_trip,
+    read_video_rgb,
+    render_frames,
+    write_scripted_video,
+)
+
+SEEDS = range(6)
+
+
+def _object_centroids(scene: SyntheticScene, frames: int, *, allow_hidden: bool = False) -> np.ndarray:
+    """Centroid (x, y) per frame of the pixels that differ from the background: the rendered object.
+
+    NaN where (wrapping round the stage edge) too little of the object is on screen.
+    """
+    out = []
+    for k in range(frames):
+        diff = np.abs(scene.frame(k).astype(np.float32) - scene.background).sum(axis=2)
+        ys, xs = np.nonzero(diff > 75)
+        if xs.size < 40:
+            assert allow_hidden, f"object not visible in frame {k}"
+            out.append((np.nan, np.nan))
+        else:
+            out.append((xs.mean(), ys.mean()))
+    return np.array(out)
+
+
+def test_same_seed_same_frames_and_different_seed_different_frames() -> None:
+    a = list(render_frames("rotating", 0.5, fps=30, width=96, height=64, seed=7))
+    b = list(render_frames("rotating", 0.5, fps=30, width=96, height=64, seed=7))
+    c = list(render_frames("rotating", 0.5, fps=30, width=96, height=64, seed=8))
+    assert len(a) == 15
+    assert a[0].shape == (64, 96, 3) and a[0].dtype == np.uint8
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_frames_render_independently_of_order() -> None:
+    scene = SyntheticScene([("moving up", 1.0), ("flashing", 1.0)], seed=3)
+    in_order = list(scene.frames())
+    assert np.array_equal(
+        SyntheticScene([("moving up", 1.0), ("flashing", 1.0)], seed=3).frame(45), in_order[45]
+    )
+
+
+@pytest.mark.parametrize(
+    ("label", "axis", "sign"),
+    [("moving left", 0, -1), ("moving right", 0, 1), ("moving up", 1, -1), ("moving down", 1, 1)],
+)
+def test_moving_classes_move_the_object_in_the_stated_direction(label: str, axis: int, sign: int) -> None:
+    for seed in SEEDS:
+        scene = SyntheticScene([(label, 1.0)], seed=seed)
+        steps = np.diff(_object_centroids(scene, 30, allow_hidden=True), axis=0)
+        steps = steps[np.isfinite(steps).all(axis=1)]
+        assert len(steps) > 15
+        along, across = np.median(steps[:, axis]), np.median(np.abs(steps[:, 1 - axis]))
+        # >= 0.22 stage sides per second on a 120 px stage is >= 0.88 px per frame (the visible
+        # part's centroid moves slower while the object slides out over an edge).
+        assert sign * along > 0.4, (seed, steps[:, axis])
+        assert (sign * steps[:, axis] > 0).mean() > 0.9, (seed, steps[:, axis])
+        assert across < 0.2, (seed, steps[:, 1 - axis])
+
+
+def test_static_object_stays_put_and_unchanged() -> None:
+    for seed in SEEDS:
+        scene = SyntheticScene([("static", 1.0)], seed=seed)
+        centroids = _object_centroids(scene, 30)
+        assert np.ptp(centroids, axis=0).max() < 1.0
+        assert np.array_equal(scene.object_alpha(0), scene.object_alpha(29))
+
+
+def test_rotating_object_turns_in_place() -> None:
+    for seed in SEEDS:
+        scene = SyntheticScene([("rotating", 1.0)], seed=seed)
+        centroids = _object_centroids(scene, 30)
+        assert np.ptp(centroids, axis=0).max() < 6.0  # asymmetric shapes wobble a little, never travel
+        a, b = scene.object_alpha(0) > 0.5, scene.object_alpha(4) > 0.5
+        iou = (a & b).sum() / (a | b).sum()
+        assert iou < 0.8, (seed, iou)  # >= 110 deg/s: >= 14 degrees per 4 frames
+
+
+def test_flashing_object_switches_on_and_off() -> None:
+    for seed in SEEDS:
+        scene = SyntheticScene([("flashing", 1.07)], seed=seed)
+        region = np.maximum.reduce([scene.object_alpha(k) for k in range(32)]) > 0.5
+        contrast = [
+            np.abs(scene.frame(k).astype(np.float32) - scene.background)[region].mean() for k in range(32)
+        ]
+        on = np.array(contrast) > 30
+        assert on.any() and (~on).any(), (seed, contrast)
+        assert np.array_equal(on, [scene.state(k).visible for k in range(32)])
+        # The object does not move while it flashes.
+        assert len({(scene.state(k).x, scene.state(k).y) for k in range(32)}) == 1
+
+
+def test_objects_stand_out_from_the_background() -> None:
+    for seed in range(20):
+        scene = SyntheticScene([(CLASSES[seed % len(CLASSES)], 0.2)], seed=seed)
+        mask = scene.object_alpha(0) > 0.99
+        if not mask.any():  # flashed off at t=0
+            continue
+        diff = np.abs(scene.frame(0).astype(np.float32) - scene.background)[mask].sum(axis=1)
+        assert np.median(diff) > 80, seed
+
+
+def test_script_parts_follow_each_other_and_the_object_persists() -> None:
+    script = [("moving right", 1.0), ("static", 0.5), ("moving up", 1.0)]
+    scene = SyntheticScene(script, seed=11)
+    assert scene.frame_count == 75
+    assert [scene.label_at(k) for k in (0, 29, 30, 44, 45, 74)] == [
+        "moving right",
+        "moving right",
+        "static",
+        "static",
+        "moving up",
+        "moving up",
+    ]
+    # Across the static -> moving up boundary the object continues from where it stood.
+    before, after = scene.state(44), scene.state(45)
+    assert abs(before.x - after.x) < 1e-9 and 0 < before.y - after.y < 0.02
+    assert before.angle == after.angle
+
+
+def test_unknown_label_and_bad_script_are_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown demo class"):
+        SyntheticScene([("jumping", 1.0)])
+    with pytest.raises(ValueError):
+        SyntheticScene([])
+    with pytest.raises(ValueError):
+        SyntheticScene([("static", 0.0)])
+    assert [class_id(c) for c in CLASSES] == list(range(len(CLASSES)))
+
+
+def test_write_scripted_video_is_decodable_with_the_right_length(tmp_path: Path) -> None:
+    path = tmp_path / "script.mp4"
+    script = [("moving right", 1.0), ("static", 0.5), ("flashing", 1.0)]
+    write_scripted_video(path, script, fps=30, width=128, height=96, seed=5)
+    frames, times = read_video_rgb(path)
+    assert len(frames) == 75
+    assert frames[0].shape == (96, 128, 3)
+    assert times[0] == pytest.approx(0.0) and times[-1] == pytest.approx(74 / 30, abs=1e-3)
+    scene = SyntheticScene(script, fps=30, width=128, height=96, seed=5)
+    for k in (0, 40, 74):
+        err = np.abs(frames[k].astype(np.float32) - scene.frame(k).astype(np.float32)).mean()
+        assert err < 8.0, (k, err)
+
+
+def test_h264_round_trip_keeps_the_frames() -> None:
+    frames = list(render_frames("moving down", 0.4, seed=2))
+    out = h264_round_trip(frames, crf=23)
+    assert len(out) == len(frames)
+    assert np.abs(np.stack(out).astype(np.float32) - np.stack(frames)).mean() < 8.0
+
+
+def test_odd_frame_sizes_cannot_be_encoded(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="even"):
+        write_scripted_video(tmp_path / "odd.mp4", [("static", 0.2)], width=121, height=90)
+
+
+def test_clip_sampling_and_preprocessing_match_the_engine_recipe() -> None:
+    torch = pytest.importorskip("torch")
+    from app.demo.clips import clip_at, preprocess, sample_indices, window_seconds
+
+    assert window_seconds() == pytest.approx(32 / 30)
+    assert sample_indices(32) == [0, 4, 8, 13, 17, 22, 26, 31]
+    frames = list(render_frames("static", 1.2, width=160, height=120, seed=1))
+    x = preprocess(frames[:8])
+    assert x.shape == (3, 8, 112, 112) and x.dtype == torch.float32
+    flat = torch.full((8, 120, 160, 3), 255, dtype=torch.uint8).numpy()
+    assert torch.allclose(preprocess(list(flat)), torch.full((3, 8, 112, 112), (1 - 0.45) / 0.225))
+    times = [k / 30 for k in range(len(frames))]
+    assert clip_at(frames, times, centre=0.6).shape == (3, 8, 112, 112)
