@@ -21,6 +21,7 @@ from app.errors import BadUpload, InvalidOptions, UnsupportedMedia, UploadTooLar
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024
+MAX_PART_HEADER_BYTES = 64 * 1024  # long (even hostile) file names stay metadata, not a 400
 MULTIPART_SLACK = 1024 * 1024  # part headers, boundaries and text fields around the file
 
 
@@ -133,7 +134,11 @@ async def receive_upload(
         raise UploadTooLarge(f"the body ({declared} bytes) is larger than the limit of {max_bytes} bytes")
 
     collector = _Collector(blobs, key, max_bytes, allowed_fields)
-    parser = MultipartParser(params[b"boundary"], collector.callbacks())  # type: ignore[arg-type]
+    parser = MultipartParser(
+        params[b"boundary"],
+        collector.callbacks(),  # type: ignore[arg-type]
+        max_header_size=MAX_PART_HEADER_BYTES,
+    )
     received = 0
     try:
         async for chunk in request.stream():
