@@ -1,0 +1,151 @@
+"""The sampling plan: which frames (by presentation time) feed which clip of which segment.
+
+Pure arithmetic, no torch or av, so it is cheap to test exhaustively. Frames are chosen
+exactly as PyTorchVideo does at test time: every frame with ``start <= t < end`` in the
+clip window (``EncodedVideoPyAV.get_clip``), reduced to T frames by
+``UniformTemporalSubsample`` (``linspace(0, n-1, T)`` in float32, truncated).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import pairwise
+
+import numpy as np
+
+from app.errors import InvalidOptions, NoFrames
+
+MAX_SEGMENTS = 200_000
+_EPS = 1e-6
+
+
+def uniform_subsample_indices(n: int, t: int) -> list[int]:
+    """``torch.linspace(0, n-1, t).clamp(0, n-1).long()`` reproduced bit for bit in float32.
+
+    torch computes ``start + step*i`` for the first half and ``end - step*(t-1-i)`` for
+    the rest, all in float32; truncation then decides, so float64 would differ.
+    """
+    if n < 1 or t < 1:
+        raise ValueError("need n >= 1 and t >= 1")
+    if t == 1:
+        return [0]
+    start, end = np.float32(0), np.float32(n - 1)
+    step = np.float32(end - start) / np.float32(t - 1)
+    i = np.arange(t, dtype=np.float32)
+    lower = start + step * i
+    upper = end - step * (np.float32(t - 1) - i)
+    values = np.where(np.arange(t) < t // 2, lower, upper).astype(np.float32)
+    return [int(v) for v in np.clip(values, start, end).astype(np.int64)]
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    segment: int
+    index: int
+    window_start: float
+    window_end: float
+    frames: tuple[int, ...]
+    """Indices into the plan's ``frame_times``; exactly T, non-decreasing."""
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    index: int
+    start: float
+    end: float
+    clips: tuple[ClipPlan, ...]
+    first_frame_time: float
+    last_frame_time: float
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    frame_times: tuple[float, ...]
+    duration: float
+    segments: tuple[SegmentPlan, ...]
+
+    @property
+    def clips(self) -> list[ClipPlan]:
+        return [clip for segment in self.segments for clip in segment.clips]
+
+    @cached_property
+    def needed_frames(self) -> frozenset[int]:
+        """The only frames the decoder has to convert."""
+        return frozenset(i for clip in self.clips for i in clip.frames)
+
+
+def segment_bounds(
+    duration: float, *, start: float, end: float | None, segment_seconds: float, stride_seconds: float
+) -> list[tuple[float, float]]:
+    """``[start + i*stride, min(that + segment, end))`` while the start is before the end."""
+    stop = min(end, duration) if end is not None else duration
+    if start >= stop:
+        raise NoFrames(f"the requested range starts at {start:g}s but the video ends at {stop:g}s")
+    count = max(1, int(np.ceil((stop - start - _EPS) / stride_seconds)))
+    if count > MAX_SEGMENTS:
+        raise InvalidOptions(f"{count} segments requested; at most {MAX_SEGMENTS} (raise stride_seconds)")
+    bounds = []
+    for i in range(count):
+        seg_start = start + i * stride_seconds
+        bounds.append((seg_start, min(seg_start + segment_seconds, stop)))
+    return bounds
+
+
+def clip_window(center: float, clip_seconds: float, duration: float) -> tuple[float, float]:
+    """The native window centred on ``center``, shifted to lie inside ``[0, duration]``."""
+    if clip_seconds >= duration:
+        return 0.0, duration
+    begin = center - clip_seconds / 2
+    begin = min(max(begin, 0.0), duration - clip_seconds)
+    return begin, begin + clip_seconds
+
+
+def select_frames(times: Sequence[float], window_start: float, window_end: float, t: int) -> tuple[int, ...]:
+    """T frame indices for one window; the frame nearest the centre when the window is empty."""
+    lo, hi = bisect_left(times, window_start), bisect_left(times, window_end)
+    if hi > lo:
+        return tuple(lo + k for k in uniform_subsample_indices(hi - lo, t))
+    center = (window_start + window_end) / 2
+    pos = bisect_left(times, center)
+    candidates = [i for i in (pos - 1, pos) if 0 <= i < len(times)]
+    nearest = min(candidates, key=lambda i: (abs(times[i] - center), i))
+    return (nearest,) * t
+
+
+def make_plan(
+    frame_times: Sequence[float],
+    duration: float,
+    *,
+    frames: int,
+    clip_seconds: float,
+    segment_seconds: float,
+    stride_seconds: float,
+    clips_per_segment: int = 1,
+    start: float = 0.0,
+    end: float | None = None,
+) -> SamplingPlan:
+    """Cut ``[start, end)`` into segments and give each ``clips_per_segment`` clips of T frames."""
+    times = tuple(float(t) for t in frame_times)
+    if not times:
+        raise NoFrames("the video stream has no frames")
+    if any(b < a for a, b in pairwise(times)):
+        raise ValueError("frame_times must be sorted")
+    segments = []
+    for index, (seg_start, seg_end) in enumerate(
+        segment_bounds(
+            duration, start=start, end=end, segment_seconds=segment_seconds, stride_seconds=stride_seconds
+        )
+    ):
+        length = seg_end - seg_start
+        clips = []
+        for k in range(clips_per_segment):
+            center = seg_start + (k + 0.5) * length / clips_per_segment
+            w_start, w_end = clip_window(center, clip_seconds, duration)
+            chosen = select_frames(times, w_start, w_end, frames)
+            clips.append(ClipPlan(index, k, w_start, w_end, chosen))
+        used = [times[i] for clip in clips for i in clip.frames]
+        segments.append(SegmentPlan(index, seg_start, seg_end, tuple(clips), min(used), max(used)))
+    return SamplingPlan(times, duration, tuple(segments))

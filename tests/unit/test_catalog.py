@@ -1,0 +1,170 @@
+"""The catalog: built-in zoo entries, the operator manifest, describe(), and staying torch-free."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.analysis.catalog import ModelSpec, default_segment_seconds, load_catalog, read_labels
+from app.analysis.errors import ManifestInvalid
+from app.analysis.lockfile import read_lock, record_sha256
+from app.errors import UnknownModel
+
+ZOO_PREFIX = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/"
+K400 = {
+    "x3d_xs", "x3d_s", "x3d_m", "x3d_l", "slow_r50", "c2d_r50", "i3d_r50", "slowfast_r50", "slowfast_r101",
+    "slowfast_16x8_r101_50_50", "csn_r101", "r2plus1d_r50", "mvit_base_16x4", "mvit_base_32x3",
+    "efficient_x3d_xs", "efficient_x3d_s", "slow_r50_4x16", "slowfast_r50_4x16",
+}  # fmt: skip
+PROBABILITY_MODELS = {"x3d_xs", "x3d_s", "x3d_m", "x3d_l", "r2plus1d_r50"}
+
+DEMO_ENTRY = {
+    "name": "demo_motion",
+    "builder": "pytorchvideo.models.x3d.create_x3d",
+    "builder_kwargs": {"input_clip_length": 8, "input_crop_size": 112, "model_num_class": 3, "depth_factor": 1.0},
+    "weights": "demo_motion.pyth",
+    "checkpoint_key": "model_state",
+    "labels": "demo_motion_labels.json",
+    "labelset": "demo-motion",
+    "frames": 8,
+    "sampling_rate": 4,
+    "short_side": 112,
+    "crop": 112,
+    "mean": [0.45, 0.45, 0.45],
+    "std": [0.225, 0.225, 0.225],
+    "output": "logits",
+    "channel_order": "rgb",
+    "description": "synthetic motion demo",
+    "demo": True,
+}
+
+
+def write_manifest(models: Path, *entries: dict[str, object]) -> None:
+    (models / "manifest.json").write_text(json.dumps({"models": list(entries)}))
+
+
+def test_every_kinetics_zoo_model_is_listed_and_valid(tmp_path: Path) -> None:
+    catalog = load_catalog(tmp_path)
+    assert set(catalog.names()) == K400
+    for name in catalog.names():
+        spec = catalog.get(name)
+        assert spec.builder.startswith("pytorchvideo.models.")
+        assert spec.url is not None and spec.url.startswith(ZOO_PREFIX) and spec.url.endswith(spec.weights)
+        assert spec.crop <= spec.short_side
+        assert spec.mean == (0.45, 0.45, 0.45) and spec.std == (0.225, 0.225, 0.225)
+        assert spec.channel_order == "rgb" and spec.labelset == "kinetics400"
+        assert len(read_labels(spec)) == 400
+        assert spec.output == ("probabilities" if name in PROBABILITY_MODELS else "logits")
+        assert spec.checkpoint_key == (None if name.startswith("efficient") else "model_state")
+        assert (spec.alpha is not None) == name.startswith("slowfast")
+        assert spec.top1 and spec.top5 and spec.params_m
+    assert catalog.get("mvit_base_16x4").crop_geometry(1) == (256, 224)
+    assert catalog.get("mvit_base_16x4").crop_geometry(3) == (224, 224)
+    assert catalog.get("x3d_s").crop_geometry(1) == (182, 160)
+    assert catalog.get("x3d_s").crop_geometry(3) == (182, 182)
+    assert catalog.get("slowfast_r50_4x16").alpha == 8
+
+
+def test_clip_duration_and_default_segment(tmp_path: Path) -> None:
+    catalog = load_catalog(tmp_path)
+    assert catalog.get("x3d_xs").clip_seconds == pytest.approx(1.6)
+    assert catalog.get("slowfast_r50").clip_seconds == pytest.approx(32 * 2 / 30)
+    assert [default_segment_seconds(catalog.get(n)) for n in ("x3d_xs", "x3d_s", "slow_r50", "mvit_base_32x3")] == [
+        1.5,
+        2.5,
+        2.0,
+        3.0,
+    ]
+    tiny = ModelSpec(name="t", builder="pytorchvideo.models.x", weights="t", labels_path=tmp_path, frames=2, sampling_rate=2)
+    assert tiny.default_segment_seconds == 1.0
+
+
+def test_unknown_model_lists_valid_names(tmp_path: Path) -> None:
+    with pytest.raises(UnknownModel, match="x3d_xs") as info:
+        load_catalog(tmp_path).get("nope")
+    assert info.value.code == "unknown_model"
+
+
+def test_manifest_adds_the_demo_entry(tmp_path: Path) -> None:
+    (tmp_path / "demo_motion_labels.json").write_text(json.dumps(["still", "left", "right"]))
+    write_manifest(tmp_path, DEMO_ENTRY)
+    catalog = load_catalog(tmp_path)
+    spec = catalog.get("demo_motion")
+    assert spec.source == "manifest" and spec.demo and spec.labelset == "demo-motion"
+    assert read_labels(spec) == ("still", "left", "right")
+    assert spec.builder_kwargs["input_crop_size"] == 112
+    assert spec.url is None and spec.weights == "demo_motion.pyth"
+    assert catalog.names()[-1] == "demo_motion" and "x3d_s" in catalog.names()
+
+
+def test_manifest_overrides_a_builtin_field_by_field(tmp_path: Path) -> None:
+    write_manifest(tmp_path, {"name": "x3d_s", "crop": 182, "description": "3-crop-size single view"})
+    spec = load_catalog(tmp_path).get("x3d_s")
+    assert spec.crop == 182 and spec.description == "3-crop-size single view"
+    assert spec.frames == 13 and spec.weights == "X3D_S.pyth" and spec.output == "probabilities"
+    assert len(read_labels(spec)) == 400
+
+
+def test_omitted_fields_get_defaults(tmp_path: Path) -> None:
+    write_manifest(tmp_path, {"name": "mine", "builder": "pytorchvideo.models.hub.slow_r50"})
+    spec = load_catalog(tmp_path).get("mine")
+    assert (spec.weights, spec.checkpoint_key, spec.output, spec.labelset) == (
+        "mine.pyth",
+        "model_state",
+        "logits",
+        "kinetics400",
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        ({"name": "evil", "builder": "os.system"}, "builder"),
+        ({"name": "evil", "builder": "pytorchvideo.models.__builtins__.eval"}, "builder"),
+        ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "weights": "../x.pyth"}, "weights"),
+        ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "labels": "missing.json"}, "missing.json"),
+        ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "frmaes": 8}, "frmaes"),
+        ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "crop": 300}, "exceeds"),
+        ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "labelset": "other"}, "labels"),
+        ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "output": "softmax"}, "output"),
+    ],
+)
+def test_bad_manifest_entries_are_refused(tmp_path: Path, entry: dict[str, object], match: str) -> None:
+    write_manifest(tmp_path, entry)
+    with pytest.raises(ManifestInvalid, match=match) as info:
+        load_catalog(tmp_path)
+    assert info.value.code == "manifest_invalid"
+
+
+def test_malformed_manifest_file(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ManifestInvalid, match="manifest.json"):
+        load_catalog(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"models": {"name": "x"}}')
+    with pytest.raises(ManifestInvalid, match="models"):
+        load_catalog(tmp_path)
+
+
+def test_describe_is_json_with_weights_status_and_hash(tmp_path: Path) -> None:
+    (tmp_path / "X3D_S.pyth").write_bytes(b"weights")
+    digest = record_sha256(tmp_path, "X3D_S.pyth")
+    assert read_lock(tmp_path) == {"X3D_S.pyth": digest}
+    items = {item["name"]: item for item in json.loads(json.dumps(load_catalog(tmp_path).describe()))}
+    assert items["x3d_s"]["weights_present"] is True and items["x3d_s"]["sha256"] == digest
+    assert items["x3d_m"]["weights_present"] is False and items["x3d_m"]["sha256"] is None
+    for key in ("frames", "sampling_rate", "short_side", "crop", "mean", "std", "url", "top1", "clip_seconds", "output"):
+        assert key in items["x3d_s"]
+    assert "labels_path" not in items["x3d_s"]
+
+
+def test_importing_catalog_pulls_in_neither_torch_nor_av() -> None:
+    code = (
+        "import sys, pathlib, app.analysis.catalog as c; c.load_catalog(pathlib.Path('.')).describe();"
+        "print(','.join(m for m in ('torch', 'av', 'pytorchvideo', 'torchvision', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
