@@ -25,7 +25,12 @@ PROBABILITY_MODELS = {"x3d_xs", "x3d_s", "x3d_m", "x3d_l", "r2plus1d_r50"}
 DEMO_ENTRY = {
     "name": "demo_motion",
     "builder": "pytorchvideo.models.x3d.create_x3d",
-    "builder_kwargs": {"input_clip_length": 8, "input_crop_size": 112, "model_num_class": 3, "depth_factor": 1.0},
+    "builder_kwargs": {
+        "input_clip_length": 8,
+        "input_crop_size": 112,
+        "model_num_class": 3,
+        "depth_factor": 1.0,
+    },
     "weights": "demo_motion.pyth",
     "checkpoint_key": "model_state",
     "labels": "demo_motion_labels.json",
@@ -73,13 +78,22 @@ def test_clip_duration_and_default_segment(tmp_path: Path) -> None:
     catalog = load_catalog(tmp_path)
     assert catalog.get("x3d_xs").clip_seconds == pytest.approx(1.6)
     assert catalog.get("slowfast_r50").clip_seconds == pytest.approx(32 * 2 / 30)
-    assert [default_segment_seconds(catalog.get(n)) for n in ("x3d_xs", "x3d_s", "slow_r50", "mvit_base_32x3")] == [
+    assert [
+        default_segment_seconds(catalog.get(n)) for n in ("x3d_xs", "x3d_s", "slow_r50", "mvit_base_32x3")
+    ] == [
         1.5,
         2.5,
         2.0,
         3.0,
     ]
-    tiny = ModelSpec(name="t", builder="pytorchvideo.models.x", weights="t", labels_path=tmp_path, frames=2, sampling_rate=2)
+    tiny = ModelSpec(
+        name="t",
+        builder="pytorchvideo.models.x",
+        weights="t",
+        labels_path=tmp_path,
+        frames=2,
+        sampling_rate=2,
+    )
     assert tiny.default_segment_seconds == 1.0
 
 
@@ -142,7 +156,7 @@ def test_bad_manifest_entries_are_refused(tmp_path: Path, entry: dict[str, objec
 
 def test_malformed_manifest_file(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(ManifestInvalid, match="manifest.json"):
+    with pytest.raises(ManifestInvalid, match=r"manifest\.json"):
         load_catalog(tmp_path)
     (tmp_path / "manifest.json").write_text('{"models": {"name": "x"}}')
     with pytest.raises(ManifestInvalid, match="models"):
@@ -156,7 +170,18 @@ def test_describe_is_json_with_weights_status_and_hash(tmp_path: Path) -> None:
     items = {item["name"]: item for item in json.loads(json.dumps(load_catalog(tmp_path).describe()))}
     assert items["x3d_s"]["weights_present"] is True and items["x3d_s"]["sha256"] == digest
     assert items["x3d_m"]["weights_present"] is False and items["x3d_m"]["sha256"] is None
-    for key in ("frames", "sampling_rate", "short_side", "crop", "mean", "std", "url", "top1", "clip_seconds", "output"):
+    for key in (
+        "frames",
+        "sampling_rate",
+        "short_side",
+        "crop",
+        "mean",
+        "std",
+        "url",
+        "top1",
+        "clip_seconds",
+        "output",
+    ):
         assert key in items["x3d_s"]
     assert "labels_path" not in items["x3d_s"]
 

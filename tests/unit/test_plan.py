@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 
 import pytest
@@ -90,7 +91,7 @@ def test_plan_properties(times: list[float], frames: int, rate: int, segment: fl
     segs = plan.segments
     assert segs[0].start == 0.0
     assert segs[-1].end == pytest.approx(duration)
-    for a, b in zip(segs, segs[1:], strict=False):
+    for a, b in itertools.pairwise(segs):
         assert a.end == pytest.approx(b.start, abs=1e-9)
     for seg in segs:
         assert seg.start < seg.end

@@ -1,0 +1,190 @@
+"""Weights file -> ``nn.Module`` in eval mode, verified, cached per process.
+
+Every path either loads the exact weights the catalog names (strict keys and shapes,
+recorded sha256) or raises a coded error: a random init is never served. The cache is
+an LRU bounded by parameter+buffer bytes, keyed by the spec, the file's identity
+(size, mtime) and the device, so a job never rebuilds a model the worker already holds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from app.analysis.catalog import ModelSpec
+from app.analysis.errors import ManifestInvalid
+from app.analysis.lockfile import file_sha256, read_lock
+from app.errors import WeightsInvalid, WeightsMissing
+
+_BUILDER_PREFIX = "pytorchvideo.models."
+_SHOW = 5
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    spec: ModelSpec
+    module: nn.Module
+    weights_path: Path
+    sha256: str
+    device: str
+    nbytes: int
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists -> tuples (pytorchvideo builders expect tuples of kernel sizes)."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """Instantiate the spec's builder without weights (``pretrained=False``: never downloads)."""
+    if not spec.builder.startswith(_BUILDER_PREFIX) or "__" in spec.builder:
+        raise ManifestInvalid(
+            f"model {spec.name!r}: builder must be under {_BUILDER_PREFIX}, got {spec.builder!r}"
+        )
+    module_name, _, attr = spec.builder.rpartition(".")
+    try:
+        builder = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ManifestInvalid(f"model {spec.name!r}: builder {spec.builder!r} not found") from exc
+    kwargs = _tuples(dict(spec.builder_kwargs))
+    if "pretrained" in inspect.signature(builder).parameters:
+        kwargs["pretrained"] = False
+    try:
+        model = builder(**kwargs)
+    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+        raise ManifestInvalid(f"model {spec.name!r}: {spec.builder}(**builder_kwargs) failed: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise ManifestInvalid(f"model {spec.name!r}: builder {spec.builder!r} did not return an nn.Module")
+    return model
+
+
+def fresh_inputs(model: nn.Module) -> nn.Module:
+    """SlowFast's fusion blocks overwrite the caller's input list by default; turn that off."""
+    from pytorchvideo.models.net import MultiPathWayWithFuse
+
+    for module in model.modules():
+        if isinstance(module, MultiPathWayWithFuse):
+            module.inplace = False
+    return model
+
+
+def read_state_dict(path: Path, spec: ModelSpec) -> dict[str, torch.Tensor]:
+    """The zoo container: ``ckpt[checkpoint_key]``, or the bare dict (efficient_x3d)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors all mean "not a usable checkpoint"
+        raise WeightsInvalid(f"{path.name} is not a loadable PyTorch checkpoint: {exc}") from exc
+    state = ckpt
+    if spec.checkpoint_key is not None:
+        if not isinstance(ckpt, Mapping) or spec.checkpoint_key not in ckpt:
+            keys = list(ckpt)[:_SHOW] if isinstance(ckpt, Mapping) else type(ckpt).__name__
+            raise WeightsInvalid(f"{path.name} has no {spec.checkpoint_key!r} entry (found: {keys})")
+        state = ckpt[spec.checkpoint_key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsInvalid(f"{path.name} does not hold a state dict of tensors for {spec.name!r}")
+    return dict(state)
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], expected: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """PySlowFast's PTV wrappers save ``model.``-prefixed keys; DataParallel saves ``module.``."""
+    for prefix in ("model.", "module."):
+        if (
+            state
+            and all(k.startswith(prefix) for k in state)
+            and not any(k.startswith(prefix) for k in expected)
+        ):
+            return {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], file_name: str) -> None:
+    """Raise WeightsInvalid naming the first missing, unexpected and shape-mismatched keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} (file {tuple(state[k].shape)}, model {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+        if keys:
+            more = f" and {len(keys) - _SHOW} more" if len(keys) > _SHOW else ""
+            problems.append(f"{what}: {', '.join(keys[:_SHOW])}{more}")
+    if problems:
+        raise WeightsInvalid(f"{file_name} does not match the model: " + "; ".join(problems))
+
+
+def _nbytes(model: nn.Module) -> int:
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class ModelLoader:
+    """Loads catalog models from one models directory onto one device, with a byte-bounded LRU."""
+
+    def __init__(self, models_dir: Path, *, device: str = "cpu", cache_bytes: int = 2 * 1024**3) -> None:
+        self.models_dir, self.device, self.cache_bytes = models_dir, device, cache_bytes
+        self._cache: OrderedDict[tuple[Any, ...], LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def weights_path(self, spec: ModelSpec) -> Path:
+        path = self.models_dir / spec.weights
+        if not path.is_file():
+            where = (
+                f"download {spec.url} into {self.models_dir}" if spec.url else f"put it in {self.models_dir}"
+            )
+            raise WeightsMissing(
+                f"weights file {spec.weights!r} for model {spec.name!r} not found: {where} "
+                f"(or run `python -m app models fetch {spec.name}`)",
+                file=spec.weights,
+                models_dir=str(self.models_dir),
+                url=spec.url,
+            )
+        return path
+
+    def load(self, spec: ModelSpec) -> LoadedModel:
+        path = self.weights_path(spec)
+        stat = path.stat()
+        identity = (spec.builder, repr(spec.builder_kwargs), spec.checkpoint_key)
+        key: tuple[Any, ...] = (spec.name, *identity, str(path), stat.st_size, stat.st_mtime_ns, self.device)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            loaded = self._load(spec, path)
+            self._cache[key] = loaded
+            total = sum(m.nbytes for m in self._cache.values())
+            while total > self.cache_bytes and len(self._cache) > 1:
+                _, evicted = self._cache.popitem(last=False)
+                total -= evicted.nbytes
+            return loaded
+
+    def _load(self, spec: ModelSpec, path: Path) -> LoadedModel:
+        digest = file_sha256(path)
+        recorded = read_lock(self.models_dir).get(spec.weights)
+        if recorded is not None and recorded != digest:
+            raise WeightsInvalid(
+                f"{spec.weights} sha256 is {digest} but weights.lock.json records {recorded}; "
+                "the file is corrupt or was replaced (re-fetch it, or re-run `models hash` if intended)"
+            )
+        model = build_model(spec)
+        state = _strip_prefix(read_state_dict(path, spec), model.state_dict())
+        check_state_dict(model, state, spec.weights)
+        model.load_state_dict(state, strict=True)
+        model = fresh_inputs(model).eval().to(self.device)
+        return LoadedModel(spec, model, path, digest, self.device, _nbytes(model))
