@@ -35,6 +35,22 @@ class Settings(BaseSettings):
     decode_threads: int = Field(default=0, ge=0, description="PyAV codec threads (0: FFmpeg decides).")
     poll_interval: float = Field(default=0.5, gt=0, description="Worker idle poll period, seconds.")
     db_pool_size: int = Field(default=5, ge=1, description="Connection pool size (PostgreSQL).")
+    listen_poll_interval: float = Field(
+        default=5.0, gt=0, description="Idle poll period while LISTEN/NOTIFY wakes workers (PostgreSQL)."
+    )
+    drain_seconds: float = Field(
+        default=5.0, ge=0, description="On SIGTERM, `serve` answers 503 this long, then stops."
+    )
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="Worker /metrics port (0: off).")
+    retention_days: float | None = Field(
+        default=None, ge=0, description="Delete videos of finished jobs after N days (None/0: keep)."
+    )
+    retention_delete_results: bool = Field(
+        default=False, description="With retention_days, also delete finished jobs and their results."
+    )
+    orphan_grace_seconds: float = Field(
+        default=3600.0, ge=0, description="Age before a stored video with no job row is swept."
+    )
     host: str = Field(default="127.0.0.1", description="Bind address for `serve`.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port for `serve`.")
     upload_chunk_bytes: int = Field(default=1024 * 1024, ge=4096, description="Upload streaming chunk size.")

@@ -85,6 +85,22 @@ class JobStore(ABC):
         (``attempts_exhausted``). Returns their ids."""
 
     @abstractmethod
+    def count_by_status(self) -> dict[JobStatus, int]:
+        """Number of jobs in every status (0 for none), for metrics and queue depth."""
+
+    @abstractmethod
+    def expire_videos(self, finished_before: float) -> list[str]:
+        """Retention: final jobs finished before the cutoff let go of their video (blob key
+        set to NULL; the row, its video metadata and its results stay). Returns the keys,
+        for the caller to delete the blobs; a crash in between leaves orphans, which the
+        orphan sweep removes."""
+
+    @abstractmethod
+    def purge_finished(self, finished_before: float) -> list[str]:
+        """Retention of results: delete final jobs finished before the cutoff, rows and
+        results. Returns the blob keys they still referenced."""
+
+    @abstractmethod
     def blob_keys(self) -> set[str]:
         """Blob keys referenced by any job (for the orphan-blob sweep)."""
 

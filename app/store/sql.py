@@ -66,6 +66,7 @@ NO_BEGIN_OPTION = "vas_no_begin"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_CONNECT_TIMEOUT_S = 5
 ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+NOTIFY_CHANNEL = "vas_jobs"
 
 _UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, PoolTimeout, DisconnectionError)
 _QUEUED = JobStatus.QUEUED.value
@@ -185,6 +186,11 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 # --------------------------------------------------------------------------- store
 
 
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def _fence(lease: Lease) -> ColumnElement[bool]:
     return and_(jobs.c.id == lease.job.id, jobs.c.lease_token == lease.token, jobs.c.status == _RUNNING)
 
@@ -222,6 +228,12 @@ class SqlJobStore(JobStore):
         with _unavailable_on_db_error(), self._writer.begin() as conn:
             yield conn
 
+    def _notify_queued(self, conn: Connection) -> None:
+        """PostgreSQL: wake listening workers when this transaction commits (see
+        ``app.store.notify``); identical notifications within one transaction fold into one."""
+        if self.dialect == "postgresql":
+            conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+
     def _fenced_update(self, conn: Connection, lease: Lease, values: dict[str, Any]) -> Job:
         row = conn.execute(update(jobs).where(_fence(lease)).values(**values).returning(*jobs.c)).first()
         if row is None:
@@ -239,6 +251,7 @@ class SqlJobStore(JobStore):
             with self._write() as conn:
                 stmt = insert(jobs).values(new_job_values(new, self._clock())).returning(*jobs.c)
                 row = conn.execute(stmt).one()
+                self._notify_queued(conn)
         except IntegrityError:
             # Lost a race with a concurrent submission carrying the same key.
             if new.idempotency_key is None:
@@ -378,6 +391,7 @@ class SqlJobStore(JobStore):
                     "error_code": error.code,
                     "error_message": error.message,
                 }
+                self._notify_queued(conn)
             elif retryable:
                 values |= {
                     "status": JobStatus.FAILED.value,
@@ -397,6 +411,7 @@ class SqlJobStore(JobStore):
 
     def release(self, lease: Lease) -> Job:
         with self._write() as conn:
+            self._notify_queued(conn)
             return self._fenced_update(
                 conn,
                 lease,
@@ -481,6 +496,36 @@ class SqlJobStore(JobStore):
         )
         with self._write() as conn:
             return sorted(conn.execute(stmt).scalars().all())
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        stmt = select(jobs.c.status, func.count()).group_by(jobs.c.status)
+        with self._read() as conn:
+            found = {JobStatus(status): int(n) for status, n in conn.execute(stmt).all()}
+        return {status: found.get(status, 0) for status in JobStatus}
+
+    def expire_videos(self, finished_before: float) -> list[str]:
+        final = [s.value for s in JobStatus if s.is_final]
+        old = and_(
+            jobs.c.status.in_(final), jobs.c.finished_at < finished_before, jobs.c.blob_key.is_not(None)
+        )
+        with self._write() as conn:
+            rows = conn.execute(select(jobs.c.id, jobs.c.blob_key).where(old).with_for_update()).all()
+            ids = [r.id for r in rows]
+            for chunk in _chunks(ids):
+                conn.execute(
+                    update(jobs).where(jobs.c.id.in_(chunk)).values(blob_key=None, updated_at=self._clock())
+                )
+        return sorted(r.blob_key for r in rows)
+
+    def purge_finished(self, finished_before: float) -> list[str]:
+        final = [s.value for s in JobStatus if s.is_final]
+        old = and_(jobs.c.status.in_(final), jobs.c.finished_at < finished_before)
+        with self._write() as conn:
+            rows = conn.execute(select(jobs.c.id, jobs.c.blob_key).where(old).with_for_update()).all()
+            for chunk in _chunks([r.id for r in rows]):
+                conn.execute(delete(results_table).where(results_table.c.job_id.in_(chunk)))
+                conn.execute(delete(jobs).where(jobs.c.id.in_(chunk)))
+        return sorted(r.blob_key for r in rows if r.blob_key is not None)
 
     def blob_keys(self) -> set[str]:
         stmt = select(jobs.c.blob_key).where(jobs.c.blob_key.is_not(None)).distinct()
