@@ -1,0 +1,210 @@
+"""One sequential PyAV pass that turns the plan's frames into clips, in time order.
+
+Only frames the plan needs are converted (RGB uint8, rotated upright, then ``prepare``
+shrinks them), and each is dropped as soon as every clip using it has been yielded, so
+memory stays bounded by the clips in flight, not by the video's length.
+
+Decoded frames are matched to the plan by pts. A planned frame that never decodes
+(corrupt packet, open GOP at the start) is replaced by the nearest decoded frame, and
+the clip reports the times actually used.
+"""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_left
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from app.analysis.plan import ClipPlan, SamplingPlan
+from app.analysis.scan import VideoScan, open_video, pts_to_seconds
+from app.errors import NoFrames, VideoUnreadable
+
+log = logging.getLogger(__name__)
+F = TypeVar("F")
+
+
+@dataclass(frozen=True)
+class DecodedClip(Generic[F]):
+    plan: ClipPlan
+    frames: list[F]
+    times: list[float]
+
+
+@dataclass
+class DecodeStats:
+    decoded: int = 0
+    converted: int = 0
+    substituted: int = 0
+    errors: int = 0
+    rotation: int | None = None
+    sizes: set[tuple[int, int]] = field(default_factory=set)
+
+
+def frame_to_rgb(frame: Any) -> np.ndarray:
+    """RGB uint8 (H, W, 3), turned upright with the display matrix (counter-clockwise degrees)."""
+    rgb: np.ndarray = frame.to_ndarray(format="rgb24")
+    quarter_turns = round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
+    if quarter_turns:
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))
+    return rgb
+
+
+@dataclass
+class _Seen:
+    frame: Any
+    time: float
+    prepared: Any = None
+
+
+class _Assembler(Generic[F]):
+    """Bookkeeping of one pass: which planned frame each decoded frame fills, when a clip is done.
+
+    Some decoders emit frames slightly out of presentation order (packed B-frames in AVI),
+    so a planned index only counts as missing once frames ``REORDER`` indices later arrived.
+    """
+
+    REORDER = 8
+
+    def __init__(self, scan: VideoScan, plan: SamplingPlan, prepare: Callable[[np.ndarray], F]) -> None:
+        self.scan, self.plan, self.prepare = scan, plan, prepare
+        self.stats = DecodeStats()
+        self.by_pts: dict[int, deque[int]] = defaultdict(deque)
+        for index, pts in enumerate(scan.frame_pts):
+            if pts is not None:
+                self.by_pts[pts].append(index)
+        self.needed = sorted(plan.needed_frames)
+        self.needed_set = plan.needed_frames
+        self.next_needed = 0
+        self.uses = Counter(i for clip in plan.clips for i in set(clip.frames))
+        self.pending = sorted(plan.clips, key=lambda c: (max(c.frames), c.segment, c.index))
+        self.next_clip = 0
+        self.store: dict[int, tuple[F, float]] = {}
+        self.settled = 0
+        self.high = -1
+        self.recent: deque[_Seen] = deque(maxlen=self.REORDER + 2)
+
+    @property
+    def done(self) -> bool:
+        return self.next_clip >= len(self.pending)
+
+    @property
+    def decoded_any(self) -> bool:
+        return bool(self.recent)
+
+    def _locate(self, pts: int | None) -> tuple[int | None, float]:
+        """(planned index or None, presentation time) of a decoded frame."""
+        times, n = self.scan.frame_times, len(self.scan.frame_times)
+        if pts is None or not self.by_pts:
+            index = self.high + 1 if self.high + 1 < n else None
+            return index, times[min(self.high + 1, n - 1)]
+        time = pts_to_seconds(pts, self.scan.start_pts, self.scan.time_base)
+        if self.by_pts.get(pts):
+            return self.by_pts[pts].popleft(), time
+        pos = bisect_left(times, time, lo=self.settled)
+        near = [i for i in (pos - 1, pos) if self.settled <= i < n]
+        best = min(near, key=lambda i: abs(times[i] - time), default=None)
+        return (best if best is not None and abs(times[best] - time) < 1e-3 else None), time
+
+    def _prepared(self, seen: _Seen) -> F:
+        if seen.prepared is None:
+            seen.prepared = self.prepare(frame_to_rgb(seen.frame))
+            self.stats.converted += 1
+        prepared: F = seen.prepared
+        return prepared
+
+    def _settle(self, upto: int) -> None:
+        """Planned frames before ``upto`` that never decoded: use the nearest recent frame."""
+        while self.next_needed < len(self.needed) and self.needed[self.next_needed] < upto:
+            index = self.needed[self.next_needed]
+            self.next_needed += 1
+            if index in self.store:
+                continue
+            target = self.scan.frame_times[index]
+            best = min(self.recent, key=lambda s: abs(s.time - target))
+            self.store[index] = (self._prepared(best), best.time)
+            self.stats.substituted += 1
+        self.settled = max(self.settled, upto)
+
+    def add(self, frame: Any) -> list[DecodedClip[F]]:
+        self.stats.decoded += 1
+        if self.stats.rotation is None:
+            self.stats.rotation = round(float(getattr(frame, "rotation", 0) or 0)) % 360
+        index, time = self._locate(None if frame.pts is None else int(frame.pts))
+        seen = _Seen(frame, time)
+        self.recent.append(seen)
+        if index is not None and index >= self.settled:
+            self.stats.sizes.add((frame.width, frame.height))
+            if index in self.needed_set and index not in self.store:
+                self.store[index] = (self._prepared(seen), time)
+            self.high = max(self.high, index)
+            self._settle(self.high + 1 - self.REORDER)
+        return self._ready()
+
+    def finish(self) -> list[DecodedClip[F]]:
+        if self.recent:
+            self._settle(len(self.scan.frame_times))
+        return self._ready()
+
+    def _ready(self) -> list[DecodedClip[F]]:
+        out = []
+        while not self.done and max(self.pending[self.next_clip].frames) < self.settled:
+            clip = self.pending[self.next_clip]
+            self.next_clip += 1
+            out.append(
+                DecodedClip(
+                    clip, [self.store[i][0] for i in clip.frames], [self.store[i][1] for i in clip.frames]
+                )
+            )
+            for i in set(clip.frames):
+                self.uses[i] -= 1
+                if self.uses[i] == 0:
+                    del self.store[i]
+        return out
+
+
+def decode_clips(
+    path: Path,
+    allowed_formats: Iterable[str],
+    scan: VideoScan,
+    plan: SamplingPlan,
+    prepare: Callable[[np.ndarray], F],
+    *,
+    threads: int = 0,
+    stats: DecodeStats | None = None,
+) -> Generator[DecodedClip[F], None, None]:
+    """Yield every clip of ``plan`` once all its frames are decoded; stops after the last one."""
+    import av
+
+    state = _Assembler(scan, plan, prepare)
+    if stats is not None:
+        state.stats = stats
+    with open_video(path, allowed_formats) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except (av.FFmpegError, ValueError) as exc:
+                    state.stats.errors += 1
+                    log.debug("skipping undecodable packet in %s: %s", path.name, exc)
+                    continue
+                for frame in frames:
+                    yield from state.add(frame)
+                if state.done:
+                    return
+        except (av.FFmpegError, ValueError) as exc:
+            state.stats.errors += 1
+            log.warning("demux stopped early in %s: %s", path.name, exc)
+        if not state.decoded_any:
+            if state.stats.errors:
+                raise VideoUnreadable(f"no frame of the video could be decoded ({state.stats.errors} errors)")
+            raise NoFrames("the video stream produced no frames")
+        yield from state.finish()
