@@ -1,0 +1,110 @@
+"""Batched inference over views of clips, turned into per-segment probabilities.
+
+Views (clips x crops) from any segments share a batch. Each view's output becomes a
+probability vector (softmax only for logit models: X3D and R(2+1)D hub heads already end
+in a softmax, and a second one flattens the scores), and a segment's score is the mean of
+its views' probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from app.analysis.transforms import ClipInput
+from app.errors import WeightsInvalid
+
+
+@dataclass(frozen=True)
+class Label:
+    label: str
+    class_id: int
+    score: float
+
+    def to_dict(self) -> dict[str, str | int | float]:
+        return {"label": self.label, "class_id": self.class_id, "score": self.score}
+
+
+def top_k(probs: torch.Tensor, labels: tuple[str, ...], k: int, min_score: float = 0.0) -> list[Label]:
+    """The ``k`` best classes of a probability vector, keeping those scoring >= ``min_score``."""
+    scores, ids = torch.topk(probs.double(), min(k, probs.numel()))
+    return [
+        Label(labels[int(i)], int(i), float(s))
+        for s, i in zip(scores.tolist(), ids.tolist(), strict=True)
+        if s >= min_score
+    ]
+
+
+class SegmentScorer:
+    """Runs views through the model in batches and accumulates per-segment probability sums."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        output: Literal["probabilities", "logits"],
+        num_classes: int,
+        device: str = "cpu",
+        batch_size: int = 8,
+    ) -> None:
+        self.model, self.output, self.num_classes = model, output, num_classes
+        self.device, self.batch_size = torch.device(device), batch_size
+        self.sums: dict[int, torch.Tensor] = {}
+        self.counts: dict[int, int] = {}
+        self._keys: list[int] = []
+        self._views: list[ClipInput] = []
+
+    def add(self, segment: int, views: Iterable[ClipInput], on_batch: Callable[[int], None]) -> None:
+        """Queue a clip's views; runs a batch (then ``on_batch(n_views)``) whenever one is full."""
+        for view in views:
+            self._keys.append(segment)
+            self._views.append(view)
+            if len(self._views) >= self.batch_size:
+                on_batch(self._run())
+
+    def flush(self, on_batch: Callable[[int], None]) -> None:
+        if self._views:
+            on_batch(self._run())
+
+    def mean(self, segment: int) -> torch.Tensor:
+        return self.sums[segment] / self.counts[segment]
+
+    def _batch(self) -> ClipInput:
+        cuda = self.device.type == "cuda"
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.pin_memory().to(self.device, non_blocking=True) if cuda else t
+
+        first = self._views[0]
+        if isinstance(first, list):
+            paths = [[v[p] for v in self._views if isinstance(v, list)] for p in range(len(first))]
+            return [move(torch.stack(p)) for p in paths]
+        return move(torch.stack([v for v in self._views if isinstance(v, torch.Tensor)]))
+
+    def _autocast(self) -> AbstractContextManager[object]:
+        if self.device.type != "cuda":
+            return nullcontext()
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+    def _run(self) -> int:
+        batch = self._batch()
+        with torch.inference_mode(), self._autocast():
+            out = self.model(list(batch) if isinstance(batch, list) else batch)
+        out = out.float().cpu().reshape(out.shape[0], -1)
+        if out.shape[1] != self.num_classes:
+            raise WeightsInvalid(
+                f"the model outputs {out.shape[1]} classes but its labelset has {self.num_classes}"
+            )
+        probs = (torch.softmax(out, dim=1) if self.output == "logits" else out).double()
+        for key, row in zip(self._keys, probs, strict=True):
+            self.sums[key] = self.sums[key] + row if key in self.sums else row.clone()
+            self.counts[key] = self.counts.get(key, 0) + 1
+        done = len(self._views)
+        self._keys, self._views = [], []
+        return done

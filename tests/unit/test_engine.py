@@ -1,0 +1,194 @@
+"""Analyzer.analyze end to end: real videos, zoo-format random-init checkpoints, the normal loader."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from app.analysis.catalog import load_catalog
+from app.analysis.engine import Analyzer
+from app.errors import NoFrames, UnknownModel, VideoUnreadable, WeightsMissing
+from app.options import JobOptions
+from app.settings import Settings
+from tests.conftest import write_zoo_checkpoint
+from tests.media import write_video
+
+ALLOWED = Settings().allowed_formats.split(",")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory, zoo_models_dir: Path) -> Path:
+    models = tmp_path_factory.mktemp("engine-models")
+    shutil.copy(zoo_models_dir / "X3D_XS.pyth", models / "X3D_XS.pyth")
+    return models
+
+
+@pytest.fixture(scope="module")
+def analyzer(models: Path) -> Analyzer:
+    return Analyzer(models_dir=models, allowed_formats=ALLOWED)
+
+
+@pytest.fixture(scope="module")
+def clip25(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("v") / "c25.mp4", seconds=4, fps=25, width=96, height=64)
+
+
+def check_payload(result: dict[str, Any], duration: float, top_k: int = 5) -> None:
+    assert json.loads(json.dumps(result)) == result
+    segments = result["segments"]
+    assert segments[0]["start"] == result["options"]["start"]
+    assert segments[-1]["end"] == pytest.approx(duration)
+    for a, b in itertools.pairwise(segments):
+        assert a["end"] == pytest.approx(b["start"])
+    for seg in segments:
+        scores = [label["score"] for label in seg["labels"]]
+        assert all(isinstance(s, float) and 0 <= s <= 1 for s in scores)
+        assert scores == sorted(scores, reverse=True) and len(scores) <= top_k
+        assert sum(scores) <= 1 + 1e-6
+        assert all(
+            isinstance(seg[key], float) for key in ("start", "end", "first_frame_time", "last_frame_time")
+        )
+    summary = [label["score"] for label in result["summary"]]
+    assert summary == sorted(summary, reverse=True) and sum(summary) <= 1 + 1e-6
+    expected_runs: list[tuple[int, float, float]] = []
+    for seg in segments:
+        top = seg["labels"][0]["class_id"]
+        if expected_runs and expected_runs[-1][0] == top:
+            expected_runs[-1] = (top, expected_runs[-1][1], seg["end"])
+        else:
+            expected_runs.append((top, seg["start"], seg["end"]))
+    assert [(r["class_id"], r["start"], r["end"]) for r in result["runs"]] == expected_runs
+
+
+def test_x3d_on_25fps_video(analyzer: Analyzer, models: Path, clip25: Path) -> None:
+    progress: list[float] = []
+    result = analyzer.analyze(clip25, "x3d_xs", JobOptions(), progress.append)
+    check_payload(result, 4.0)
+    assert result["model"] == "x3d_xs" and result["labelset"] == "kinetics400"
+    assert [(s["start"], s["end"]) for s in result["segments"]] == [(0.0, 1.5), (1.5, 3.0), (3.0, 4.0)]
+    assert result["options"] == {
+        "segment_seconds": 1.5,
+        "stride_seconds": 1.5,
+        "clips_per_segment": 1,
+        "crops": 1,
+        "start": 0.0,
+        "end": 4.0,
+        "top_k": 5,
+        "min_score": 0.0,
+    }
+    for seg in result["segments"]:
+        center = (seg["start"] + seg["end"]) / 2
+        window = (min(max(center - 0.8, 0.0), 4.0 - 1.6), min(max(center - 0.8, 0.0), 4.0 - 1.6) + 1.6)
+        assert window[0] <= seg["first_frame_time"] <= seg["last_frame_time"] < window[1]
+        assert seg["first_frame_time"] * 25 == pytest.approx(round(seg["first_frame_time"] * 25))
+    video = result["video"]
+    assert (video["width"], video["height"], video["fps"], video["frames"], video["rotation"]) == (
+        96,
+        64,
+        25.0,
+        100,
+        0,
+    )
+    assert video["duration"] == pytest.approx(4.0) and video["codec"] == "h264"
+    assert progress == sorted(progress) and progress[-1] == 1.0 and len(progress) == 1
+    provenance = result["provenance"]
+    assert provenance["weights_sha256"] == hashlib.sha256((models / "X3D_XS.pyth").read_bytes()).hexdigest()
+    assert provenance["weights_file"] == "X3D_XS.pyth" and len(provenance["preprocessing_hash"]) == 64
+    assert set(provenance["versions"]) == {"torch", "torchvision", "pytorchvideo", "av", "app"}
+
+
+def test_vfr_video_times(analyzer: Analyzer, tmp_path: Path) -> None:
+    stamps = [0.0]
+    for i in range(90):
+        stamps.append(round(stamps[-1] + (0.02, 0.05, 0.08)[i % 3], 5))
+    path = write_video(tmp_path / "vfr.mkv", timestamps=stamps, width=64, height=48)
+    result = analyzer.analyze(path, "x3d_xs", JobOptions(segment_seconds=1.0, top_k=3))
+    check_payload(result, result["video"]["duration"], top_k=3)
+    for seg in result["segments"]:
+        for key in ("first_frame_time", "last_frame_time"):
+            assert min(abs(seg[key] - s) for s in stamps) < 1e-3
+
+
+def test_three_crops_two_clips_and_progress(analyzer: Analyzer, clip25: Path) -> None:
+    progress: list[float] = []
+    analyzer.batch_size = 4
+    try:
+        result = analyzer.analyze(
+            clip25, "x3d_xs", JobOptions(crops=3, clips_per_segment=2, start=0.5, end=3.5), progress.append
+        )
+    finally:
+        analyzer.batch_size = 8
+    check_payload(result, 3.5)
+    assert result["segments"][0]["start"] == 0.5 and len(result["segments"]) == 2
+    assert len(progress) == 3 and progress == sorted(progress) and progress[-1] == 1.0  # 12 views / 4
+
+
+def test_min_score_filters_labels_and_breaks_runs(analyzer: Analyzer, clip25: Path) -> None:
+    result = analyzer.analyze(clip25, "x3d_xs", JobOptions(min_score=0.9))
+    assert all(seg["labels"] == [] for seg in result["segments"])
+    assert result["summary"] == [] and result["runs"] == []
+
+
+def test_progress_exception_propagates(analyzer: Analyzer, clip25: Path) -> None:
+    class Stop(Exception):
+        pass
+
+    def on_progress(fraction: float) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        analyzer.analyze(clip25, "x3d_xs", JobOptions(), on_progress)
+
+
+def test_coded_errors(analyzer: Analyzer, clip25: Path, tmp_path: Path) -> None:
+    with pytest.raises(UnknownModel):
+        analyzer.analyze(clip25, "nope", JobOptions())
+    with pytest.raises(WeightsMissing, match=r"X3D_M\.pyth"):
+        analyzer.analyze(clip25, "x3d_m", JobOptions())
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 1000)
+    with pytest.raises(VideoUnreadable):
+        analyzer.analyze(junk, "x3d_xs", JobOptions())
+    with pytest.raises(NoFrames):
+        analyzer.analyze(clip25, "x3d_xs", JobOptions(start=10))
+
+
+def test_from_settings_and_logit_model(tmp_path: Path, clip25: Path) -> None:
+    write_zoo_checkpoint(tmp_path, "efficient_x3d_xs", "tmp.pyth")
+    state = torch.load(tmp_path / "tmp.pyth", weights_only=True)["model_state"]
+    torch.save(state, tmp_path / "efficient_x3d_xs_original_form.pyth")
+    analyzer = Analyzer.from_settings(Settings(models_dir=tmp_path))
+    assert analyzer.device == "cpu" and analyzer.batch_size == Settings().batch_size
+    result = analyzer.analyze(clip25, "efficient_x3d_xs", JobOptions(top_k=50))
+    check_payload(result, 4.0, top_k=50)
+
+
+@pytest.mark.slow
+def test_slowfast_runs_and_does_not_mutate_its_inputs(tmp_path: Path, clip25: Path) -> None:
+    write_zoo_checkpoint(tmp_path, "slowfast_r50", "SLOWFAST_8x8_R50.pyth")
+    analyzer = Analyzer(models_dir=tmp_path, allowed_formats=ALLOWED, batch_size=2)
+    module = analyzer.loader.load(load_catalog(tmp_path).get("slowfast_r50")).module
+    seen: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
+    module.register_forward_pre_hook(lambda m, args: seen.append((args[0], list(args[0]))))
+    result = analyzer.analyze(clip25, "slowfast_r50", JobOptions(segment_seconds=2.0))
+    check_payload(result, 4.0)
+    assert len(seen) == 1
+    given, snapshot = seen[0]
+    assert [t.shape for t in given] == [(2, 3, 8, 256, 256), (2, 3, 32, 256, 256)]
+    assert all(a is b for a, b in zip(given, snapshot, strict=True))
+
+
+@pytest.mark.slow
+def test_mvit_fixed_input(tmp_path: Path, clip25: Path) -> None:
+    write_zoo_checkpoint(tmp_path, "mvit_base_16x4", "MVIT_B_16x4.pyth")
+    analyzer = Analyzer(models_dir=tmp_path, allowed_formats=ALLOWED)
+    result = analyzer.analyze(clip25, "mvit_base_16x4", JobOptions(segment_seconds=4.0))
+    check_payload(result, 4.0)
+    assert len(result["segments"]) == 1
