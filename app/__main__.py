@@ -29,6 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.api.app import create_app
+    from app.api.drain import DrainingServer
 
     overrides = {"host": args.host, "port": args.port}
     if args.no_embedded_worker:
@@ -46,19 +47,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.resolved_database_url.split("@")[-1],
     )
     log.warning("authentication is off: every client may submit and read jobs; bind to loopback only")
-    uvicorn.run(
-        create_app(settings),
+    api = create_app(settings)
+    config = uvicorn.Config(
+        api,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=30,
     )
+    DrainingServer(config, api.state, settings.drain_seconds).run()
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from app.analysis.engine import Analyzer
     from app.blobs import LocalBlobStore
+    from app.metrics import Metrics, serve_worker_metrics
     from app.store.factory import open_store
     from app.worker.runner import Worker
 
@@ -67,11 +71,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if settings.auto_migrate:
         _migrate(settings)
     store = open_store(settings)
+    metrics = Metrics()
+    if settings.metrics_port:
+        serve_worker_metrics(metrics, settings.host, settings.metrics_port)
     worker = Worker(
         store=store,
         blobs=LocalBlobStore(settings.videos_dir),
         settings=settings,
         analyzer_factory=lambda: Analyzer.from_settings(settings),
+        metrics=metrics,
     )
 
     def _graceful(signum: int, frame: FrameType | None) -> None:

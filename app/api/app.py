@@ -12,8 +12,10 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import problems
-from app.api.routes import health, jobs, models
+from app.api.drain import DrainMiddleware
+from app.api.routes import health, jobs, metrics, models
 from app.blobs import BlobStore, LocalBlobStore
+from app.metrics import Metrics
 from app.settings import Settings
 from app.store.base import JobStore
 
@@ -66,10 +68,13 @@ def create_app(
     app.state.catalog = load_catalog(settings.models_dir)
     app.state.job_submitted = threading.Event()
     app.state.draining = False
+    app.state.metrics = Metrics()
+    app.add_middleware(DrainMiddleware, state=app.state)
     problems.install(app)
     app.include_router(jobs.router)
     app.include_router(models.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app
 
 
@@ -87,4 +92,5 @@ def _embedded_worker(app: FastAPI, settings: Settings, analyzer_factory: Callabl
         settings=settings,
         analyzer_factory=analyzer_factory or default_factory,
         wake=app.state.job_submitted,
+        metrics=app.state.metrics,
     )

@@ -14,10 +14,12 @@ from typing import Any, Protocol
 
 from app.blobs import BlobStore
 from app.domain import JobError, Lease
-from app.errors import AnalysisError, LeaseLost, ServiceError, WorkerStopping
+from app.errors import AnalysisError, LeaseLost, ServiceError, Unavailable, WorkerStopping
+from app.metrics import Metrics
 from app.options import JobOptions
 from app.settings import Settings
 from app.store.base import JobStore
+from app.store.notify import start_listener
 from app.worker.lease import LeaseKeeper
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Worker:
         analyzer_factory: Callable[[], Analyzer],
         worker_id: str | None = None,
         wake: threading.Event | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store, self.blobs, self.settings = store, blobs, settings
         self._analyzer_factory = analyzer_factory
@@ -60,6 +63,7 @@ class Worker:
         self.wake = wake or threading.Event()
         self.stopping = threading.Event()
         self._last_maintenance = 0.0
+        self.metrics = metrics or Metrics()
 
     @property
     def analyzer(self) -> Analyzer:
@@ -70,17 +74,25 @@ class Worker:
     def run(self) -> None:
         """Loop until ``stopping`` is set; the current job is finished or released first."""
         log.info("worker started", extra={"worker_id": self.worker_id})
-        backoff = self.settings.poll_interval
-        while not self.stopping.is_set():
-            try:
-                worked = self.run_once()
-                backoff = self.settings.poll_interval
-            except ServiceError as exc:  # database away: back off, then reconnect
-                log.warning("worker loop: %s", exc, extra={"worker_id": self.worker_id})
-                worked, backoff = False, min(backoff * 2, 10.0)
-            if not worked:
-                self.wake.wait(backoff)
-                self.wake.clear()
+        # PostgreSQL: NOTIFY wakes us when a job is queued; the slower poll only catches
+        # expired leases and anything sent while the listener was reconnecting.
+        listener = start_listener(self.settings.resolved_database_url, self.wake)
+        idle = self.settings.listen_poll_interval if listener else self.settings.poll_interval
+        backoff = idle
+        try:
+            while not self.stopping.is_set():
+                try:
+                    worked = self.run_once()
+                    backoff = idle
+                except ServiceError as exc:  # database away: back off, then reconnect
+                    log.warning("worker loop: %s", exc, extra={"worker_id": self.worker_id})
+                    worked, backoff = False, min(backoff * 2, 10.0)
+                if not worked:
+                    self.wake.wait(backoff)
+                    self.wake.clear()
+        finally:
+            if listener is not None:
+                listener.stop()
         log.info("worker stopped", extra={"worker_id": self.worker_id})
 
     def stop(self) -> None:
@@ -104,6 +116,32 @@ class Worker:
             self._last_maintenance = now
             self.store.maintenance()
             self.blobs.sweep_temp(TEMP_UPLOAD_MAX_AGE_SECONDS)
+            self.sweep_storage()
+
+    def sweep_storage(self) -> None:
+        """Retention (``retention_days``): videos of jobs finished before the cutoff go,
+        and with ``retention_delete_results`` the jobs and results too. Then orphans:
+        stored videos older than ``orphan_grace_seconds`` that no job row refers to
+        (an upload whose row insert failed, a crash between the two, retention leftovers)."""
+        now = time.time()
+        doomed: list[str] = []
+        if self.settings.retention_days:
+            cutoff = now - self.settings.retention_days * 86_400
+            doomed += self.store.expire_videos(cutoff)
+            if self.settings.retention_delete_results:
+                doomed += self.store.purge_finished(cutoff)
+        stored = self.blobs.keys()
+        old = [key for key, mtime in stored if mtime < now - self.settings.orphan_grace_seconds]
+        if old:
+            referenced = self.store.blob_keys()
+            doomed += [key for key in old if key not in referenced]
+        for key in doomed:
+            try:
+                self.blobs.delete(key)
+            except ValueError:  # a key this blob store could never have written
+                continue
+        if doomed:
+            log.info("storage sweep: %d videos deleted", len(doomed), extra={"worker_id": self.worker_id})
 
     def _process(self, lease: Lease) -> None:
         job = lease.job
@@ -117,7 +155,10 @@ class Worker:
                     raise LeaseLost()
                 if self.stopping.is_set():
                     raise WorkerStopping()
-                self.store.report_progress(keeper.lease, min(max(fraction, 0.0), 1.0))
+                try:
+                    self.store.report_progress(keeper.lease, min(max(fraction, 0.0), 1.0))
+                except Unavailable as exc:  # progress is best effort; the lease keeper guards the claim
+                    log.warning("progress not saved: %s", exc, extra=extra)
 
             try:
                 if not job.blob_key or not self.blobs.path(job.blob_key).is_file():
@@ -126,27 +167,53 @@ class Worker:
                 results = self.analyzer.analyze(
                     self.blobs.path(job.blob_key), job.model, options, on_progress
                 )
-                self.store.complete(keeper.lease, results)
+                analysed = time.monotonic() - started
+                self._complete(keeper, results)
                 log.info("job succeeded in %.2fs", time.monotonic() - started, extra=extra)
+                self.metrics.record_results(job.model, results, analysed)
+                outcome = "succeeded"
             except LeaseLost:
                 log.warning("job abandoned: lease lost (canceled or expired)", extra=extra)
+                outcome = "abandoned"
             except WorkerStopping:
                 self.store.release(keeper.lease)
                 log.info("job released: worker stopping", extra=extra)
+                outcome = "released"
+            except Unavailable as exc:  # nothing can be recorded now: the lease lapses, a claim retries
+                log.warning("job left to its lease: %s", exc, extra=extra)
+                outcome = "error"
             except AnalysisError as exc:
-                self._fail(keeper.lease, exc.code, exc.detail, exc.retryable, extra)
+                outcome = self._fail(keeper.lease, exc.code, exc.detail, exc.retryable, extra)
             except ServiceError as exc:  # e.g. UnknownModel: will not change on retry
-                self._fail(keeper.lease, exc.code, exc.detail, False, extra)
+                outcome = self._fail(keeper.lease, exc.code, exc.detail, False, extra)
             except Exception as exc:
                 log.exception("job crashed", extra=extra)
-                self._fail(keeper.lease, "internal_error", f"{type(exc).__name__}: {exc}", True, extra)
+                outcome = self._fail(
+                    keeper.lease, "internal_error", f"{type(exc).__name__}: {exc}", True, extra
+                )
+        self.metrics.record_job(job.model, outcome, time.monotonic() - started)
 
-    def _fail(self, lease: Lease, code: str, message: str, retryable: bool, extra: dict[str, str]) -> None:
+    def _complete(self, keeper: LeaseKeeper, results: dict[str, Any]) -> None:
+        """Save the results; while the database is away, retry until the lease would lapse."""
+        delay = 0.5
+        while True:
+            try:
+                self.store.complete(keeper.lease, results)
+                return
+            except Unavailable:
+                if keeper.lost.is_set() or time.time() + delay >= keeper.lease.expires_at:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _fail(self, lease: Lease, code: str, message: str, retryable: bool, extra: dict[str, str]) -> str:
         try:
             job = self.store.fail(lease, JobError(code, message[:2000]), retryable=retryable)
             log.warning("job %s: %s: %s", job.status.value, code, message, extra=extra)
+            return "retry" if job.status.value == "queued" else "failed"
         except LeaseLost:
             log.warning("failure not recorded: lease lost", extra=extra)
+            return "abandoned"
 
 
 class _VideoGone(AnalysisError):

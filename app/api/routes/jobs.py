@@ -111,6 +111,8 @@ async def submit_job(
         response.status_code = 200
     else:
         request.app.state.job_submitted.set()
+        request.app.state.metrics.jobs_submitted.inc()
+        request.app.state.metrics.upload_bytes.inc(upload.writer.size)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job_out(job)
 

@@ -1,0 +1,69 @@
+"""Graceful drain for API replicas behind a load balancer.
+
+On the first SIGTERM (or SIGINT) ``DrainingServer`` marks the app draining and keeps the
+listening socket open for ``drain_seconds``. Meanwhile ``/readyz`` answers 503 (so
+orchestrators that probe it stop routing here) and ``DrainMiddleware`` answers every new
+request with 503 + ``Retry-After`` + ``Connection: close`` *before reading its body*, so a
+load balancer can pass it to another replica without anything having happened here (nginx:
+``proxy_next_upstream http_503 non_idempotent``, deploy/nginx.conf). Requests already in
+flight, uploads included, carry on. Then uvicorn's own graceful shutdown runs: the socket
+closes, in-flight requests finish (up to ``timeout_graceful_shutdown``), lifespan ends.
+A second signal skips the wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.problems import problem
+
+log = logging.getLogger(__name__)
+
+ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class DrainMiddleware:
+    """503 for new requests while ``app.state.draining``; probes and metrics still answer."""
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.state.draining and scope["path"] not in ALWAYS_SERVED:
+            response = problem(
+                503,
+                "draining",
+                "Service unavailable",
+                "this replica is shutting down; retry (another replica will answer)",
+                {"Retry-After": "1", "Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn.Server whose first exit signal starts a drain instead of stopping at once."""
+
+    def __init__(self, config: uvicorn.Config, state: Any, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._state, self._drain_seconds = state, drain_seconds
+        self._drain_timer: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_timer is not None or self._drain_seconds <= 0 or self.should_exit:
+            if self._drain_timer is not None:
+                self._drain_timer.cancel()
+            super().handle_exit(sig, frame)
+            return
+        self._state.draining = True
+        log.info("signal %d: draining for %.1fs (readiness 503, new requests 503)", sig, self._drain_seconds)
+        self._drain_timer = threading.Timer(self._drain_seconds, super().handle_exit, (sig, None))
+        self._drain_timer.daemon = True
+        self._drain_timer.start()
