@@ -1,0 +1,102 @@
+"""Scale-out pieces through the real ASGI app on SQLite: /metrics, the SIGTERM drain
+(503 before reading the body), and the worker's storage sweep (orphans, retention)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from app.domain import JobStatus
+from tests.integration.conftest import Service, assert_problem, submit
+
+pytestmark = pytest.mark.anyio
+
+
+def _sample(text: str, name: str) -> float:
+    for line in text.splitlines():
+        key, _, value = line.rpartition(" ")
+        if key == name:
+            return float(value)
+    raise AssertionError(f"{name} not in metrics:\n{text}")
+
+
+async def test_metrics_count_jobs_uploads_and_outcomes(service: Service, short_clip: Path) -> None:
+    first = await service.client.get("/metrics")
+    assert first.status_code == 200 and first.headers["content-type"].startswith("text/plain")
+    assert _sample(first.text, "vas_store_up") == 1
+    assert _sample(first.text, 'vas_jobs{status="queued"}') == 0
+
+    job = (await submit(service, short_clip, segment_seconds=2.0)).json()
+    queued = (await service.client.get("/metrics")).text
+    assert _sample(queued, 'vas_jobs{status="queued"}') == 1 and _sample(queued, "vas_queue_depth") == 1
+    assert _sample(queued, "vas_upload_bytes_total") == short_clip.stat().st_size
+    assert _sample(queued, "vas_jobs_submitted_total") == 1
+
+    worker = service.new_worker(metrics=service.app.state.metrics)  # as the embedded worker shares it
+    assert worker.run_once()
+    assert service.store.get_job(job["id"]).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+    done = (await service.client.get("/metrics")).text
+    assert _sample(done, 'vas_jobs{status="succeeded"}') == 1 and _sample(done, "vas_queue_depth") == 0
+    assert _sample(done, 'vas_job_outcomes_total{outcome="succeeded"}') == 1
+    assert _sample(done, 'vas_segments_total{model="x3d_xs"}') == 2
+    assert 'vas_job_duration_seconds_count{model="x3d_xs",outcome="succeeded"} 1.0' in done
+    assert 'vas_segments_per_second_count{model="x3d_xs"} 1.0' in done
+
+
+async def test_draining_refuses_new_requests_but_keeps_probes(service: Service, short_clip: Path) -> None:
+    service.app.state.draining = True
+    refused = await submit(service, short_clip)
+    body = assert_problem(refused, 503, "draining")
+    assert refused.headers["retry-after"] == "1" and refused.headers["connection"] == "close"
+    assert "shutting down" in body["detail"]
+    assert service.stored_files() == [], "refused before the body was read"
+    assert_problem(await service.client.get("/v1/jobs"), 503, "draining")
+    assert_problem(await service.client.get("/readyz"), 503, "not_ready")
+    assert (await service.client.get("/healthz")).status_code == 200
+    assert (await service.client.get("/metrics")).status_code == 200
+    service.app.state.draining = False
+    assert (await service.client.get("/readyz")).status_code == 200
+
+
+def _age(path: Path, seconds: float) -> None:
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+@pytest.mark.settings(orphan_grace_seconds=600)
+async def test_sweep_removes_old_orphans_only(service: Service, short_clip: Path) -> None:
+    job = (await submit(service, short_clip)).json()
+    blobs = service.app.state.blobs
+    for key in ("orphan-old", "orphan-new"):
+        writer = blobs.writer(key)
+        writer.write(b"x")
+        writer.commit()
+    _age(blobs.path("orphan-old"), 3600)
+    _age(blobs.path(job["id"]), 3600)  # old but referenced by its (queued) job
+    service.new_worker().sweep_storage()
+    assert service.stored_files() == sorted([job["id"], "orphan-new"])
+
+
+@pytest.mark.settings(retention_days=1)
+async def test_retention_deletes_videos_of_old_finished_jobs(service: Service, short_clip: Path) -> None:
+    old = (await submit(service, short_clip, segment_seconds=2.0)).json()
+    assert service.new_worker().run_once()
+    queued = (await submit(service, short_clip)).json()
+    worker = service.new_worker()
+    worker.sweep_storage()
+    assert service.stored_files() == sorted([old["id"], queued["id"]]), "nothing is old enough yet"
+    service.settings.retention_days = 1e-9  # everything finished so far is past retention
+    time.sleep(0.01)
+    worker.sweep_storage()
+    assert service.stored_files() == [queued["id"]]
+    kept = (await service.client.get(f"/v1/jobs/{old['id']}")).json()
+    assert kept["status"] == "succeeded" and kept["video"]["filename"] == "short.mp4"
+    assert (await service.client.get(f"/v1/jobs/{old['id']}/results")).status_code == 200
+
+    service.settings.retention_delete_results = True
+    worker.sweep_storage()
+    assert_problem(await service.client.get(f"/v1/jobs/{old['id']}"), 404, "not_found")
+    assert (await service.client.get(f"/v1/jobs/{queued['id']}")).status_code == 200
