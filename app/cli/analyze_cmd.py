@@ -1,0 +1,139 @@
+"""``analyze VIDEO``: run the engine on one file without the server (table, JSON or CSV)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import ValidationError
+
+from app.errors import InvalidOptions, ServiceError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_OPTION_FLAGS = (
+    "segment_seconds",
+    "stride_seconds",
+    "clips_per_segment",
+    "crops",
+    "start",
+    "end",
+    "top_k",
+    "min_score",
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "analyze", help="classify the actions in one video file (no server needed)"
+    )
+    parser.add_argument("video", type=Path, help="path of the video file")
+    parser.add_argument("--model", default=None, help="catalog model name (default: VAS_DEFAULT_MODEL)")
+    parser.add_argument(
+        "--segment-seconds", type=float, default=None, help="segment length (default: the model's)"
+    )
+    parser.add_argument(
+        "--stride-seconds", type=float, default=None, help="segment step (default: segment length)"
+    )
+    parser.add_argument(
+        "--clips-per-segment", type=int, default=None, help="clips averaged per segment (1..10)"
+    )
+    parser.add_argument("--crops", type=int, choices=(1, 3), default=None, help="spatial crops per clip")
+    parser.add_argument("--start", type=float, default=None, help="first second to analyse")
+    parser.add_argument("--end", type=float, default=None, help="last second to analyse")
+    parser.add_argument("--top-k", type=int, default=None, help="labels per segment (1..50)")
+    parser.add_argument("--min-score", type=float, default=None, help="drop labels scoring below this")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the full JSON results")
+    output.add_argument("--csv", action="store_true", help="print one CSV row per segment label")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.options import JobOptions
+    from app.settings import Settings
+
+    values = {name: getattr(args, name) for name in _OPTION_FLAGS if getattr(args, name) is not None}
+    try:
+        options = JobOptions(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"error [invalid_options]: {problems}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.video.is_file():
+        print(f"error: {args.video} is not a file", file=sys.stderr)
+        return EXIT_USAGE
+    settings = Settings()
+    model = args.model or settings.default_model
+    from app.analysis.engine import Analyzer
+    from app.cli.progress import ProgressBar
+
+    bar = ProgressBar(f"{args.video.name} ({model})")
+    try:
+        result = Analyzer.from_settings(settings).analyze(args.video, model, options, bar.update)
+    except ServiceError as exc:
+        bar.close()
+        print(f"error [{exc.code}]: {exc.detail}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, InvalidOptions) else EXIT_FAILED
+    bar.close()
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.csv:
+        write_csv(result, sys.stdout)
+    else:
+        sys.stdout.write(format_table(result))
+    return EXIT_OK
+
+
+def write_csv(result: dict[str, Any], out: TextIO) -> None:
+    """One row per (segment, label); a segment with no label above min_score gets one empty row."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        [
+            "segment",
+            "start",
+            "end",
+            "first_frame_time",
+            "last_frame_time",
+            "rank",
+            "label",
+            "class_id",
+            "score",
+        ]
+    )
+    for seg in result["segments"]:
+        head = [seg["index"], f"{seg['start']:.3f}", f"{seg['end']:.3f}"]
+        head += [f"{seg['first_frame_time']:.3f}", f"{seg['last_frame_time']:.3f}"]
+        rows = seg["labels"] or [None]
+        for rank, label in enumerate(rows, start=1):
+            if label is None:
+                writer.writerow([*head, "", "", "", ""])
+            else:
+                writer.writerow([*head, rank, label["label"], label["class_id"], f"{label['score']:.6f}"])
+
+
+def format_table(result: dict[str, Any]) -> str:
+    video, segments = result["video"], result["segments"]
+    fps = f" @ {video['fps']:.2f} fps" if video.get("fps") else ""
+    lines = [
+        f"model {result['model']} ({result['labelset']}); video {video['duration']:.2f} s, "
+        f"{video['width']}x{video['height']}{fps}; {len(segments)} segments",
+        "",
+        f"{'start':>8} - {'end':<8}  {'top-1':<32} {'score':>6}  next",
+    ]
+    for seg in segments:
+        labels = seg["labels"]
+        top: dict[str, Any] = labels[0] if labels else {"label": "-", "score": float("nan")}
+        rest = ", ".join(f"{x['label']} {x['score']:.3f}" for x in labels[1:4])
+        lines.append(
+            f"{seg['start']:8.2f} - {seg['end']:<8.2f}  {top['label'][:32]:<32} {top['score']:6.3f}  {rest}"
+        )
+    if result["summary"]:
+        lines += ["", "summary: " + ", ".join(f"{x['label']} {x['score']:.3f}" for x in result["summary"])]
+    return "\n".join(lines) + "\n"
