@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -79,6 +80,37 @@ results = Table(
     Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
     Column("payload", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+)
+
+
+# API keys: only the SHA-256 of a key is stored. ``prefix`` (the key's first characters,
+# not secret) finds the candidate rows; the hash is then compared in constant time.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("name", String(255), nullable=False, server_default=""),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    UniqueConstraint("key_hash"),
+    Index("ix_api_keys_prefix", "prefix"),
+    Index("ix_api_keys_tenant", "tenant"),
+)
+
+# Fixed-window usage counters shared by every API replica: one row per
+# (tenant, metric, window start), bumped with a single INSERT ... ON CONFLICT upsert.
+usage_counters = Table(
+    "usage_counters",
+    metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("metric", String(32), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_usage_counters_expires_at", "expires_at"),
 )
 
 
