@@ -78,6 +78,7 @@ class ResultsOut(BaseModel):
     summary: list[LabelScore]
     runs: list[RunOut] = Field(default_factory=list)
     provenance: dict[str, Any] = Field(default_factory=dict)
+    next_cursor: str | None = Field(default=None, description="More segments: pass as ?cursor= (with limit)")
 
 
 class Problem(BaseModel):
@@ -116,4 +117,16 @@ def job_out(job: Job) -> JobOut:
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {"application/problem+json": {}}}
     for status in (400, 404, 409, 413, 415, 422, 503)
+}
+
+RESULTS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The results; ?format= or Accept picks the representation",
+        "content": {
+            "application/x-ndjson": {},
+            "text/csv": {},
+            "text/vtt": {},
+            "application/x-subrip": {},
+        },
+    }
 }

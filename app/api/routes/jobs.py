@@ -9,9 +9,10 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.analysis.probe import probe_video
+from app.api import formats
 from app.api.deps import BlobsDep, CatalogDep, SettingsDep, StoreDep, TenantDep
 from app.api.forms import FORM_FIELDS, parse_job_form
-from app.api.schemas import PROBLEM_RESPONSES, JobList, JobOut, ResultsOut, job_out
+from app.api.schemas import PROBLEM_RESPONSES, RESULTS_RESPONSES, JobList, JobOut, ResultsOut, job_out
 from app.api.upload import receive_upload
 from app.domain import Job, JobStatus, NewJob
 from app.errors import InvalidOptions, JobNotFinished, NotFound
@@ -138,9 +139,21 @@ def get_job(job_id: str, store: StoreDep, tenant: TenantDep) -> JobOut:
 
 
 @router.get(
-    "/{job_id}/results", response_model=ResultsOut, responses=PROBLEM_RESPONSES, summary="Per-segment results"
+    "/{job_id}/results",
+    response_model=ResultsOut,
+    responses={**PROBLEM_RESPONSES, **RESULTS_RESPONSES},
+    summary="Per-segment results (json, jsonl, csv, vtt, srt)",
 )
-def get_results(job_id: str, store: StoreDep, tenant: TenantDep) -> dict[str, Any]:
+def get_results(
+    request: Request,
+    job_id: str,
+    store: StoreDep,
+    tenant: TenantDep,
+    format: Annotated[str | None, Query(max_length=16, description="json|jsonl|csv|vtt|srt")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=10_000, description="segments per page")] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Any:
+    fmt = formats.negotiate(format, request.headers.get("accept"))
     job = _get(store, job_id, tenant)
     payload = store.get_results(job.id) if job.status is JobStatus.SUCCEEDED else None
     if payload is None:
@@ -149,7 +162,8 @@ def get_results(job_id: str, store: StoreDep, tenant: TenantDep) -> dict[str, An
             job_status=job.status.value,
         )
     video = {**(payload.get("video") or {}), **(job.video.to_dict() if job.video else {})}
-    return {**payload, "job_id": job.id, "model": job.model, "video": video}
+    full = {**payload, "job_id": job.id, "model": job.model, "video": video}
+    return formats.respond(full, fmt, limit=limit, cursor=cursor, job_id=job.id)
 
 
 @router.delete(
