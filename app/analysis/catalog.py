@@ -14,7 +14,6 @@ size (X3D-XS/S: 182, MViT: 224 because its input is fixed).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -23,78 +22,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from app.analysis.errors import ManifestInvalid
 from app.analysis.lockfile import read_lock
+from app.analysis.spec import ModelSpec, clip_seconds, default_segment_seconds, read_labels
 from app.errors import UnknownModel
 
+__all__ = ["Catalog", "ModelSpec", "clip_seconds", "default_segment_seconds", "load_catalog", "read_labels"]
+
 MANIFEST_NAME = "manifest.json"
-SOURCE_FPS = 30.0
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _ZOO_FILE = _PACKAGE_DIR / "zoo.json"
 _LABELS_DIR = _PACKAGE_DIR / "labels"
 BUILTIN_LABELSETS = {"kinetics400": "kinetics400.json", "ssv2": "ssv2.json"}
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One classifier: how to build it, where its weights are, how its clips are made."""
-
-    name: str
-    builder: str
-    weights: str
-    labels_path: Path = field(repr=False, compare=False)
-    builder_kwargs: dict[str, Any] = field(default_factory=dict)
-    frames: int = 8
-    sampling_rate: int = 8
-    alpha: int | None = None
-    short_side: int = 256
-    crop: int = 256
-    three_crop_size: int | None = None
-    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
-    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
-    labelset: str = "kinetics400"
-    labels: str = "kinetics400.json"
-    url: str | None = None
-    checkpoint_key: str | None = "model_state"
-    output: Literal["probabilities", "logits"] = "logits"
-    channel_order: Literal["rgb", "bgr"] = "rgb"
-    top1: float | None = None
-    top5: float | None = None
-    params_m: float | None = None
-    gflops: float | None = None
-    description: str = ""
-    demo: bool = False
-    source: Literal["builtin", "manifest"] = "builtin"
-
-    @property
-    def clip_seconds(self) -> float:
-        return clip_seconds(self)
-
-    @property
-    def default_segment_seconds(self) -> float:
-        return default_segment_seconds(self)
-
-    def crop_geometry(self, crops: int) -> tuple[int, int]:
-        """(short side, crop size) for 1 or 3 spatial crops."""
-        if crops == 3 and self.three_crop_size is not None:
-            return self.three_crop_size, self.three_crop_size
-        return self.short_side, self.crop
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("labels_path")
-        data["mean"], data["std"] = list(self.mean), list(self.std)
-        data["clip_seconds"] = round(self.clip_seconds, 6)
-        data["default_segment_seconds"] = self.default_segment_seconds
-        return data
-
-
-def clip_seconds(spec: ModelSpec) -> float:
-    """The model's native window: T frames every tau frames of 30 fps video (PySlowFast TARGET_FPS)."""
-    return spec.frames * spec.sampling_rate / SOURCE_FPS
-
-
-def default_segment_seconds(spec: ModelSpec) -> float:
-    """Clip duration rounded to the nearest 0.5 s, at least 1 s: one clip covers one segment."""
-    return max(1.0, int(clip_seconds(spec) * 2 + 0.5) / 2)
 
 
 class _Entry(BaseModel):
@@ -214,26 +151,6 @@ def _builtin_specs() -> tuple[ModelSpec, ...]:
         _to_spec(raw, base=None, source="zoo.json", models_dir=_LABELS_DIR)
         for raw in _read_entries(_ZOO_FILE)
     )
-
-
-@cache
-def _labels_from(path: Path, mtime_ns: int) -> tuple[str, ...]:
-    try:
-        names = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestInvalid(f"labels file {path.name} is not readable JSON: {exc}") from exc
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise ManifestInvalid(f"labels file {path.name} must be a non-empty JSON array of names")
-    return tuple(names)
-
-
-def read_labels(spec: ModelSpec) -> tuple[str, ...]:
-    """Class names in output order (cached per file version)."""
-    try:
-        mtime = spec.labels_path.stat().st_mtime_ns
-    except OSError as exc:
-        raise ManifestInvalid(f"labels file {spec.labels!r} for {spec.name!r} is missing") from exc
-    return _labels_from(spec.labels_path, mtime)
 
 
 class Catalog:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.analysis import results
-from app.analysis.catalog import ModelSpec, load_catalog, read_labels
-from app.analysis.plan import SamplingPlan, make_plan
-from app.analysis.scan import VideoScan, scan_video
+from app.analysis.catalog import load_catalog, read_labels
+from app.analysis.plan import effective_options, plan_for
+from app.analysis.scan import scan_video
 from app.options import JobOptions
 
 if TYPE_CHECKING:
@@ -27,15 +27,6 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def effective_options(spec: ModelSpec, options: JobOptions, duration: float) -> dict[str, Any]:
-    """The options actually used: model defaults filled in, ``end`` clamped to the video."""
-    data = options.model_dump()
-    data["segment_seconds"] = options.segment_seconds or spec.default_segment_seconds
-    data["stride_seconds"] = options.stride_seconds or data["segment_seconds"]
-    data["end"] = min(options.end, duration) if options.end is not None else duration
-    return data
 
 
 class Analyzer:
@@ -92,7 +83,7 @@ class Analyzer:
         loaded = self.loader.load(spec)
         scan = scan_video(video_path, self.allowed_formats)
         used = effective_options(spec, options, scan.duration)
-        plan = self._plan(spec, scan, used)
+        plan = plan_for(spec, options, scan.frame_times, scan.duration)
         transform = ClipTransform.for_spec(spec, used["crops"])
         scorer = SegmentScorer(
             loaded.module,
@@ -154,17 +145,3 @@ class Analyzer:
                 "versions": results.versions(),
             },
         }
-
-    @staticmethod
-    def _plan(spec: ModelSpec, scan: VideoScan, used: dict[str, Any]) -> SamplingPlan:
-        return make_plan(
-            scan.frame_times,
-            scan.duration,
-            frames=spec.frames,
-            clip_seconds=spec.clip_seconds,
-            segment_seconds=used["segment_seconds"],
-            stride_seconds=used["stride_seconds"],
-            clips_per_segment=used["clips_per_segment"],
-            start=used["start"],
-            end=used["end"],
-        )

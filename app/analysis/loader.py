@@ -20,10 +20,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from app.analysis.catalog import ModelSpec
 from app.analysis.errors import ManifestInvalid
-from app.analysis.lockfile import file_sha256, read_lock
+from app.analysis.lockfile import file_sha256, read_lock, record_sha256
+from app.analysis.spec import ModelSpec
 from app.errors import WeightsInvalid, WeightsMissing
+
+__all__ = [
+    "LoadedModel",
+    "ModelLoader",
+    "build_model",
+    "check_state_dict",
+    "read_state_dict",
+    "record_sha256",
+]
 
 _BUILDER_PREFIX = "pytorchvideo.models."
 _SHOW = 5

@@ -13,10 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
+from app.analysis.spec import ModelSpec
 from app.errors import InvalidOptions, NoFrames
+from app.options import JobOptions
 
 MAX_SEGMENTS = 200_000
 _EPS = 1e-6
@@ -149,3 +152,30 @@ def make_plan(
         used = [times[i] for clip in clips for i in clip.frames]
         segments.append(SegmentPlan(index, seg_start, seg_end, tuple(clips), min(used), max(used)))
     return SamplingPlan(times, duration, tuple(segments))
+
+
+def effective_options(spec: ModelSpec, options: JobOptions, duration: float) -> dict[str, Any]:
+    """The options actually used: the model's default segment, stride = segment, ``end`` clamped."""
+    data = options.model_dump()
+    data["segment_seconds"] = options.segment_seconds or spec.default_segment_seconds
+    data["stride_seconds"] = options.stride_seconds or data["segment_seconds"]
+    data["end"] = min(options.end, duration) if options.end is not None else duration
+    return data
+
+
+def plan_for(
+    spec: ModelSpec, options: JobOptions, frame_times: Sequence[float], duration: float
+) -> SamplingPlan:
+    """The plan for one job: ``make_plan`` with the spec's clip and the effective options."""
+    used = effective_options(spec, options, duration)
+    return make_plan(
+        frame_times,
+        duration,
+        frames=spec.frames,
+        clip_seconds=spec.clip_seconds,
+        segment_seconds=used["segment_seconds"],
+        stride_seconds=used["stride_seconds"],
+        clips_per_segment=used["clips_per_segment"],
+        start=used["start"],
+        end=used["end"],
+    )

@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 import app
-from app.analysis.catalog import ModelSpec
 from app.analysis.classifier import Label, top_k
 from app.analysis.plan import SamplingPlan
+from app.analysis.spec import ModelSpec
 
 _PACKAGES = ("torch", "torchvision", "pytorchvideo", "av")
 

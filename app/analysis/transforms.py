@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from app.analysis.catalog import ModelSpec
+from app.analysis.spec import ModelSpec
 
 ClipInput = torch.Tensor | list[torch.Tensor]
 """What one view feeds the model: (3, T, S, S), or [slow, fast] for SlowFast."""

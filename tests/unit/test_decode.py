@@ -197,6 +197,8 @@ def corpus() -> list[Path]:
     if manifest.is_file():
         with manifest.open(newline="") as fh:
             files += [SHARED / row["file_name"] for row in csv.DictReader(fh, delimiter="\t")]
+    else:
+        files.append(manifest)  # one test that skips, saying the shared corpus is absent
     return files
 
 

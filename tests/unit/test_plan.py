@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import itertools
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.analysis.plan import make_plan, segment_bounds, uniform_subsample_indices
+from app.analysis.catalog import load_catalog
+from app.analysis.plan import (
+    effective_options,
+    make_plan,
+    plan_for,
+    segment_bounds,
+    uniform_subsample_indices,
+)
 from app.errors import InvalidOptions, NoFrames
+from app.options import JobOptions
 
 FPS = [Fraction(25), Fraction(30), Fraction(60), Fraction(24000, 1001)]
 
@@ -150,3 +159,15 @@ def test_errors() -> None:
         make_plan([0.0], 1.0, frames=4, clip_seconds=1, segment_seconds=1, stride_seconds=1, start=2.0)
     with pytest.raises(InvalidOptions):
         segment_bounds(3600.0, start=0, end=None, segment_seconds=1, stride_seconds=0.001)
+
+
+def test_plan_for_fills_model_defaults(tmp_path: Path) -> None:
+    spec = load_catalog(tmp_path).get("x3d_s")
+    times = cfr_times(Fraction(30), 6)
+    used = effective_options(spec, JobOptions(end=50), 6.0)
+    assert (used["segment_seconds"], used["stride_seconds"], used["end"]) == (2.5, 2.5, 6.0)
+    plan = plan_for(spec, JobOptions(stride_seconds=2.0, clips_per_segment=2), times, 6.0)
+    assert [(s.start, s.end) for s in plan.segments] == [(0.0, 2.5), (2.0, 4.5), (4.0, 6.0)]
+    assert all(
+        len(c.frames) == 13 and c.window_end - c.window_start == pytest.approx(2.6) for c in plan.clips
+    )
