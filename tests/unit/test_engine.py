@@ -192,3 +192,37 @@ def test_mvit_fixed_input(tmp_path: Path, clip25: Path) -> None:
     result = analyzer.analyze(clip25, "mvit_base_16x4", JobOptions(segment_seconds=4.0))
     check_payload(result, 4.0)
     assert len(result["segments"]) == 1
+
+
+def test_manifest_model_with_its_own_labels(tmp_path: Path, clip25: Path) -> None:
+    """A demo-style manifest entry: create_x3d with custom kwargs, 3 classes, logits, own labels."""
+    from app.analysis.loader import build_model
+
+    kwargs = {"input_clip_length": 8, "input_crop_size": 112, "model_num_class": 3, "depth_factor": 0.5}
+    kwargs |= {"width_factor": 1.0, "stem_dim_in": 8, "bottleneck_factor": 1.5, "head_dim_out": 64}
+    entry = {
+        "name": "demo_motion",
+        "builder": "pytorchvideo.models.x3d.create_x3d",
+        "builder_kwargs": {**kwargs, "head_activation": None},
+        "weights": "demo_motion.pyth",
+        "labels": "demo_motion_labels.json",
+        "labelset": "demo-motion",
+        "frames": 8,
+        "sampling_rate": 4,
+        "short_side": 112,
+        "crop": 112,
+        "output": "logits",
+        "demo": True,
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": [entry]}))
+    (tmp_path / "demo_motion_labels.json").write_text(json.dumps(["left", "right", "still"]))
+    spec = load_catalog(tmp_path).get("demo_motion")
+    torch.save({"model_state": build_model(spec).state_dict()}, tmp_path / "demo_motion.pyth")
+    result = Analyzer(models_dir=tmp_path, allowed_formats=ALLOWED).analyze(
+        clip25, "demo_motion", JobOptions()
+    )
+    check_payload(result, 4.0, top_k=3)
+    assert result["labelset"] == "demo-motion" and result["options"]["segment_seconds"] == 1.0
+    for seg in result["segments"]:
+        assert {x["label"] for x in seg["labels"]} == {"left", "right", "still"}
+        assert sum(x["score"] for x in seg["labels"]) == pytest.approx(1.0)
