@@ -70,5 +70,7 @@ def test_serve_migrates_and_runs_jobs_with_the_embedded_worker(
     finally:
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0].decode(errors="replace")
-    assert proc.returncode == 0, output
+    # uvicorn re-raises the signal after a clean shutdown, so -SIGTERM is a graceful exit too.
+    assert proc.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output and "worker stopped" in output, output
     assert "authentication is off" in output
