@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import av
 import numpy as np
 
 from app.analysis.plan import ClipPlan, SamplingPlan
@@ -113,7 +114,13 @@ class _Assembler(Generic[F]):
 
     def _prepared(self, seen: _Seen) -> F:
         if seen.prepared is None:
-            seen.prepared = self.prepare(frame_to_rgb(seen.frame))
+            try:
+                rgb = frame_to_rgb(seen.frame)
+            except (ValueError, av.FFmpegError) as exc:
+                raise VideoUnreadable(
+                    f"frames of format {seen.frame.format.name} cannot be converted: {exc}"
+                ) from exc
+            seen.prepared = self.prepare(rgb)
             self.stats.converted += 1
         prepared: F = seen.prepared
         return prepared
@@ -179,8 +186,6 @@ def decode_clips(
     stats: DecodeStats | None = None,
 ) -> Generator[DecodedClip[F], None, None]:
     """Yield every clip of ``plan`` once all its frames are decoded; stops after the last one."""
-    import av
-
     state = _Assembler(scan, plan, prepare)
     if stats is not None:
         state.stats = stats
@@ -188,21 +193,26 @@ def decode_clips(
         stream = container.streams.video[0]
         stream.codec_context.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
-        try:
-            for packet in container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except (av.FFmpegError, ValueError) as exc:
-                    state.stats.errors += 1
-                    log.debug("skipping undecodable packet in %s: %s", path.name, exc)
-                    continue
-                for frame in frames:
-                    yield from state.add(frame)
-                if state.done:
-                    return
-        except (av.FFmpegError, ValueError) as exc:
-            state.stats.errors += 1
-            log.warning("demux stopped early in %s: %s", path.name, exc)
+        packets = container.demux(stream)
+        while not state.done:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except (av.FFmpegError, ValueError) as exc:
+                state.stats.errors += 1
+                log.warning("demux stopped early in %s: %s", path.name, exc)
+                break
+            try:
+                frames = packet.decode()
+            except (av.FFmpegError, ValueError) as exc:
+                state.stats.errors += 1
+                log.debug("skipping undecodable packet in %s: %s", path.name, exc)
+                continue
+            for frame in frames:
+                yield from state.add(frame)
+        if state.done:
+            return
         if not state.decoded_any:
             if state.stats.errors:
                 raise VideoUnreadable(f"no frame of the video could be decoded ({state.stats.errors} errors)")
