@@ -85,6 +85,10 @@ class JobStore(ABC):
         (``attempts_exhausted``). Returns their ids."""
 
     @abstractmethod
+    def count_active(self, tenant: str) -> int:
+        """Queued + running jobs of ``tenant`` (its concurrent-jobs limit)."""
+
+    @abstractmethod
     def count_by_status(self) -> dict[JobStatus, int]:
         """Number of jobs in every status (0 for none), for metrics and queue depth."""
 

@@ -72,6 +72,8 @@ jobs = Table(
     Index("ix_jobs_status_created_at_id", "status", "created_at", "id"),
     # Per-tenant listing.
     Index("ix_jobs_tenant_created_at_id", "tenant", "created_at", "id"),
+    # Per-tenant concurrent-jobs limit (count of queued + running); added in revision 0002.
+    Index("ix_jobs_tenant_status", "tenant", "status"),
 )
 
 results = Table(

@@ -497,6 +497,11 @@ class SqlJobStore(JobStore):
         with self._write() as conn:
             return sorted(conn.execute(stmt).scalars().all())
 
+    def count_active(self, tenant: str) -> int:
+        stmt = select(func.count()).where(jobs.c.tenant == tenant, jobs.c.status.in_([_QUEUED, _RUNNING]))
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
     def count_by_status(self) -> dict[JobStatus, int]:
         stmt = select(jobs.c.status, func.count()).group_by(jobs.c.status)
         with self._read() as conn:

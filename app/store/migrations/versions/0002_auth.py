@@ -1,4 +1,5 @@
-"""API keys and usage counters (authentication and per-tenant limits).
+"""API keys, usage counters and a (tenant, status) index on jobs (authentication and
+per-tenant limits).
 
 Revision ID: 0002
 Revises: 0001
@@ -22,6 +23,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_index("ix_jobs_tenant_status", "jobs", ["tenant", "status"])
+
     op.create_table(
         "api_keys",
         sa.Column("id", sa.String(36), nullable=False),
@@ -55,3 +58,4 @@ def downgrade() -> None:
     op.drop_index("ix_api_keys_tenant", table_name="api_keys")
     op.drop_index("ix_api_keys_prefix", table_name="api_keys")
     op.drop_table("api_keys")
+    op.drop_index("ix_jobs_tenant_status", table_name="jobs")
