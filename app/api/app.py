@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import problems
 from app.api.drain import DrainMiddleware
-from app.api.routes import health, jobs, metrics, models
+from app.api.routes import health, jobs, media, metrics, models, pages
 from app.blobs import BlobStore, LocalBlobStore
 from app.metrics import Metrics
 from app.settings import Settings
@@ -75,6 +75,8 @@ def create_app(
     app.include_router(models.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(media.router)
+    app.include_router(pages.router)
     return app
 
 

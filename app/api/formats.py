@@ -172,7 +172,8 @@ def cue_text(labels: Sequence[dict[str, Any]], *, escape: bool, lines: int = 3) 
         name = " ".join(str(label["label"]).split())
         if escape:
             name = name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        rows.append(f"{name} {round(100 * float(label['score']))}%")
+        score = 100 * float(label["score"])
+        rows.append(f"{name} {score:.0f}%" if score >= 10 else f"{name} {score:.1f}%")
     return "\n".join(rows)
 
 

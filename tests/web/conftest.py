@@ -1,0 +1,104 @@
+"""A live server on loopback (uvicorn in a thread, embedded worker) and headless Chromium.
+
+The browser is Debian's ``chromium`` driven by Playwright's Python package through
+``executable_path``: Playwright never downloads a browser here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.settings import Settings
+from tests.conftest import REPO
+from tests.integration.conftest import anyio_backend, make_settings, service, shared_analyzer
+from tests.integration.test_live_server import free_port
+
+__all__ = ["anyio_backend", "service"]  # fixtures shared with tests/integration
+
+ARTIFACTS = REPO / "test-artifacts"
+DEMO_MODELS = REPO / "models"
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+def demo_model_present() -> bool:
+    manifest = DEMO_MODELS / "manifest.json"
+    if not manifest.is_file():
+        return False
+    entries = json.loads(manifest.read_text()).get("models", [])
+    return any(
+        m.get("name") == "demo_motion" and (DEMO_MODELS / m.get("weights", "")).is_file() for m in entries
+    )
+
+
+@dataclass
+class LiveServer:
+    base: str
+    settings: Settings
+    model: str
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, zoo_models_dir: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    import uvicorn
+
+    from app.api.app import create_app
+
+    marker = request.node.get_closest_marker("settings")
+    overrides: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    demo = demo_model_present()
+    models = DEMO_MODELS if demo else zoo_models_dir
+    model = "demo_motion" if demo else "x3d_xs"
+    settings = make_settings(tmp_path, models, default_model=model, poll_interval=0.1, **overrides)
+    app = create_app(settings, embedded_worker=True, analyzer_factory=lambda: shared_analyzer(settings))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", settings, model)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def browser_page(request: pytest.FixtureRequest) -> Iterator[Any]:
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no chromium on PATH (install Debian's package: apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is missing")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 1400})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.console_errors = errors
+        try:
+            yield page
+        finally:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+            browser.close()

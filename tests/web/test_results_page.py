@@ -1,0 +1,93 @@
+"""The results page in a real browser: upload a generated clip, watch it finish, read the
+timeline, the label track and the tables; the screenshot lands in test-artifacts/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.web.conftest import ARTIFACTS, LiveServer
+
+SCRIPT = [("moving right", 3.0), ("rotating", 3.0), ("moving up", 3.0)]
+
+
+def make_clip(directory: Path, server: LiveServer) -> Path:
+    path = directory / "scripted.mp4"
+    if server.model == "demo_motion":
+        from app.demo.synthetic import write_scripted_video
+
+        write_scripted_video(path, SCRIPT, fps=30, width=160, height=120, seed=3)
+    else:
+        from tests.media import write_video
+
+        write_video(path, seconds=6.0, fps=30, width=128, height=96)
+    return path
+
+
+def test_upload_watch_and_explore_results(live_server: LiveServer, browser_page: Any, tmp_path: Path) -> None:
+    page = browser_page
+    clip = make_clip(tmp_path, live_server)
+    page.goto(live_server.base + "/")
+    page.wait_for_selector(f"#model option[value='{live_server.model}']", state="attached")
+    page.select_option("#model", live_server.model)
+    page.set_input_files("#file", str(clip))
+    page.fill("input[name=segment_seconds]", "1")
+    page.fill("input[name=top_k]", "3")
+    page.click("#submit")
+    link = page.wait_for_selector("#upload-status a", timeout=30_000)
+    job_id = link.inner_text()
+    assert page.locator("#upload-progress").evaluate("bar => bar.value") == 1
+
+    # The job list refreshes itself until the embedded worker has finished the job.
+    row = page.locator(f"#jobs tr[data-job='{job_id}']")
+    row.locator(".status.succeeded").wait_for(timeout=120_000)
+    assert "scripted.mp4" in row.inner_text() and live_server.model in row.inner_text()
+
+    row.locator("a").click()
+    page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    results = httpx.get(f"{live_server.base}/v1/jobs/{job_id}/results").json()
+    segments = results["segments"]
+    assert len(segments) >= 6
+
+    # Timeline: one block per segment, coloured and labelled by its top-1 label.
+    blocks = page.locator("#timeline .seg")
+    assert blocks.count() == len(segments)
+    top1 = [s["labels"][0]["label"] for s in segments]
+    assert [blocks.nth(i).get_attribute("data-label") for i in range(len(segments))] == top1
+    assert set(page.locator("#legend").inner_text().splitlines()) == set(top1)
+    if live_server.model == "demo_motion":
+        # The demo model knows these motions: the timeline shows the script.
+        for second, (label, _) in zip((1, 4, 7), SCRIPT, strict=True):
+            assert top1[second] == label, (second, top1)
+
+    # The WebVTT track is loaded, and seeking (a timeline click) shows the current label.
+    cue_count = page.evaluate("() => document.getElementById('video').textTracks[0].cues.length")
+    assert cue_count == len(segments)
+    blocks.nth(4).click()
+    assert (
+        abs(page.evaluate("() => document.getElementById('video').currentTime") - segments[4]["start"]) < 0.05
+    )
+    page.wait_for_function(
+        "label => document.getElementById('now').textContent.startsWith(label)", arg=top1[4], timeout=10_000
+    )
+    assert page.locator("#segments tr.current").get_attribute("data-index") == "4"
+
+    # Playing moves the label on (the player decodes the stored H.264 video).
+    page.evaluate(
+        "() => { const v = document.getElementById('video'); v.muted = true; v.currentTime = 0; v.play(); }"
+    )
+    page.wait_for_function("() => document.getElementById('video').currentTime > 1.2", timeout=20_000)
+    page.wait_for_function(
+        "label => document.getElementById('now').textContent.startsWith(label)", arg=top1[1], timeout=10_000
+    )
+
+    # Runs, summary and the per-segment top-k table.
+    assert page.locator("#runs tr").count() == len(results["runs"])
+    assert page.locator("#summary tr").count() == len(results["summary"])
+    assert page.locator("#segments tr").count() == len(segments)
+    assert page.locator("#segments tr").first.locator("div").count() == len(segments[0]["labels"])
+    assert not page.console_errors, page.console_errors
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "results_page.png"), full_page=True)
