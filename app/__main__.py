@@ -53,6 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None if settings.log_json else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=30,
     )
     DrainingServer(config, api.state, settings.drain_seconds).run()

@@ -1,6 +1,6 @@
 """Graceful drain for API replicas behind a load balancer.
 
-On the first SIGTERM (or SIGINT) ``DrainingServer`` marks the app draining and keeps the
+On the first SIGTERM ``DrainingServer`` marks the app draining and keeps the
 listening socket open for ``drain_seconds``. Meanwhile ``/readyz`` answers 503 (so
 orchestrators that probe it stop routing here) and ``DrainMiddleware`` answers every new
 request with 503 + ``Retry-After`` + ``Connection: close`` *before reading its body*, so a
@@ -8,12 +8,13 @@ load balancer can pass it to another replica without anything having happened he
 ``proxy_next_upstream http_503 non_idempotent``, deploy/nginx.conf). Requests already in
 flight, uploads included, carry on. Then uvicorn's own graceful shutdown runs: the socket
 closes, in-flight requests finish (up to ``timeout_graceful_shutdown``), lifespan ends.
-A second signal skips the wait.
+A second signal, or SIGINT (Ctrl-C), skips the wait.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from types import FrameType
 from typing import Any
@@ -57,13 +58,21 @@ class DrainingServer(uvicorn.Server):
         self._drain_timer: threading.Timer | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._drain_timer is not None or self._drain_seconds <= 0 or self.should_exit:
+        if sig != signal.SIGTERM or self._drain_timer is not None or self._drain_seconds <= 0:
             if self._drain_timer is not None:
                 self._drain_timer.cancel()
-            super().handle_exit(sig, frame)
+            self._exit(sig)
             return
         self._state.draining = True
         log.info("signal %d: draining for %.1fs (readiness 503, new requests 503)", sig, self._drain_seconds)
-        self._drain_timer = threading.Timer(self._drain_seconds, super().handle_exit, (sig, None))
+        self._drain_timer = threading.Timer(self._drain_seconds, self._exit, (sig,))
         self._drain_timer.daemon = True
         self._drain_timer.start()
+
+    def _exit(self, sig: int) -> None:
+        # uvicorn's own handler also records the signal and re-raises it after shutdown, so
+        # the process would die of it (exit 143); a completed graceful stop exits 0 instead.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
