@@ -1,0 +1,1 @@
+"""Label files (JSON arrays of class names, in model output order)."""
