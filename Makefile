@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: venv run worker migrate test lint typecheck unit bench demo-model clean
+.PHONY: venv run worker migrate test lint typecheck unit bench demo-model clean deploy-deps deploy-test
 
 venv:
 	@scripts/ensure_venv.sh $(VENV)
@@ -25,6 +25,12 @@ lint: venv
 
 typecheck: venv
 	$(VENV)/bin/mypy
+
+deploy-deps:
+	@deploy/install-nginx.sh
+
+deploy-test: venv deploy-deps
+	$(VENV)/bin/pytest -m deploy tests/deploy $(PYTEST_ARGS)
 
 test: lint typecheck
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
