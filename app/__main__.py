@@ -1,6 +1,6 @@
 """One command line: ``python -m app <command>`` (console script: ``vas``).
 
-serve | worker | migrate | analyze | models
+serve | worker | migrate | analyze | models | keys
 """
 
 from __future__ import annotations
@@ -46,7 +46,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         mode,
         settings.resolved_database_url.split("@")[-1],
     )
-    log.warning("authentication is off: every client may submit and read jobs; bind to loopback only")
+    if settings.auth_enabled:
+        log.info("authentication on: /v1 needs an API key (create one: python -m app keys create --tenant T)")
+    elif settings.host in ("127.0.0.1", "::1", "localhost"):
+        log.warning("authentication is off: every local client may submit and read jobs (loopback only)")
+    else:
+        log.warning(
+            "authentication is off and %s is not loopback: anyone who can reach it may submit, read and "
+            "delete jobs; set VAS_AUTH_ENABLED=true",
+            settings.host,
+        )
     api = create_app(settings)
     config = uvicorn.Config(
         api,
@@ -115,10 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run a worker process").set_defaults(handler=cmd_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(handler=cmd_migrate)
 
-    from app.cli import analyze_cmd, models_cmd
+    from app.cli import analyze_cmd, keys_cmd, models_cmd
 
     analyze_cmd.register(sub)
     models_cmd.register(sub)
+    keys_cmd.register(sub)
     return parser
 
 

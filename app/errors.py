@@ -7,7 +7,14 @@ ServiceError
  │    ├── InvalidOptions     bad form fields or job options (code: invalid_options)
  │    ├── UnknownModel       model name not in the catalog (code: unknown_model)
  │    ├── UploadTooLarge     body over the configured limit (code: upload_too_large)
- │    ├── UnsupportedMedia   not a video, no video stream, format not allowed (code: unsupported_media)
+ │    ├── UnsupportedMedia   not a video, no video stream (code: unsupported_media)
+ │    │    └── FormatNotAllowed  demuxer not on the allow-list (code: format_not_allowed)
+ │    ├── MediaLimitExceeded  a media limit from settings (upload probe or worker decode)
+ │    │    ├── VideoTooLong      longer than max_duration_seconds (code: video_too_long)
+ │    │    ├── FrameTooLarge     more pixels per frame than max_frame_pixels (code: frame_too_large)
+ │    │    └── TooManyStreams    more streams than max_streams (code: too_many_streams)
+ │    ├── Unauthorized       no, unknown or revoked API key (code: unauthorized; 401 + WWW-Authenticate)
+ │    ├── RateLimited        a per-tenant limit was reached (code: rate_limited; 429 + Retry-After)
  │    └── BadUpload          malformed multipart body, missing/duplicate file part (code: bad_upload)
  ├── Unavailable             database or storage unreachable right now (code: unavailable)
  ├── LeaseLost               a worker's lease token no longer owns the job (never shown to clients)
@@ -81,6 +88,70 @@ class UnsupportedMedia(RequestError):
 
     code = "unsupported_media"
     title = "Unsupported media"
+
+
+class FormatNotAllowed(UnsupportedMedia):
+    """The container format is not on this service's allow-list."""
+
+    code = "format_not_allowed"
+    title = "Format not allowed"
+
+
+class MediaLimitExceeded(RequestError):
+    """The video exceeds a media limit of this service.
+
+    Raised by the upload probe (the request is refused) and while a worker decodes
+    (the job fails with the subclass's code; another attempt would not help)."""
+
+    code = "media_limit_exceeded"
+    title = "Media limit exceeded"
+
+
+class VideoTooLong(MediaLimitExceeded):
+    """The video is longer than this service accepts."""
+
+    code = "video_too_long"
+    title = "Video too long"
+
+
+class FrameTooLarge(MediaLimitExceeded):
+    """The video's frames have more pixels than this service accepts."""
+
+    code = "frame_too_large"
+    title = "Frame too large"
+
+
+class TooManyStreams(MediaLimitExceeded):
+    """The file has more streams than this service accepts."""
+
+    code = "too_many_streams"
+    title = "Too many streams"
+
+
+class Unauthorized(RequestError):
+    """A valid API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+
+    code = "unauthorized"
+    title = "Unauthorized"
+
+    def __init__(self, detail: str | None = None, *, invalid_token: bool = False) -> None:
+        super().__init__(detail)
+        challenge = 'Bearer realm="video-analysis"'
+        if invalid_token:
+            challenge += ', error="invalid_token"'
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class RateLimited(RequestError):
+    """A per-tenant limit was reached; retry later."""
+
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, limit: str, retry_after: int) -> None:
+        retry_after = max(1, int(retry_after))
+        super().__init__(detail, limit=limit, retry_after=retry_after)
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class BadUpload(RequestError):

@@ -57,6 +57,28 @@ class Settings(BaseSettings):
     model_cache_bytes: int = Field(default=2 * 1024**3, ge=0, description="Memory bound of the model LRU.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(default=False, description="Structured JSON logs (one object per line).")
+    auth_enabled: bool = Field(
+        default=False, description="Require an API key on /v1 (off: one open tenant; bind to loopback)."
+    )
+    cors_allow_origins: str = Field(
+        default="", description="Origins allowed by CORS, comma list ('': CORS off, '*': any origin)."
+    )
+    tenant_requests_per_second: int = Field(
+        default=0, ge=0, description="API requests per second per tenant (0: unlimited)."
+    )
+    tenant_max_active_jobs: int = Field(
+        default=0, ge=0, description="Queued + running jobs per tenant (0: unlimited)."
+    )
+    tenant_bytes_per_day: int = Field(
+        default=0, ge=0, description="Uploaded bytes per tenant per UTC day (0: unlimited)."
+    )
+    max_duration_seconds: float = Field(
+        default=4 * 3600.0, gt=0, description="Longest accepted video, seconds (probe and decode)."
+    )
+    max_frame_pixels: int = Field(
+        default=7680 * 4320, ge=1, description="Most pixels per frame (width x height) a decoder may produce."
+    )
+    max_streams: int = Field(default=32, ge=1, le=1000, description="Most streams (of any kind) in a file.")
     allowed_formats: str = Field(
         default="mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,flv,ogg,ivf,h264,hevc,m4v,asf,mxf",
         description="FFmpeg demuxers an upload may be opened with (comma list).",

@@ -2,8 +2,10 @@
 
 FFmpeg picks a demuxer from the file's content, and some demuxers (concat, HLS,
 image sequences) open *other* files named inside the upload. Every open goes
-through ``open_container``: a demuxer allow-list (``format_whitelist``), the
-``file`` protocol only, and a refusal of text playlists before FFmpeg sees them.
+through ``open_container``: a refusal of text files (playlists, concat scripts, SDP)
+before FFmpeg sees them, a demuxer allow-list (``format_whitelist``), the ``file``
+protocol only, and the media limits of ``app.analysis.limits`` (stream count, frame
+size on every decoder), so the worker's decode pass is bounded the same way.
 """
 
 from __future__ import annotations
@@ -12,51 +14,98 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.analysis.limits import (
+    DEFAULT_LIMITS,
+    MediaLimits,
+    check_duration,
+    check_frame_size,
+    check_streams,
+    demuxer_options,
+    guard_container,
+)
 from app.domain import VideoInfo
-from app.errors import UnsupportedMedia
+from app.errors import FormatNotAllowed, UnsupportedMedia
 
 if TYPE_CHECKING:
     from av.container import InputContainer
 
 _PLAYLIST_MAGIC = (b"ffconcat", b"#EXTM3U", b"#EXT-X-", b"<?xml", b"<MPD", b"[playlist]")
+_TEXT_BYTES = frozenset(range(0x20, 0x7F)) | frozenset(b"\t\r\n\f")
+_SNIFF_BYTES = 4096
+_EINVAL = 22
 
 
-def _looks_like_playlist(path: Path) -> bool:
-    with path.open("rb") as fh:
-        head = fh.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+def _looks_like_playlist(head: bytes) -> bool:
+    head = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     return any(head.startswith(magic) for magic in _PLAYLIST_MAGIC)
 
 
-def open_container(path: Path, allowed_formats: Iterable[str]) -> InputContainer:
-    """Open ``path`` for reading with the demuxer allow-list; raises UnsupportedMedia."""
+def _looks_like_text(head: bytes) -> bool:
+    """Every video container starts with binary bytes; text-based demuxers (playlists,
+    concat scripts, SDP, subtitles, tty) are the ones that reach out to other files."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a multi-byte character cut at the sniff boundary
+        if exc.start < len(head) - 4:
+            return False
+        text = head[: exc.start].decode("utf-8")
+    return bool(text) and all(ord(ch) >= 0x80 or ord(ch) in _TEXT_BYTES for ch in text)
+
+
+def open_container(
+    path: Path, allowed_formats: Iterable[str], limits: MediaLimits = DEFAULT_LIMITS
+) -> InputContainer:
+    """Open ``path`` for reading with the demuxer allow-list and the media limits;
+    raises UnsupportedMedia (FormatNotAllowed) or a MediaLimitExceeded error."""
     import av
 
-    if _looks_like_playlist(path):
+    with path.open("rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if _looks_like_playlist(head):
         raise UnsupportedMedia("playlists and concat scripts are not accepted; upload the video itself")
-    options = {"format_whitelist": ",".join(allowed_formats), "protocol_whitelist": "file"}
+    if _looks_like_text(head):
+        raise UnsupportedMedia("the file is text, not a video")
+    allowed = ",".join(allowed_formats)
+    options = {"format_whitelist": allowed, "protocol_whitelist": "file", **demuxer_options(limits)}
     try:
-        return av.open(str(path), mode="r", container_options=options, metadata_errors="ignore")
+        container = av.open(str(path), mode="r", container_options=options, metadata_errors="ignore")
+    except av.ArgumentError as exc:
+        if exc.errno != _EINVAL:
+            raise UnsupportedMedia(f"not a readable video container ({exc.__class__.__name__})") from exc
+        raise FormatNotAllowed(f"the container format is not one of: {allowed.replace(',', ', ')}") from exc
     except (av.FFmpegError, ValueError, OSError) as exc:
         raise UnsupportedMedia(f"not a readable video container ({exc.__class__.__name__})") from exc
+    try:
+        guard_container(container, limits)
+    except BaseException:
+        container.close()
+        raise
+    return container
 
 
-def probe_video(path: Path, *, filename: str, allowed_formats: Iterable[str]) -> VideoInfo:
-    """Describe the first video stream; decodes one frame to prove it is decodable."""
+def probe_video(
+    path: Path, *, filename: str, allowed_formats: Iterable[str], limits: MediaLimits = DEFAULT_LIMITS
+) -> VideoInfo:
+    """Describe the first video stream; decodes one frame to prove it is decodable.
+    Enforces the media limits (streams, frame size, declared duration) on the way."""
     import av
 
-    with open_container(path, allowed_formats) as container:
+    with open_container(path, allowed_formats, limits) as container:
         if not container.streams.video:
             raise UnsupportedMedia("the file has no video stream")
         stream = container.streams.video[0]
+        duration = _duration_seconds(container, stream)
+        check_duration(duration, limits)
         try:
             first: Any = next(iter(container.decode(stream)), None)
         except (av.FFmpegError, ValueError) as exc:
             raise UnsupportedMedia(f"the video stream cannot be decoded ({exc.__class__.__name__})") from exc
         if first is None:
             raise UnsupportedMedia("the video stream has no decodable frames")
+        check_streams(len(container.streams), limits)  # streams found while decoding
+        check_frame_size(int(first.width), int(first.height), limits)
         rotation = int(getattr(first, "rotation", 0) or 0) % 360
         ctx = stream.codec_context
-        duration = _duration_seconds(container, stream)
         fps = float(stream.average_rate) if stream.average_rate else None
         return VideoInfo(
             filename=filename,

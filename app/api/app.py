@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app import __version__
 from app.api import problems
+from app.api.auth import AUTH_RESPONSES, authenticate
+from app.api.cors import install_cors
 from app.api.drain import DrainMiddleware
 from app.api.routes import health, jobs, media, metrics, models, pages
 from app.blobs import BlobStore, LocalBlobStore
@@ -33,7 +35,8 @@ def create_app(
     """Build the API. With ``embedded_worker`` (default: settings), a worker thread runs
     in this process; the API itself never imports torch (the worker does, lazily)."""
     from app.analysis.catalog import load_catalog
-    from app.store.factory import open_store
+    from app.api.ratelimit import TenantLimiter
+    from app.store.factory import open_access_stores, open_store
 
     own_store = store is None
     run_worker = settings.embedded_worker if embedded_worker is None else embedded_worker
@@ -69,13 +72,16 @@ def create_app(
     app.state.job_submitted = threading.Event()
     app.state.draining = False
     app.state.metrics = Metrics()
+    app.state.keys, usage = open_access_stores(settings, app.state.store)
+    app.state.limiter = TenantLimiter(settings, usage, app.state.store)
     app.add_middleware(DrainMiddleware, state=app.state)
+    install_cors(app, settings)
     problems.install(app)
-    app.include_router(jobs.router)
-    app.include_router(models.router)
+    app.include_router(jobs.router, dependencies=[Depends(authenticate)], responses=AUTH_RESPONSES)
+    app.include_router(models.router, dependencies=[Depends(authenticate)], responses=AUTH_RESPONSES)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(media.router)
+    app.include_router(media.router, responses=AUTH_RESPONSES)
     app.include_router(pages.router)
     return app
 

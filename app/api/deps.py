@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
+from app.api.auth import PrincipalDep
 from app.blobs import BlobStore
 from app.settings import Settings
 from app.store.base import JobStore
@@ -34,9 +35,9 @@ def _catalog(request: Request) -> Catalog:
     return catalog
 
 
-def _tenant(request: Request) -> str:
-    """The caller's tenant. Single-tenant until API keys arrive (see docs/SECURITY.md)."""
-    return "default"
+def _tenant(principal: PrincipalDep) -> str:
+    """The caller's tenant: its API key's, or ``default`` with auth off (docs/SECURITY.md)."""
+    return principal.tenant
 
 
 StoreDep = Annotated[JobStore, Depends(_store)]

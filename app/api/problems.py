@@ -27,7 +27,13 @@ STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
     errors.UnknownModel: 422,
     errors.InvalidOptions: 422,
     errors.UploadTooLarge: 413,
+    errors.VideoTooLong: 413,
+    errors.FrameTooLarge: 413,
+    errors.TooManyStreams: 415,
+    errors.MediaLimitExceeded: 422,
     errors.UnsupportedMedia: 415,
+    errors.Unauthorized: 401,
+    errors.RateLimited: 429,
     errors.BadUpload: 400,
     errors.RequestError: 400,
     errors.Unavailable: 503,
@@ -55,11 +61,12 @@ def status_for(exc: errors.ServiceError) -> int:
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.ServiceError)
     status = status_for(exc)
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = {"Retry-After": "5"} if status == 503 else {}
+    headers.update(getattr(exc, "headers", None) or {})  # WWW-Authenticate, Retry-After
     if status >= 500:
         log.error("request failed: %s", exc, extra={"code": exc.code})
     extra = {k: v for k, v in exc.extra.items() if isinstance(v, str | int | float | bool | list | dict)}
-    return problem(status, exc.code, exc.title, exc.detail, headers, **extra)
+    return problem(status, exc.code, exc.title, exc.detail, headers or None, **extra)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

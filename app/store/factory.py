@@ -6,7 +6,10 @@ import time
 from collections.abc import Callable
 
 from app.settings import Settings
-from app.store.sql import SqlJobStore
+from app.store.base import JobStore
+from app.store.keys import SqlKeyStore
+from app.store.sql import SqlJobStore, build_engine
+from app.store.usage import SqlUsageStore
 
 
 def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) -> SqlJobStore:
@@ -15,3 +18,13 @@ def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     Does not migrate: run ``app.store.migrate.upgrade`` first (``vas migrate``, or the
     start-up hook); ``migrations_current()`` tells readiness checks whether that happened."""
     return SqlJobStore(settings.resolved_database_url, pool_size=settings.db_pool_size, clock=clock)
+
+
+def open_access_stores(settings: Settings, store: JobStore) -> tuple[SqlKeyStore, SqlUsageStore]:
+    """API keys and usage counters, in the job store's database (sharing its connection
+    pool when it is a ``SqlJobStore``)."""
+    if isinstance(store, SqlJobStore):
+        engine = store.engine
+    else:
+        engine = build_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    return SqlKeyStore(engine), SqlUsageStore(engine)

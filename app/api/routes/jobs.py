@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from app.analysis.limits import MediaLimits
 from app.analysis.probe import probe_video
 from app.api import formats
 from app.api.deps import BlobsDep, CatalogDep, SettingsDep, StoreDep, TenantDep
 from app.api.forms import FORM_FIELDS, parse_job_form
+from app.api.ratelimit import charge_upload, check_submission_quota
 from app.api.schemas import PROBLEM_RESPONSES, RESULTS_RESPONSES, JobList, JobOut, ResultsOut, job_out
 from app.api.upload import receive_upload
 from app.domain import Job, JobStatus, NewJob
@@ -58,6 +60,7 @@ def _get(store: StoreDep, job_id: str, tenant: str) -> Job:
     status_code=202,
     response_model=JobOut,
     openapi_extra=_UPLOAD_BODY,
+    dependencies=[Depends(check_submission_quota)],
     responses={200: {"model": JobOut, "description": "Idempotent replay"}, **PROBLEM_RESPONSES},
     summary="Upload a video and queue its analysis",
 )
@@ -81,12 +84,14 @@ async def submit_job(
         request, blobs, job_id, max_bytes=settings.max_upload_bytes, allowed_fields=FORM_FIELDS
     )
     try:
+        await charge_upload(request, tenant, upload.writer.size)
         model, options = parse_job_form(upload.fields, settings.default_model, catalog)
         video = await run_in_threadpool(
             probe_video,
             upload.writer.temp_path,
             filename=upload.filename,
             allowed_formats=settings.allowed_formats.split(","),
+            limits=MediaLimits.from_settings(settings),
         )
         upload.writer.commit()
     except BaseException:

@@ -1,0 +1,87 @@
+"""Media limits from settings, each failing with its own code (see ``app.errors``).
+
+They are checked on the container before anything is decoded (``probe.open_container``
+applies ``guard_container`` to every open, in the API and in the worker) and on frames
+while decoding (``check_frame`` / ``check_duration``, for the decode pass).
+
+FFmpeg cannot be left to enforce two of them by itself:
+
+* ``max_streams`` passed to a demuxer makes it drop further streams *silently*; so the
+  demuxer is told to keep one more than the limit (which bounds its memory) and the
+  streams are counted here, which detects the over-limit file.
+* ``max_pixels`` passed to ``av.open`` is silently ignored: it is a decoder option. It is
+  set here on every video stream's codec context before the decoder opens, so a frame
+  over the limit fails inside FFmpeg before its buffer is allocated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from app.errors import FrameTooLarge, TooManyStreams, VideoTooLong
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    max_duration_seconds: float = 4 * 3600.0
+    max_frame_pixels: int = 7680 * 4320
+    max_streams: int = 32
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MediaLimits:
+        return cls(
+            max_duration_seconds=settings.max_duration_seconds,
+            max_frame_pixels=settings.max_frame_pixels,
+            max_streams=settings.max_streams,
+        )
+
+
+DEFAULT_LIMITS = MediaLimits()
+
+
+def demuxer_options(limits: MediaLimits) -> dict[str, str]:
+    """Options for ``av.open``: keep at most one stream more than allowed (see module doc)."""
+    return {"max_streams": str(limits.max_streams + 1)}
+
+
+def check_streams(count: int, limits: MediaLimits) -> None:
+    if count > limits.max_streams:
+        raise TooManyStreams(
+            f"the file has more than {limits.max_streams} streams; the limit is {limits.max_streams}"
+        )
+
+
+def check_frame_size(width: int, height: int, limits: MediaLimits) -> None:
+    if width < 0 or height < 0 or width * height > limits.max_frame_pixels:
+        raise FrameTooLarge(
+            f"frames of {width}x{height} pixels exceed the limit of {limits.max_frame_pixels} pixels"
+        )
+
+
+def check_duration(seconds: float | None, limits: MediaLimits) -> None:
+    """``seconds``: a declared duration, or the presentation time of a decoded frame."""
+    if seconds is not None and seconds > limits.max_duration_seconds:
+        raise VideoTooLong(
+            f"the video runs past {seconds:.1f} s; the limit is {limits.max_duration_seconds:g} s"
+        )
+
+
+def check_frame(frame: Any, time_seconds: float | None, limits: MediaLimits) -> None:
+    """For the decode pass: one decoded ``av.VideoFrame`` and its time from the start."""
+    check_frame_size(int(frame.width), int(frame.height), limits)
+    check_duration(time_seconds, limits)
+
+
+def guard_container(container: Any, limits: MediaLimits) -> None:
+    """Count the streams and cap every video decoder's frame size, before any decoding."""
+    check_streams(len(container.streams), limits)
+    for stream in container.streams.video:
+        ctx = stream.codec_context
+        if ctx is None:
+            continue
+        check_frame_size(int(ctx.width or 0), int(ctx.height or 0), limits)
+        ctx.options = {**dict(ctx.options or {}), "max_pixels": str(limits.max_frame_pixels)}
