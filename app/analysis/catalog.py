@@ -174,8 +174,13 @@ class Catalog:
         return self.models_dir / spec.weights
 
     def describe(self) -> list[dict[str, Any]]:
-        """JSON-able listing: specs, whether weights are present, recorded sha256."""
-        lock = read_lock(self.models_dir)
+        """JSON-able listing: specs, whether weights are present, recorded sha256.
+
+        A malformed lock file must not take the listing down (loads still refuse it)."""
+        try:
+            lock = read_lock(self.models_dir)
+        except ManifestInvalid:
+            lock = {}
         items = []
         for spec in self._specs.values():
             item = spec.to_dict()

@@ -13,11 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from app.analysis import results
 from app.analysis.catalog import load_catalog, read_labels
+from app.analysis.partials import PartialReporter, SegmentsSink
 from app.analysis.plan import effective_options, plan_for
-from app.analysis.scan import scan_video
+from app.analysis.scan import VideoScan, scan_video
 from app.options import JobOptions
 
 if TYPE_CHECKING:
+    from app.analysis.decode import DecodeStats
+    from app.analysis.plan import SamplingPlan
+    from app.analysis.spec import ModelSpec
     from app.settings import Settings
 
 
@@ -73,10 +77,11 @@ class Analyzer:
         model_name: str,
         options: JobOptions,
         on_progress: Callable[[float], None] | None = None,
+        on_segments: SegmentsSink | None = None,
     ) -> dict[str, Any]:
-        from app.analysis.classifier import SegmentScorer
-        from app.analysis.decode import DecodeStats, decode_clips
-        from app.analysis.transforms import ClipTransform
+        """``on_segments`` (optional) gets each batch's newly finished segments, in the
+        payload's segment shape, before ``on_progress`` gets the fraction done."""
+        from app.analysis.decode import DecodeStats
 
         spec = load_catalog(self.models_dir).get(model_name)
         labels = read_labels(spec)
@@ -84,24 +89,66 @@ class Analyzer:
         scan = scan_video(video_path, self.allowed_formats)
         used = effective_options(spec, options, scan.duration)
         plan = plan_for(spec, options, scan.frame_times, scan.duration)
+        stats = DecodeStats()
+        means, used_times = self._score(
+            video_path, spec, loaded.module, len(labels), scan, plan, used, stats, on_progress, on_segments
+        )
+        video = scan.to_dict() | {
+            "rotation": stats.rotation or 0,
+            "decoded_frames": stats.decoded,
+            "substituted_frames": stats.substituted,
+            "decode_errors": stats.errors,
+        }
+        return results.payload(
+            spec,
+            labels,
+            used,
+            video,
+            results.segment_results(plan, means, used_times, labels, used),
+            loaded.sha256,
+        )
+
+    def _score(
+        self,
+        video_path: Path,
+        spec: ModelSpec,
+        model: Any,
+        num_classes: int,
+        scan: VideoScan,
+        plan: SamplingPlan,
+        used: dict[str, Any],
+        stats: DecodeStats,
+        on_progress: Callable[[float], None] | None,
+        on_segments: SegmentsSink | None = None,
+    ) -> tuple[dict[int, Any], dict[int, list[float]]]:
+        """Decode, transform and score every clip; returns per-segment mean probabilities and the
+        presentation times of the frames each segment actually used."""
+        from app.analysis.classifier import SegmentScorer
+        from app.analysis.decode import decode_clips
+        from app.analysis.transforms import ClipTransform
+
         transform = ClipTransform.for_spec(spec, used["crops"])
         scorer = SegmentScorer(
-            loaded.module,
+            model,
             output=spec.output,
-            num_classes=len(labels),
+            num_classes=num_classes,
             device=self.device,
             batch_size=self.batch_size,
         )
         total, done = len(plan.clips) * used["crops"], 0
+        used_times: dict[int, list[float]] = {}
+        partials = None
+        if on_segments is not None:
+            partials = PartialReporter(plan, read_labels(spec), used, used_times, on_segments)
 
         def on_batch(count: int) -> None:
             nonlocal done
             done += count
+            if partials is not None:
+                partials.update(scorer)
             if on_progress is not None:
                 on_progress(done / total)
 
-        stats = DecodeStats()
-        used_times: dict[int, list[float]] = {}
         clips = decode_clips(
             video_path,
             self.allowed_formats,
@@ -118,30 +165,4 @@ class Analyzer:
             scorer.flush(on_batch)
         finally:
             clips.close()
-        k, min_score = used["top_k"], used["min_score"]
-        means = {seg.index: scorer.mean(seg.index) for seg in plan.segments}
-        segments = results.segment_results(plan, means, used_times, labels, k=k, min_score=min_score)
-        video = scan.to_dict() | {
-            "rotation": stats.rotation or 0,
-            "decoded_frames": stats.decoded,
-            "substituted_frames": stats.substituted,
-            "decode_errors": stats.errors,
-        }
-        return {
-            "model": spec.name,
-            "labelset": spec.labelset,
-            "options": used,
-            "video": video,
-            "segments": [s.to_dict() for s in segments],
-            "summary": [
-                label.to_dict() for label in results.summary(segments, labels, k=k, min_score=min_score)
-            ],
-            "runs": results.runs(segments, labels, min_score=min_score),
-            "provenance": {
-                "model": spec.name,
-                "weights_file": spec.weights,
-                "weights_sha256": loaded.sha256,
-                "preprocessing_hash": results.preprocessing_hash(spec, used),
-                "versions": results.versions(),
-            },
-        }
+        return {seg.index: scorer.mean(seg.index) for seg in plan.segments}, used_times

@@ -44,11 +44,10 @@ def segment_results(
     means: dict[int, torch.Tensor],
     used_times: dict[int, list[float]],
     labels: tuple[str, ...],
-    *,
-    k: int,
-    min_score: float,
+    options: dict[str, Any],
 ) -> list[SegmentResult]:
     """One entry per planned segment; frame times are those of the frames actually decoded."""
+    k, min_score = options["top_k"], options["min_score"]
     out = []
     for seg in plan.segments:
         times = used_times.get(seg.index) or [seg.first_frame_time, seg.last_frame_time]
@@ -139,3 +138,31 @@ def versions() -> dict[str, str]:
             found[name] = "unknown"
     found["app"] = app.__version__
     return found
+
+
+def payload(
+    spec: ModelSpec,
+    labels: tuple[str, ...],
+    options: dict[str, Any],
+    video: dict[str, Any],
+    segments: list[SegmentResult],
+    weights_sha256: str,
+) -> dict[str, Any]:
+    """The results document stored for a job and returned by the API."""
+    k, min_score = options["top_k"], options["min_score"]
+    return {
+        "model": spec.name,
+        "labelset": spec.labelset,
+        "options": options,
+        "video": video,
+        "segments": [s.to_dict() for s in segments],
+        "summary": [label.to_dict() for label in summary(segments, labels, k=k, min_score=min_score)],
+        "runs": runs(segments, labels, min_score=min_score),
+        "provenance": {
+            "model": spec.name,
+            "weights_file": spec.weights,
+            "weights_sha256": weights_sha256,
+            "preprocessing_hash": preprocessing_hash(spec, options),
+            "versions": versions(),
+        },
+    }

@@ -193,3 +193,10 @@ def test_importing_catalog_pulls_in_neither_torch_nor_av() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_malformed_lock_file_does_not_break_the_listing(tmp_path: Path) -> None:
+    (tmp_path / "weights.lock.json").write_text("[1, 2]")
+    with pytest.raises(ManifestInvalid, match=r"weights\.lock\.json"):
+        read_lock(tmp_path)
+    assert all(item["sha256"] is None for item in load_catalog(tmp_path).describe())
