@@ -84,6 +84,16 @@ def test_variable_rate_times_follow_the_timestamps(tmp_path: Path) -> None:
         assert all(clip.plan.window_start <= t < clip.plan.window_end for t in clip.times)
 
 
+def test_raw_stream_without_packet_timestamps_falls_back_to_decoding(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "raw.h264", seconds=2, fps=25, width=64, height=48, frame_fn=index_frame)
+    scan, _, clips, stats = run(path)
+    assert scan.source == "frames" and len(scan.frame_times) == 50
+    assert scan.frame_times == pytest.approx([i / 25 for i in range(50)], abs=1e-6)
+    assert stats.substituted == 0
+    for clip in clips:
+        assert all(shows_frame(f, i) for f, i in zip(clip.frames, clip.plan.frames, strict=True))
+
+
 @pytest.mark.parametrize("name", ["cfr25.mp4", "vfr.mkv"])
 def test_matches_pytorchvideo_encoded_video(tmp_path: Path, name: str) -> None:
     """Same frames as PyTorchVideo's own decoder: get_clip(window) then UniformTemporalSubsample."""
