@@ -9,9 +9,13 @@ FFmpeg cannot be left to enforce two of them by itself:
 * ``max_streams`` passed to a demuxer makes it drop further streams *silently*; so the
   demuxer is told to keep one more than the limit (which bounds its memory) and the
   streams are counted here, which detects the over-limit file.
-* ``max_pixels`` passed to ``av.open`` is silently ignored: it is a decoder option. It is
-  set here on every video stream's codec context before the decoder opens, so a frame
-  over the limit fails inside FFmpeg before its buffer is allocated.
+* ``max_pixels`` is a decoder option. Given to ``av.open`` it reaches only the decoders
+  that ``avformat_find_stream_info`` opens while probing (which do decode a frame: a
+  small PNG can declare 12000x12000 pixels), not the codec contexts PyAV decodes with,
+  where it is silently ignored. So it goes to both: ``open_options`` for the probe,
+  and ``guard_container`` sets it on every video stream's codec context before that
+  decoder opens. A frame over the limit then fails inside FFmpeg (EINVAL) before its
+  buffer is allocated.
 """
 
 from __future__ import annotations
@@ -44,8 +48,13 @@ DEFAULT_LIMITS = MediaLimits()
 
 
 def demuxer_options(limits: MediaLimits) -> dict[str, str]:
-    """Options for ``av.open``: keep at most one stream more than allowed (see module doc)."""
+    """``av.open(container_options=...)``: keep one stream more than allowed (module doc)."""
     return {"max_streams": str(limits.max_streams + 1)}
+
+
+def decoder_options(limits: MediaLimits) -> dict[str, str]:
+    """``av.open(options=...)`` (the probing decoders) and every codec context."""
+    return {"max_pixels": str(limits.max_frame_pixels)}
 
 
 def check_streams(count: int, limits: MediaLimits) -> None:
@@ -84,4 +93,4 @@ def guard_container(container: Any, limits: MediaLimits) -> None:
         if ctx is None:
             continue
         check_frame_size(int(ctx.width or 0), int(ctx.height or 0), limits)
-        ctx.options = {**dict(ctx.options or {}), "max_pixels": str(limits.max_frame_pixels)}
+        ctx.options = {**dict(ctx.options or {}), **decoder_options(limits)}

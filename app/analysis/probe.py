@@ -20,11 +20,12 @@ from app.analysis.limits import (
     check_duration,
     check_frame_size,
     check_streams,
+    decoder_options,
     demuxer_options,
     guard_container,
 )
 from app.domain import VideoInfo
-from app.errors import FormatNotAllowed, UnsupportedMedia
+from app.errors import FormatNotAllowed, FrameTooLarge, UnsupportedMedia
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -68,7 +69,13 @@ def open_container(
     allowed = ",".join(allowed_formats)
     options = {"format_whitelist": allowed, "protocol_whitelist": "file", **demuxer_options(limits)}
     try:
-        container = av.open(str(path), mode="r", container_options=options, metadata_errors="ignore")
+        container = av.open(
+            str(path),
+            mode="r",
+            options=decoder_options(limits),
+            container_options=options,
+            metadata_errors="ignore",
+        )
     except av.ArgumentError as exc:
         if exc.errno != _EINVAL:
             raise UnsupportedMedia(f"not a readable video container ({exc.__class__.__name__})") from exc
@@ -98,6 +105,13 @@ def probe_video(
         check_duration(duration, limits)
         try:
             first: Any = next(iter(container.decode(stream)), None)
+        except av.ArgumentError as exc:
+            if exc.errno == _EINVAL and not (stream.codec_context.width and stream.codec_context.height):
+                # The probing decoders could not size it within max_pixels either.
+                raise FrameTooLarge(
+                    f"the first frame cannot be decoded within the limit of {limits.max_frame_pixels} pixels"
+                ) from exc
+            raise UnsupportedMedia(f"the video stream cannot be decoded ({exc.__class__.__name__})") from exc
         except (av.FFmpegError, ValueError) as exc:
             raise UnsupportedMedia(f"the video stream cannot be decoded ({exc.__class__.__name__})") from exc
         if first is None:
