@@ -60,6 +60,9 @@ class NewJob:
     max_attempts: int
     tenant: str = "default"
     idempotency_key: str | None = None
+    callback_url: str | None = None
+    """Webhook target for the final state; ``callback_owner``'s secret signs it."""
+    callback_owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class Job:
     idempotency_key: str | None = None
     worker_id: str | None = None
     lease_expires_at: float | None = None
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,3 +101,15 @@ class Lease:
 class JobPage:
     items: list[Job] = field(default_factory=list)
     next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class PartialSegments:
+    """Segments a running job finished in one batch (``id`` orders batches of a job)."""
+
+    id: int
+    attempt: int
+    run: str
+    """Identifies the claim that produced it (a retry or a released job's next claim differs)."""
+    progress: float
+    segments: list[dict[str, Any]]

@@ -83,6 +83,32 @@ class Settings(BaseSettings):
         default="mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,flv,ogg,ivf,h264,hevc,m4v,asf,mxf",
         description="FFmpeg demuxers an upload may be opened with (comma list).",
     )
+    events_poll_interval: float = Field(
+        default=0.5, gt=0, description="How often an events (SSE) stream polls the store, seconds."
+    )
+    events_max_seconds: float = Field(
+        default=3600.0, gt=0, description="An events stream closes after this long (clients reconnect)."
+    )
+    webhook_allowed_networks: str = Field(
+        default="",
+        description="CIDRs webhooks may target although loopback/private/link-local (comma list).",
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50, description="Sends before a delivery fails.")
+    webhook_backoff_seconds: float = Field(
+        default=5.0, gt=0, description="Delay before the first retry; doubles per attempt (with jitter)."
+    )
+    webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0, description="Longest retry delay.")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request webhook timeout.")
+    webhook_poll_interval: float = Field(
+        default=1.0, gt=0, description="How often a worker's delivery loop looks for due webhooks."
+    )
+    annotate_max_height: int = Field(
+        default=720, ge=64, le=4320, description="Annotated videos are scaled down to this height."
+    )
+    backends: dict[str, Literal["torch", "onnx"]] = Field(
+        default_factory=dict,
+        description='Inference backend per model, JSON: {"x3d_xs": "onnx"} (default torch).',
+    )
 
     @property
     def resolved_database_url(self) -> str:

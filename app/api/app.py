@@ -15,7 +15,7 @@ from app.api import problems
 from app.api.auth import AUTH_RESPONSES, authenticate
 from app.api.cors import install_cors
 from app.api.drain import DrainMiddleware
-from app.api.routes import health, jobs, media, metrics, models, pages
+from app.api.routes import events, health, jobs, media, metrics, models, pages
 from app.blobs import BlobStore, LocalBlobStore
 from app.metrics import Metrics
 from app.settings import Settings
@@ -82,6 +82,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(media.router, responses=AUTH_RESPONSES)
+    app.include_router(events.router, responses=AUTH_RESPONSES)
     app.include_router(pages.router)
     return app
 

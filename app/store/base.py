@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from app.domain import Job, JobError, JobPage, JobStatus, Lease, NewJob
+from app.domain import Job, JobError, JobPage, JobStatus, Lease, NewJob, PartialSegments
 
 
 class JobStore(ABC):
@@ -72,6 +72,15 @@ class JobStore(ABC):
     @abstractmethod
     def delete_job(self, job_id: str, tenant: str | None = None) -> bool:
         """Remove the row and its results. True if it existed."""
+
+    @abstractmethod
+    def append_partial(self, lease: Lease, segments: list[dict[str, Any]], progress: float) -> None:
+        """Record segments finished so far (for the events stream); raises LeaseLost.
+        Rows of earlier attempts go; all go when the job ends (the results are the truth)."""
+
+    @abstractmethod
+    def partial_results(self, job_id: str, after: int = 0, limit: int = 100) -> list[PartialSegments]:
+        """Partial segment batches with ``id > after``, oldest first."""
 
     @abstractmethod
     def get_results(self, job_id: str) -> dict[str, Any] | None: ...

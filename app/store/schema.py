@@ -64,6 +64,9 @@ jobs = Table(
     Column("blob_key", String(1024), nullable=True),
     Column("idempotency_key", String(255), nullable=True),
     Column("updated_at", Float, nullable=False),
+    # Webhook target and whose secret signs it (API key id, or "tenant:<name>"); revision 0003.
+    Column("callback_url", String(2048), nullable=True),
+    Column("callback_owner", String(160), nullable=True),
     # One job per (tenant, key); NULL keys never collide on either dialect.
     UniqueConstraint("tenant", "idempotency_key"),
     # Newest-first listing and its keyset cursor: ORDER BY created_at DESC, id DESC.
@@ -116,6 +119,91 @@ usage_counters = Table(
 )
 
 
+# Revision 0003: what users plug into (partial results, webhooks, annotated renders).
+
+# Segments finished while a job runs, for the events stream; the final results replace
+# them (rows go when the job ends). ``id`` orders them and is the SSE event id.
+partial_results = Table(
+    "partial_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("lease_token", String(64), nullable=False),
+    Column("progress", Float, nullable=False),
+    Column("segments", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_partial_results_job_id_id", "job_id", "id"),
+    sqlite_autoincrement=True,  # ids never reused after deletes (they are SSE resume points)
+)
+
+# Per API key (or per tenant with auth off): the webhook signing secret and default URL.
+webhook_owners = Table(
+    "webhook_owners",
+    metadata,
+    Column("owner", String(160), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    Column("default_url", String(2048), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# The webhook outbox: one row per (job, final event), retried with backoff by workers.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("owner", String(160), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lock_token", String(64), nullable=True),
+    Column("locked_until", Float, nullable=True),
+    Column("body", Text, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("delivered_at", Float, nullable=True),
+    UniqueConstraint("job_id", "event"),
+    Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(36), ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_delivery_attempts_delivery_id_attempt", "delivery_id", "attempt"),
+    sqlite_autoincrement=True,
+)
+
+# Annotated-video renders: a follow-up job per analysed job, claimed by workers with a lease.
+renders = Table(
+    "renders",
+    metadata,
+    Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_token", String(64), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("file_key", String(255), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_renders_status_created_at", "status", "created_at"),
+)
+
+
 def dump_json(value: Any) -> str:
     """Serialise a JSON document for a Text column (compact, stable key order)."""
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
@@ -148,6 +236,8 @@ def new_job_values(new: NewJob, now: float) -> dict[str, Any]:
         "blob_key": new.blob_key,
         "idempotency_key": new.idempotency_key,
         "updated_at": now,
+        "callback_url": new.callback_url,
+        "callback_owner": new.callback_owner,
     }
 
 
@@ -175,6 +265,7 @@ def job_from_row(row: Mapping[Any, Any]) -> Job:
         idempotency_key=row["idempotency_key"],
         worker_id=row["worker_id"],
         lease_expires_at=_opt_float(row["lease_expires_at"]),
+        callback_url=row["callback_url"],
     )
 
 

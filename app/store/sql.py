@@ -54,11 +54,11 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.domain import Job, JobError, JobPage, JobStatus, Lease, NewJob
+from app.domain import Job, JobError, JobPage, JobStatus, Lease, NewJob, PartialSegments
 from app.errors import LeaseLost, Unavailable
-from app.store import migrate
+from app.store import followups, migrate
 from app.store.base import JobStore
-from app.store.schema import dump_json, job_from_row, jobs, load_json, new_job_values
+from app.store.schema import dump_json, job_from_row, jobs, load_json, new_job_values, partial_results
 from app.store.schema import results as results_table
 
 WRITE_OPTION = "vas_write"
@@ -372,6 +372,7 @@ class SqlJobStore(JobStore):
             )
             conn.execute(delete(results_table).where(results_table.c.job_id == job.id))
             conn.execute(insert(results_table).values(job_id=job.id, payload=payload, created_at=now))
+            followups.job_ended(conn, [job.id], now)
         return job
 
     def fail(self, lease: Lease, error: JobError, *, retryable: bool) -> Job:
@@ -407,7 +408,10 @@ class SqlJobStore(JobStore):
                     "error_code": error.code,
                     "error_message": error.message,
                 }
-            return self._fenced_update(conn, lease, values)
+            job = self._fenced_update(conn, lease, values)
+            if job.status.is_final:
+                followups.job_ended(conn, [job.id], now)
+            return job
 
     def release(self, lease: Lease) -> Job:
         with self._write() as conn:
@@ -442,6 +446,7 @@ class SqlJobStore(JobStore):
                 .values(status=JobStatus.CANCELED.value, finished_at=now, updated_at=now, **_LEASE_CLEARED)
                 .returning(*jobs.c)
             ).one()
+            followups.job_ended(conn, [job_id], now)
         return job_from_row(updated._mapping)
 
     def delete_job(self, job_id: str, tenant: str | None = None) -> bool:
@@ -452,6 +457,48 @@ class SqlJobStore(JobStore):
             conn.execute(delete(results_table).where(results_table.c.job_id == job_id))
             conn.execute(delete(jobs).where(jobs.c.id == job_id))
         return True
+
+    def append_partial(self, lease: Lease, segments: list[dict[str, Any]], progress: float) -> None:
+        body = dump_json(segments)
+        now = self._clock()
+        with self._write() as conn:
+            attempt = conn.execute(select(jobs.c.attempts).where(_fence(lease)).with_for_update()).scalar()
+            if attempt is None:
+                raise LeaseLost(f"job {lease.job.id}: lease {lease.token[:8]} no longer held")
+            earlier_runs = and_(
+                partial_results.c.job_id == lease.job.id, partial_results.c.lease_token != lease.token
+            )
+            conn.execute(delete(partial_results).where(earlier_runs))
+            conn.execute(
+                insert(partial_results).values(
+                    job_id=lease.job.id,
+                    attempt=attempt,
+                    lease_token=lease.token,
+                    progress=progress,
+                    segments=body,
+                    created_at=now,
+                )
+            )
+
+    def partial_results(self, job_id: str, after: int = 0, limit: int = 100) -> list[PartialSegments]:
+        stmt = (
+            select(partial_results)
+            .where(partial_results.c.job_id == job_id, partial_results.c.id > after)
+            .order_by(partial_results.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            PartialSegments(
+                id=r.id,
+                attempt=r.attempt,
+                run=r.lease_token[:8],
+                progress=r.progress,
+                segments=load_json(r.segments),
+            )
+            for r in rows
+        ]
 
     def get_results(self, job_id: str) -> dict[str, Any] | None:
         stmt = select(results_table.c.payload).where(results_table.c.job_id == job_id)
@@ -495,7 +542,9 @@ class SqlJobStore(JobStore):
             .returning(jobs.c.id)
         )
         with self._write() as conn:
-            return sorted(conn.execute(stmt).scalars().all())
+            ids = sorted(conn.execute(stmt).scalars().all())
+            followups.job_ended(conn, ids, now)
+            return ids
 
     def count_active(self, tenant: str) -> int:
         stmt = select(func.count()).where(jobs.c.tenant == tenant, jobs.c.status.in_([_QUEUED, _RUNNING]))

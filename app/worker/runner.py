@@ -35,6 +35,7 @@ class Analyzer(Protocol):
         model_name: str,
         options: JobOptions,
         on_progress: Callable[[float], None] | None = None,
+        on_segments: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -149,14 +150,19 @@ class Worker:
         log.info("job claimed (attempt %d/%d)", job.attempts, job.max_attempts, extra=extra)
         started = time.monotonic()
         with LeaseKeeper(self.store, lease, self.settings.lease_seconds) as keeper:
+            finished: list[dict[str, Any]] = []  # partial results of the current batch
 
             def on_progress(fraction: float) -> None:
                 if keeper.lost.is_set():
                     raise LeaseLost()
                 if self.stopping.is_set():
                     raise WorkerStopping()
+                fraction = min(max(fraction, 0.0), 1.0)
                 try:
-                    self.store.report_progress(keeper.lease, min(max(fraction, 0.0), 1.0))
+                    if finished:
+                        self.store.append_partial(keeper.lease, list(finished), fraction)
+                        finished.clear()
+                    self.store.report_progress(keeper.lease, fraction)
                 except Unavailable as exc:  # progress is best effort; the lease keeper guards the claim
                     log.warning("progress not saved: %s", exc, extra=extra)
 
@@ -165,7 +171,11 @@ class Worker:
                     raise _VideoGone()
                 options = JobOptions(**job.options)
                 results = self.analyzer.analyze(
-                    self.blobs.path(job.blob_key), job.model, options, on_progress
+                    self.blobs.path(job.blob_key),
+                    job.model,
+                    options,
+                    on_progress,
+                    on_segments=finished.extend,
                 )
                 analysed = time.monotonic() - started
                 self._complete(keeper, results)

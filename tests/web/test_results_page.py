@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.web.conftest import ARTIFACTS, LiveServer
 
@@ -91,3 +92,28 @@ def test_upload_watch_and_explore_results(live_server: LiveServer, browser_page:
     assert not page.console_errors, page.console_errors
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "results_page.png"), full_page=True)
+
+
+@pytest.mark.settings(batch_size=1)
+def test_job_page_shows_partial_results_while_running(
+    live_server: LiveServer, browser_page: Any, tmp_path: Path
+) -> None:
+    """Opened while the job runs, the page follows the events stream: the timeline fills
+    in batch by batch, then the final results replace the partial ones."""
+    from tests.media import write_video
+
+    page = browser_page
+    clip = write_video(tmp_path / "long.mp4", seconds=16.0, fps=15, width=96, height=64)
+    with clip.open("rb") as fh:
+        job = httpx.post(
+            f"{live_server.base}/v1/jobs",
+            files={"file": ("long.mp4", fh)},
+            data={"segment_seconds": "0.5", "model": live_server.model},
+        ).json()
+    page.goto(f"{live_server.base}/jobs/{job['id']}")
+    page.wait_for_selector("body[data-ready=true]", timeout=120_000)
+    batches = int(page.evaluate("() => document.body.dataset.partialBatches || '0'"))
+    assert batches >= 1, "no partial batch reached the page"
+    assert page.locator("#timeline .seg").count() == 32
+    assert page.locator("#status").inner_text() == "succeeded"
+    assert not page.console_errors, page.console_errors

@@ -93,9 +93,10 @@ function showTime(time) {
   }
 }
 
-function renderTimeline(results, duration) {
+function renderTimeline(duration) {
   const strip = document.getElementById("timeline");
   strip.dataset.duration = String(duration);
+  for (const old of strip.querySelectorAll(".seg")) old.remove();
   const legend = new Map();
   for (const cue of cues) {
     const top = cue.segment.labels[0];
@@ -111,10 +112,6 @@ function renderTimeline(results, duration) {
       onclick: (event) => { event.stopPropagation(); seek(cue.start); },
     }));
   }
-  strip.addEventListener("click", (event) => {
-    const box = strip.getBoundingClientRect();
-    seek(((event.clientX - box.left) / box.width) * duration);
-  });
   document.getElementById("legend").replaceChildren(...[...legend].map(([label, colour]) =>
     el("span", {}, el("span", { class: "swatch", style: `background:${colour}` }), label)));
 }
@@ -148,6 +145,47 @@ async function download(fmt) {
   link.click();
 }
 
+// Server-Sent Events read with fetch(), so the API key travels in a header (EventSource
+// cannot send one): progress, and each batch of finished segments as it lands.
+async function followEvents(job) {
+  const partial = new Map();
+  const duration = (job.video && job.video.duration) || 0;
+  const response = await api(`${base}/events`, { headers: { Accept: "text/event-stream" } });
+  if (!response.ok || !response.body) throw new Error(`events: HTTP ${response.status}`);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const fields = {};
+      for (const line of block.split("\n")) {
+        const at = line.indexOf(":");
+        if (at > 0) fields[line.slice(0, at)] = line.slice(at + 1).replace(/^ /, "");
+      }
+      if (!fields.event) continue;
+      const data = JSON.parse(fields.data);
+      if (fields.event === "status") { job = data; showJob(job); }
+      else if (fields.event === "progress") document.getElementById("progress").value = data.progress;
+      else if (fields.event === "reset") partial.clear();
+      else if (fields.event === "segments") {
+        for (const seg of data.segments) partial.set(seg.index, seg);
+        document.body.dataset.partialBatches = String(Number(document.body.dataset.partialBatches || 0) + 1);
+      }
+      if ((fields.event === "segments" || fields.event === "reset") && duration > 0) {
+        cues = toCues([...partial.values()]);
+        renderTimeline(duration);
+        document.getElementById("partial").textContent = `${partial.size} segments so far (partial results)`;
+      }
+    }
+  }
+  return job;
+}
+
 async function waitUntilFinished(job) {
   while (job.status === "queued" || job.status === "running") {
     await sleep(1000);
@@ -161,13 +199,22 @@ async function main() {
   let job = await apiJson(base);
   showJob(job);
   loadVideo().catch((e) => { document.getElementById("video-note").textContent = `Video: ${e.message}`; });
+  const strip = document.getElementById("timeline");
+  strip.addEventListener("click", (event) => {
+    const box = strip.getBoundingClientRect();
+    seek(((event.clientX - box.left) / box.width) * Number(strip.dataset.duration || 0));
+  });
+  if (job.status === "queued" || job.status === "running") {
+    job = await followEvents(job).catch(() => job);
+  }
   job = await waitUntilFinished(job);
+  document.getElementById("partial").textContent = "";
   if (job.status !== "succeeded") return;
   const results = await loadResults();
   cues = toCues(results.segments);
   const ends = results.segments.map((s) => s.end);
   const duration = (job.video && job.video.duration) || results.video.duration || Math.max(1, ...ends);
-  renderTimeline(results, duration);
+  renderTimeline(duration);
   renderTables(results);
   await addTrack();
   video.addEventListener("timeupdate", () => showTime(video.currentTime));

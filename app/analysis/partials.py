@@ -1,0 +1,46 @@
+"""Partial results: segments whose every view has been scored, reported once each as
+batches land (the events stream shows them before the job ends)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from app.analysis import results
+
+if TYPE_CHECKING:
+    from app.analysis.classifier import SegmentScorer
+    from app.analysis.plan import SamplingPlan
+
+SegmentsSink = Callable[[list[dict[str, Any]]], None]
+
+
+class PartialReporter:
+    """Call ``update(scorer)`` after each batch; ``sink`` gets the newly finished segments
+    in the final payload's segment shape (same top-k, same frame times)."""
+
+    def __init__(
+        self,
+        plan: SamplingPlan,
+        labels: tuple[str, ...],
+        options: dict[str, Any],
+        used_times: dict[int, list[float]],
+        sink: SegmentsSink,
+    ) -> None:
+        self.plan, self.labels, self.options = plan, labels, options
+        self.used_times, self.sink = used_times, sink
+        self.views: dict[int, int] = {}
+        for clip in plan.clips:
+            self.views[clip.segment] = self.views.get(clip.segment, 0) + int(options["crops"])
+        self.pending = [seg for seg in plan.segments if seg.index in self.views]
+
+    def update(self, scorer: SegmentScorer) -> None:
+        ready = [s for s in self.pending if scorer.counts.get(s.index, 0) >= self.views[s.index]]
+        if not ready:
+            return
+        self.pending = [s for s in self.pending if s not in ready]
+        means = {s.index: scorer.mean(s.index) for s in ready}
+        part = replace(self.plan, segments=tuple(ready))
+        found = results.segment_results(part, means, self.used_times, self.labels, self.options)
+        self.sink([f.to_dict() for f in found])
