@@ -226,3 +226,21 @@ def test_manifest_model_with_its_own_labels(tmp_path: Path, clip25: Path) -> Non
     for seg in result["segments"]:
         assert {x["label"] for x in seg["labels"]} == {"left", "right", "still"}
         assert sum(x["score"] for x in seg["labels"]) == pytest.approx(1.0)
+
+
+def test_on_segments_reports_each_segment_once_before_progress(analyzer: Analyzer, clip25: Path) -> None:
+    events: list[tuple[str, Any]] = []
+    analyzer.batch_size = 2
+    try:
+        result = analyzer.analyze(
+            clip25,
+            "x3d_xs",
+            JobOptions(segment_seconds=1.0, crops=3),
+            lambda f: events.append(("progress", f)),
+            on_segments=lambda segs: events.append(("segments", segs)),
+        )
+    finally:
+        analyzer.batch_size = 8
+    reported = [seg for kind, segs in events if kind == "segments" for seg in segs]
+    assert reported == result["segments"]
+    assert events[-1] == ("progress", 1.0) and events[-2][0] == "segments"
