@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 import av
 import numpy as np
 
+from app.analysis.limits import DEFAULT_LIMITS, MediaLimits, check_frame
 from app.analysis.plan import ClipPlan, SamplingPlan
 from app.analysis.scan import VideoScan, open_video, pts_to_seconds
 from app.errors import NoFrames, VideoUnreadable
@@ -72,8 +73,14 @@ class _Assembler(Generic[F]):
 
     REORDER = 8
 
-    def __init__(self, scan: VideoScan, plan: SamplingPlan, prepare: Callable[[np.ndarray], F]) -> None:
-        self.scan, self.plan, self.prepare = scan, plan, prepare
+    def __init__(
+        self,
+        scan: VideoScan,
+        plan: SamplingPlan,
+        prepare: Callable[[np.ndarray], F],
+        limits: MediaLimits = DEFAULT_LIMITS,
+    ) -> None:
+        self.scan, self.plan, self.prepare, self.limits = scan, plan, prepare, limits
         self.stats = DecodeStats()
         self.by_pts: dict[int, deque[int]] = defaultdict(deque)
         for index, pts in enumerate(scan.frame_pts):
@@ -143,6 +150,7 @@ class _Assembler(Generic[F]):
         if self.stats.rotation is None:
             self.stats.rotation = round(float(getattr(frame, "rotation", 0) or 0)) % 360
         index, time = self._locate(None if frame.pts is None else int(frame.pts))
+        check_frame(frame, time, self.limits)
         seen = _Seen(frame, time)
         self.recent.append(seen)
         if index is not None and index >= self.settled:
@@ -184,12 +192,14 @@ def decode_clips(
     *,
     threads: int = 0,
     stats: DecodeStats | None = None,
+    limits: MediaLimits = DEFAULT_LIMITS,
 ) -> Generator[DecodedClip[F], None, None]:
-    """Yield every clip of ``plan`` once all its frames are decoded; stops after the last one."""
-    state = _Assembler(scan, plan, prepare)
+    """Yield every clip of ``plan`` once all its frames are decoded; stops after the last one.
+    Each decoded frame is held to the media limits (size, time), as the upload probe was."""
+    state = _Assembler(scan, plan, prepare, limits)
     if stats is not None:
         state.stats = stats
-    with open_video(path, allowed_formats) as container:
+    with open_video(path, allowed_formats, limits) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_type = "AUTO"
         stream.codec_context.thread_count = threads

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.analysis import results
 from app.analysis.catalog import load_catalog, read_labels
+from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
 from app.analysis.partials import PartialReporter, SegmentsSink
 from app.analysis.plan import effective_options, plan_for
 from app.analysis.scan import VideoScan, scan_video
@@ -46,6 +47,7 @@ class Analyzer:
         torch_threads: int = 1,
         decode_threads: int = 0,
         model_cache_bytes: int = 2 * 1024**3,
+        limits: MediaLimits | None = None,
     ) -> None:
         import torch
 
@@ -57,6 +59,7 @@ class Analyzer:
         self.allowed_formats = list(allowed_formats)
         self.device = resolve_device(device)
         self.batch_size, self.decode_threads = batch_size, decode_threads
+        self.limits = limits or DEFAULT_LIMITS
         self.loader = ModelLoader(models_dir, device=self.device, cache_bytes=model_cache_bytes)
 
     @classmethod
@@ -69,6 +72,7 @@ class Analyzer:
             torch_threads=settings.torch_threads,
             decode_threads=settings.decode_threads,
             model_cache_bytes=settings.model_cache_bytes,
+            limits=MediaLimits.from_settings(settings),
         )
 
     def analyze(
@@ -86,7 +90,7 @@ class Analyzer:
         spec = load_catalog(self.models_dir).get(model_name)
         labels = read_labels(spec)
         loaded = self.loader.load(spec)
-        scan = scan_video(video_path, self.allowed_formats)
+        scan = scan_video(video_path, self.allowed_formats, self.limits)
         used = effective_options(spec, options, scan.duration)
         plan = plan_for(spec, options, scan.frame_times, scan.duration)
         stats = DecodeStats()
@@ -157,6 +161,7 @@ class Analyzer:
             transform.prepare_frame,
             threads=self.decode_threads,
             stats=stats,
+            limits=self.limits,
         )
         try:
             for clip in clips:

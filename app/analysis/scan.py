@@ -14,7 +14,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.errors import NoFrames, UnsupportedMedia, VideoUnreadable
+from app.analysis.limits import DEFAULT_LIMITS, MediaLimits, check_duration
+from app.errors import FormatNotAllowed, NoFrames, UnsupportedMedia, VideoUnreadable
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -52,12 +53,16 @@ class VideoScan:
         }
 
 
-def open_video(path: Path, allowed_formats: Iterable[str]) -> InputContainer:
-    """probe.open_container (demuxer allow-list), with failures as a coded analysis error."""
+def open_video(
+    path: Path, allowed_formats: Iterable[str], limits: MediaLimits = DEFAULT_LIMITS
+) -> InputContainer:
+    """probe.open_container (allow-list, media limits); an unreadable file is VideoUnreadable."""
     from app.analysis.probe import open_container
 
     try:
-        return open_container(path, allowed_formats)
+        return open_container(path, allowed_formats, limits)
+    except FormatNotAllowed:
+        raise
     except UnsupportedMedia as exc:
         raise VideoUnreadable(exc.detail) from exc
 
@@ -66,11 +71,12 @@ def pts_to_seconds(pts: int, start_pts: int, time_base: Fraction) -> float:
     return float((pts - start_pts) * time_base)
 
 
-def scan_video(path: Path, allowed_formats: Iterable[str]) -> VideoScan:
-    """List every video frame's presentation time without decoding (falls back to decoding)."""
+def scan_video(path: Path, allowed_formats: Iterable[str], limits: MediaLimits = DEFAULT_LIMITS) -> VideoScan:
+    """List every video frame's presentation time without decoding (falls back to decoding).
+    A video longer than ``limits.max_duration_seconds`` is refused before any decoding."""
     import av
 
-    with open_video(path, allowed_formats) as container:
+    with open_video(path, allowed_formats, limits) as container:
         if not container.streams.video:
             raise NoFrames("the file has no video stream")
         stream = container.streams.video[0]
@@ -86,16 +92,19 @@ def scan_video(path: Path, allowed_formats: Iterable[str]) -> VideoScan:
                 pts.append(int(packet.pts))
         except (av.FFmpegError, ValueError) as exc:
             log.warning("demux stopped early in %s: %s", path.name, exc)
-        if not complete:
-            return _describe(container, stream, _decoded_pts(path, allowed_formats), "frames")
-        return _describe(container, stream, sorted(pts), "packets")
+        if complete:
+            scan = _describe(container, stream, sorted(pts), "packets")
+        else:
+            scan = _describe(container, stream, _decoded_pts(path, allowed_formats, limits), "frames")
+    check_duration(scan.duration, limits)
+    return scan
 
 
-def _decoded_pts(path: Path, allowed_formats: Iterable[str]) -> Sequence[int | None]:
+def _decoded_pts(path: Path, allowed_formats: Iterable[str], limits: MediaLimits) -> Sequence[int | None]:
     import av
 
     found: list[int | None] = []
-    with open_video(path, allowed_formats) as container:
+    with open_video(path, allowed_formats, limits) as container:
         stream = container.streams.video[0]
         try:
             for packet in container.demux(stream):

@@ -244,3 +244,15 @@ def test_on_segments_reports_each_segment_once_before_progress(analyzer: Analyze
     reported = [seg for kind, segs in events if kind == "segments" for seg in segs]
     assert reported == result["segments"]
     assert events[-1] == ("progress", 1.0) and events[-2][0] == "segments"
+
+
+def test_media_limits_hold_in_the_worker_too(models: Path, clip25: Path) -> None:
+    from app.analysis.limits import MediaLimits
+    from app.errors import FrameTooLarge, VideoTooLong
+
+    short = Analyzer(models_dir=models, allowed_formats=ALLOWED, limits=MediaLimits(max_duration_seconds=2.0))
+    with pytest.raises(VideoTooLong):
+        short.analyze(clip25, "x3d_xs", JobOptions())
+    small = Analyzer.from_settings(Settings(models_dir=models, max_frame_pixels=96 * 64 - 1))
+    with pytest.raises(FrameTooLarge):
+        small.analyze(clip25, "x3d_xs", JobOptions())
