@@ -30,6 +30,7 @@ from app.store.sql import _unavailable_on_db_error, write_options
 KEY_PREFIX = "vas_"
 PREFIX_LENGTH = 12
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SECRET_PATTERN = re.compile(r"^vas_[A-Za-z0-9_-]{20,200}$")
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,8 @@ class SqlKeyStore(KeyStore):
         return key, secret
 
     def authenticate(self, secret: str) -> ApiKey | None:
-        if not secret.startswith(KEY_PREFIX) or len(secret) > 256:
-            return None
+        if not SECRET_PATTERN.match(secret):
+            return None  # also keeps NUL and other bytes PostgreSQL refuses out of the query
         presented = hash_secret(secret)
         stmt = select(api_keys).where(api_keys.c.prefix == secret[:PREFIX_LENGTH])
         with self._read() as conn:
