@@ -15,7 +15,7 @@ from app.api import problems
 from app.api.auth import AUTH_RESPONSES, authenticate
 from app.api.cors import install_cors
 from app.api.drain import DrainMiddleware
-from app.api.routes import events, health, jobs, media, metrics, models, pages
+from app.api.routes import deliveries, events, health, jobs, media, metrics, models, pages
 from app.blobs import BlobStore, LocalBlobStore
 from app.metrics import Metrics
 from app.settings import Settings
@@ -36,7 +36,7 @@ def create_app(
     in this process; the API itself never imports torch (the worker does, lazily)."""
     from app.analysis.catalog import load_catalog
     from app.api.ratelimit import TenantLimiter
-    from app.store.factory import open_access_stores, open_store
+    from app.store.factory import open_access_stores, open_store, open_webhook_store
 
     own_store = store is None
     run_worker = settings.embedded_worker if embedded_worker is None else embedded_worker
@@ -73,6 +73,7 @@ def create_app(
     app.state.draining = False
     app.state.metrics = Metrics()
     app.state.keys, usage = open_access_stores(settings, app.state.store)
+    app.state.webhooks = open_webhook_store(settings, app.state.store)
     app.state.limiter = TenantLimiter(settings, usage, app.state.store)
     app.add_middleware(DrainMiddleware, state=app.state)
     install_cors(app, settings)
@@ -83,6 +84,7 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(media.router, responses=AUTH_RESPONSES)
     app.include_router(events.router, responses=AUTH_RESPONSES)
+    app.include_router(deliveries.router, responses=AUTH_RESPONSES)
     app.include_router(pages.router)
     return app
 

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 _INT_FIELDS = {"clips_per_segment", "crops", "top_k"}
 _FLOAT_FIELDS = {"segment_seconds", "stride_seconds", "start", "end", "min_score"}
-FORM_FIELDS = {"model"} | _INT_FIELDS | _FLOAT_FIELDS
+_TEXT_FIELDS = {"model", "callback_url"}
+FORM_FIELDS = _TEXT_FIELDS | _INT_FIELDS | _FLOAT_FIELDS
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -35,7 +36,7 @@ def parse_job_form(fields: dict[str, str], default_model: str, catalog: Catalog)
     """Validate the submission fields; empty fields count as not given (HTML forms send them)."""
     model = fields.get("model", "").strip() or default_model
     catalog.get(model)  # raises UnknownModel (422)
-    values = {k: _convert(k, v) for k, v in fields.items() if k != "model" and v.strip()}
+    values = {k: _convert(k, v) for k, v in fields.items() if k not in _TEXT_FIELDS and v.strip()}
     try:
         options = JobOptions(**values)
     except ValidationError as exc:

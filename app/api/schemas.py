@@ -38,6 +38,7 @@ class JobOut(BaseModel):
     attempts: int
     error: ErrorOut | None
     video: VideoOut | None
+    callback_url: str | None = None
 
 
 class JobList(BaseModel):
@@ -111,6 +112,7 @@ def job_out(job: Job) -> JobOut:
         attempts=job.attempts,
         error=ErrorOut(code=job.error.code, message=job.error.message) if job.error else None,
         video=video,
+        callback_url=job.callback_url,
     )
 
 

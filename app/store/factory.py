@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import Engine
 
 from app.settings import Settings
 from app.store.base import JobStore
 from app.store.keys import SqlKeyStore
 from app.store.sql import SqlJobStore, build_engine
 from app.store.usage import SqlUsageStore
+
+if TYPE_CHECKING:
+    from app.webhooks.store import WebhookStore
 
 
 def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) -> SqlJobStore:
@@ -18,6 +24,19 @@ def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     Does not migrate: run ``app.store.migrate.upgrade`` first (``vas migrate``, or the
     start-up hook); ``migrations_current()`` tells readiness checks whether that happened."""
     return SqlJobStore(settings.resolved_database_url, pool_size=settings.db_pool_size, clock=clock)
+
+
+def _engine_of(settings: Settings, store: JobStore) -> Engine:
+    if isinstance(store, SqlJobStore):
+        return store.engine
+    return build_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
+
+
+def open_webhook_store(settings: Settings, store: JobStore) -> WebhookStore:
+    """Webhook owners and deliveries, in the job store's database (its pool when SQL)."""
+    from app.webhooks.store import WebhookStore
+
+    return WebhookStore(_engine_of(settings, store))
 
 
 def open_access_stores(settings: Settings, store: JobStore) -> tuple[SqlKeyStore, SqlUsageStore]:

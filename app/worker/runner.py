@@ -20,6 +20,7 @@ from app.options import JobOptions
 from app.settings import Settings
 from app.store.base import JobStore
 from app.store.notify import start_listener
+from app.webhooks.dispatcher import start_dispatcher
 from app.worker.lease import LeaseKeeper
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Worker:
         # PostgreSQL: NOTIFY wakes us when a job is queued; the slower poll only catches
         # expired leases and anything sent while the listener was reconnecting.
         listener = start_listener(self.settings.resolved_database_url, self.wake)
+        webhooks = start_dispatcher(self.store, self.settings, self.stopping)
         idle = self.settings.listen_poll_interval if listener else self.settings.poll_interval
         backoff = idle
         try:
@@ -94,6 +96,8 @@ class Worker:
         finally:
             if listener is not None:
                 listener.stop()
+            if webhooks is not None:
+                webhooks.join(timeout=self.settings.webhook_timeout_seconds + 5)
         log.info("worker stopped", extra={"worker_id": self.worker_id})
 
     def stop(self) -> None:

@@ -14,6 +14,7 @@ from app.api import formats
 from app.api.deps import BlobsDep, CatalogDep, SettingsDep, StoreDep, TenantDep
 from app.api.forms import FORM_FIELDS, parse_job_form
 from app.api.ratelimit import charge_upload, check_submission_quota
+from app.api.routes.deliveries import resolve_callback
 from app.api.schemas import PROBLEM_RESPONSES, RESULTS_RESPONSES, JobList, JobOut, ResultsOut, job_out
 from app.api.upload import receive_upload
 from app.domain import Job, JobStatus, NewJob
@@ -40,6 +41,11 @@ _UPLOAD_BODY: dict[str, Any] = {
                         "end": {"type": "number", "exclusiveMinimum": 0},
                         "top_k": {"type": "integer", "minimum": 1, "maximum": 50},
                         "min_score": {"type": "number", "minimum": 0, "maximum": 1},
+                        "callback_url": {
+                            "type": "string",
+                            "format": "uri",
+                            "description": "Webhook for the final state (default: your key's; empty: none).",
+                        },
                     },
                 }
             }
@@ -86,6 +92,7 @@ async def submit_job(
     try:
         await charge_upload(request, tenant, upload.writer.size)
         model, options = parse_job_form(upload.fields, settings.default_model, catalog)
+        callback_url, callback_owner = await resolve_callback(request, upload.fields.get("callback_url"))
         video = await run_in_threadpool(
             probe_video,
             upload.writer.temp_path,
@@ -106,6 +113,8 @@ async def submit_job(
         max_attempts=settings.max_attempts,
         tenant=tenant,
         idempotency_key=idempotency_key,
+        callback_url=callback_url,
+        callback_owner=callback_owner,
     )
     try:
         job, created = await run_in_threadpool(store.create_job, new)
