@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from app import errors
 
@@ -86,6 +87,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, code, title, detail, dict(exc.headers or {}))
 
 
+async def _client_disconnected(request: Request, exc: Exception) -> JSONResponse:
+    """The client went away mid-request (the upload's partial file is already removed);
+    nobody reads this answer, and it is no server error."""
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    return problem(400, "client_disconnected", "Client disconnected", "the client closed the connection")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "internal_error", "Internal error", "an unexpected error occurred")
@@ -95,4 +103,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     app.add_exception_handler(Exception, _unexpected)
