@@ -71,7 +71,9 @@ def shared_analyzer(settings: Settings) -> Any:
 
 
 @pytest.fixture
-async def service(tmp_path: Path, zoo_models_dir: Path, request: pytest.FixtureRequest) -> AsyncIterator[Service]:
+async def service(
+    tmp_path: Path, zoo_models_dir: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Service]:
     marker = request.node.get_closest_marker("settings")
     overrides = marker.kwargs if marker else {}
     settings = make_settings(tmp_path, zoo_models_dir, **overrides)

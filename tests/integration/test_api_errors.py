@@ -31,7 +31,9 @@ async def post_bytes(service: Service, name: str, payload: bytes, **data: str) -
         ("list.mp4", b"#EXTM3U\n#EXTINF:2,\nother.mp4\n", 415, "unsupported_media"),
     ],
 )
-async def test_non_videos_are_refused(service: Service, name: str, payload: bytes, status: int, code: str) -> None:
+async def test_non_videos_are_refused(
+    service: Service, name: str, payload: bytes, status: int, code: str
+) -> None:
     assert_problem(await post_bytes(service, name, payload), status, code)
     await assert_nothing_stored(service)
 
@@ -102,7 +104,9 @@ async def test_over_limit_chunked_without_content_length(service: Service) -> No
         ({"colour": "red"}, "invalid_options"),
     ],
 )
-async def test_bad_options_are_422(service: Service, short_clip: Path, fields: dict[str, str], code: str) -> None:
+async def test_bad_options_are_422(
+    service: Service, short_clip: Path, fields: dict[str, str], code: str
+) -> None:
     assert_problem(await post_bytes(service, "ok.mp4", short_clip.read_bytes(), **fields), 422, code)
     await assert_nothing_stored(service)
 
@@ -111,14 +115,18 @@ async def test_missing_and_duplicate_file_parts(service: Service, short_clip: Pa
     missing = await service.client.post("/v1/jobs", files={"model": (None, "x3d_xs")})
     assert_problem(missing, 422, "invalid_options")
     data = short_clip.read_bytes()
-    twice = await service.client.post("/v1/jobs", files=[("file", ("a.mp4", data)), ("file", ("b.mp4", data))])
+    twice = await service.client.post(
+        "/v1/jobs", files=[("file", ("a.mp4", data)), ("file", ("b.mp4", data))]
+    )
     assert_problem(twice, 422, "invalid_options")
     not_multipart = await service.client.post("/v1/jobs", content=data, headers={"content-type": "video/mp4"})
     assert_problem(not_multipart, 400, "bad_upload")
     await assert_nothing_stored(service)
 
 
-@pytest.mark.parametrize("hostile", ["../../etc/passwd", "a\x00b.mp4", "x" * 10_000 + ".mp4", "..", "C:\\win\\v.mp4"])
+@pytest.mark.parametrize(
+    "hostile", ["../../etc/passwd", "a\x00b.mp4", "x" * 10_000 + ".mp4", "..", "C:\\win\\v.mp4"]
+)
 async def test_hostile_filenames_are_only_metadata(service: Service, short_clip: Path, hostile: str) -> None:
     with short_clip.open("rb") as fh:
         response = await service.client.post("/v1/jobs", files={"file": (hostile, fh, "video/mp4")})
@@ -130,7 +138,9 @@ async def test_hostile_filenames_are_only_metadata(service: Service, short_clip:
 
 
 async def test_unknown_job_and_unknown_route(service: Service) -> None:
-    assert_problem(await service.client.get("/v1/jobs/00000000-0000-0000-0000-000000000000"), 404, "not_found")
+    assert_problem(
+        await service.client.get("/v1/jobs/00000000-0000-0000-0000-000000000000"), 404, "not_found"
+    )
     assert_problem(await service.client.get("/v1/jobs/nope/results"), 404, "not_found")
     assert_problem(await service.client.delete("/v1/jobs/nope"), 404, "not_found")
     assert_problem(await service.client.get("/no/such/route"), 404, "not_found")

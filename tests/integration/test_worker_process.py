@@ -28,7 +28,9 @@ def test_sigterm_releases_the_running_job_and_exits(tmp_path: Path, zoo_models_d
     writer = blobs.writer("job-1")
     writer.write(source.read_bytes())
     writer.commit()
-    info = probe_video(blobs.path("job-1"), filename="long.mp4", allowed_formats=settings.allowed_formats.split(","))
+    info = probe_video(
+        blobs.path("job-1"), filename="long.mp4", allowed_formats=settings.allowed_formats.split(",")
+    )
     store = open_store(settings)
     store.create_job(
         NewJob(
@@ -48,7 +50,11 @@ def test_sigterm_releases_the_running_job_and_exits(tmp_path: Path, zoo_models_d
         "VAS_POLL_INTERVAL": "0.1",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "worker"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "app", "worker"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120
