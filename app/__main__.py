@@ -124,11 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run a worker process").set_defaults(handler=cmd_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(handler=cmd_migrate)
 
-    from app.cli import analyze_cmd, keys_cmd, models_cmd
+    from app.cli import analyze_cmd, client_cmd, keys_cmd, models_cmd
 
     analyze_cmd.register(sub)
     models_cmd.register(sub)
     keys_cmd.register(sub)
+    client_cmd.register(sub)
     return parser
 
 
