@@ -155,6 +155,14 @@ def test_dockerfile_commands_are_the_ones_compose_and_the_deployment_test_run() 
     assert images["api"] == images["migrate"] == "api" and images["worker"] == "worker"
 
 
+def test_dockerfile_pins_the_project_version() -> None:
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    pins = re.findall(r"video-analysis-service(?:\[ml\])?==([\w.]+)", DOCKERFILE.read_text())
+    assert pins and set(pins) == {version}, f"Dockerfile installs {pins}, pyproject says {version}"
+
+
 def test_hadolint_passes() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():
