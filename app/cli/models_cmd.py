@@ -20,7 +20,7 @@ CHUNK_BYTES = 1 << 20
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("models", help="list the model catalog, fetch or hash weights")
+    parser = subparsers.add_parser("models", help="the model catalog: list, fetch, hash, export, import")
     sub = parser.add_subparsers(dest="models_command", required=True)
     listing = sub.add_parser("list", help="catalog models, clip specs and weight status")
     listing.add_argument("--json", action="store_true", help="print the catalog as JSON")
@@ -32,6 +32,9 @@ def register(subparsers: Any) -> None:
     hashing = sub.add_parser("hash", help="record the sha256 of a present weights file in weights.lock.json")
     hashing.add_argument("name")
     hashing.set_defaults(handler=cmd_hash)
+    from app.cli import export_cmd
+
+    export_cmd.add_subcommands(sub)
 
 
 def _models_dir() -> Path:

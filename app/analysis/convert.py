@@ -1,0 +1,231 @@
+"""PySlowFast checkpoints -> the zoo's pytorchvideo format (``{"model_state": ...}``).
+
+Two source layouts are understood (ZOO.md section 5):
+
+* PySlowFast's PTV wrappers save pytorchvideo keys under a ``model.`` prefix
+  (DataParallel adds ``module.``): the prefix goes, nothing else changes;
+* PySlowFast's native ResNet/SlowFast/X3D modules (``s1.pathway0_stem.conv``,
+  ``s2.pathway0_res0.branch2.a_bn``, ``s1_fuse.conv_f2s``, ``head.projection`` ...) are
+  renamed with the section 5.2 map. Which pytorchvideo block a native stage lands in
+  is read off the target model (C2D/I3D have an extra pooling block after stage 2).
+
+Every source key the map does not know, every renamed key the model lacks, every
+shape that differs and every model key left unfilled is reported; the file is only
+written when nothing is left over. The map is derived from module names, not yet
+checked against real PySlowFast weights.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_STEM = re.compile(r"s1\.pathway(\d+)_stem\.(conv_xy|conv|bn)\.(.+)")
+_FUSE = re.compile(r"s(\d)_fuse\.(conv_f2s|bn)\.(.+)")
+_RES = re.compile(r"s(\d)\.pathway(\d+)_res(\d+)\.(.+)")
+_HEAD = re.compile(r"head\.(projection|conv_5_bn|conv_5|lin_5)\.(.+)")
+_HEAD_NAMES = {
+    "projection": "proj",
+    "conv_5": "pool.pre_conv",
+    "conv_5_bn": "pool.pre_norm",
+    "lin_5": "pool.post_conv",
+}
+_BRANCH = [
+    (re.compile(r"branch1\.(weight|bias)$"), r"branch1_conv.\1"),
+    (re.compile(r"branch1_bn\.(.+)$"), r"branch1_norm.\1"),
+    (re.compile(r"branch2\.([abc])_bn\.(.+)$"), r"branch2.norm_\1.\2"),
+    (re.compile(r"branch2\.([abc])\.(.+)$"), r"branch2.conv_\1.\2"),
+    (re.compile(r"branch2\.se\.fc1\.(.+)$"), r"branch2.norm_b.1.block.0.\1"),
+    (re.compile(r"branch2\.se\.fc2\.(.+)$"), r"branch2.norm_b.1.block.2.\1"),
+]
+_SHOW = 20
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the target pytorchvideo model looks like, as far as renaming needs."""
+
+    multipath: bool
+    stage_blocks: dict[int, int]
+    head_block: int
+    x3d_stem: bool
+    keys: frozenset[str]
+
+    @classmethod
+    def of(cls, target: Mapping[str, torch.Tensor]) -> Layout:
+        res = sorted(
+            {int(m.group(1)) for k in target if (m := re.match(r"blocks\.(\d+)\..*res_blocks\.", k))}
+        )
+        heads = [int(m.group(1)) for k in target if (m := re.fullmatch(r"blocks\.(\d+)\.proj\.weight", k))]
+        return cls(
+            multipath=any(".multipathway_blocks." in k for k in target),
+            stage_blocks=dict(zip(range(2, 2 + len(res)), res, strict=True)),
+            head_block=heads[0] if heads else -1,
+            x3d_stem=any(k.startswith("blocks.0.conv.conv_xy") for k in target),
+            keys=frozenset(target),
+        )
+
+
+def native_to_ptv(key: str, layout: Layout) -> str | None:
+    """The pytorchvideo name of a native PySlowFast key, or None when no rule applies."""
+    if m := _STEM.fullmatch(key):
+        path, part, rest = m.groups()
+        base = f"blocks.0.multipathway_blocks.{path}." if layout.multipath else "blocks.0."
+        if part == "bn":
+            return f"{base}norm.{rest}"
+        if layout.x3d_stem:
+            return f"{base}conv.{'conv_xy' if part == 'conv_xy' else 'conv_t'}.{rest}"
+        return f"{base}conv.{rest}" if part == "conv" else None
+    if m := _FUSE.fullmatch(key):
+        stage, part, rest = m.groups()
+        name = "conv_fast_to_slow" if part == "conv_f2s" else "norm"
+        return f"blocks.{int(stage) - 1}.multipathway_fusion.{name}.{rest}"
+    if m := _RES.fullmatch(key):
+        stage, path, index, tail = m.groups()
+        block = layout.stage_blocks.get(int(stage))
+        if block is None:
+            return None
+        base = f"blocks.{block}." + (f"multipathway_blocks.{path}." if layout.multipath else "")
+        base += f"res_blocks.{index}."
+        for pattern, replacement in _BRANCH:
+            if pattern.match(tail):
+                name = base + pattern.sub(replacement, tail)
+                # X3D blocks with squeeze-excitation hold their BN at norm_b.0.
+                if name not in layout.keys and ".norm_b." in name:
+                    with_se = name.replace(".norm_b.", ".norm_b.0.", 1)
+                    if with_se in layout.keys:
+                        return with_se
+                return name
+        return None
+    if (m := _HEAD.fullmatch(key)) and layout.head_block >= 0:
+        part, rest = m.groups()
+        return f"blocks.{layout.head_block}.{_HEAD_NAMES[part]}.{rest}"
+    return None
+
+
+@dataclass
+class ImportReport:
+    source_layout: str
+    mapped: int = 0
+    unmapped: list[str] = field(default_factory=list)
+    """Source keys no rule renames."""
+    unexpected: list[str] = field(default_factory=list)
+    """``source -> name`` pairs whose name the model does not have."""
+    mismatched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    """Model keys the checkpoint did not provide."""
+    filled: list[str] = field(default_factory=list)
+    """BatchNorm ``num_batches_tracked`` counters absent from the source, set to 0."""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.unmapped or self.unexpected or self.mismatched or self.missing)
+
+    def lines(self) -> list[str]:
+        out = [f"source layout: {self.source_layout}; {self.mapped} tensors mapped"]
+        for title, keys in (
+            ("unmapped source keys", self.unmapped),
+            ("renamed keys the model lacks", self.unexpected),
+            ("shape mismatches", self.mismatched),
+            ("model keys not provided", self.missing),
+        ):
+            if keys:
+                out.append(f"{title} ({len(keys)}):")
+                out += [f"  {k}" for k in keys[:_SHOW]]
+                if len(keys) > _SHOW:
+                    out.append(f"  ... and {len(keys) - _SHOW} more")
+        if self.filled:
+            out.append(f"num_batches_tracked counters set to 0: {len(self.filled)}")
+        return out
+
+
+def source_state(checkpoint: Any) -> dict[str, torch.Tensor]:
+    """The tensors of a PySlowFast ``.pyth`` (``model_state``) or a bare state dict."""
+    state = checkpoint
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model_state"), Mapping):
+        state = checkpoint["model_state"]
+    if not isinstance(state, Mapping):
+        raise ValueError(f"not a checkpoint: found {type(checkpoint).__name__}")
+    tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ValueError("the checkpoint holds no tensors")
+    return tensors
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def convert(
+    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], ImportReport]:
+    """Rename ``source`` for a model whose ``state_dict()`` is ``target``."""
+    state = _strip(dict(source), "module.")
+    ptv_wrapped = bool(state) and all(k.startswith("model.") for k in state)
+    state = _strip(state, "model.")
+    layout = Layout.of(target)
+    native = not ptv_wrapped and not any(k.startswith("blocks.") for k in state)
+    report = ImportReport(
+        "pyslowfast native" if native else ("ptv wrapper (model.)" if ptv_wrapped else "pytorchvideo")
+    )
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        name = native_to_ptv(key, layout) if native else key
+        if name is None:
+            report.unmapped.append(key)
+        elif name not in target:
+            report.unexpected.append(key if name == key else f"{key} -> {name}")
+        elif tensor.shape != target[name].shape:
+            shown = key if name == key else f"{key} -> {name}"
+            report.mismatched.append(
+                f"{shown}: file {tuple(tensor.shape)}, model {tuple(target[name].shape)}"
+            )
+        else:
+            out[name] = tensor
+    for name, value in target.items():
+        if name in out:
+            continue
+        if name.endswith("num_batches_tracked"):
+            out[name] = torch.zeros_like(value)
+            report.filled.append(name)
+        else:
+            report.missing.append(name)
+    report.mapped = len(out) - len(report.filled)
+    return out, report
+
+
+def load_checkpoint(path: Path, *, trust_pickle: bool = False) -> Any:
+    """``torch.load`` with ``weights_only`` unless told the file may run code (PySlowFast
+    checkpoints pickle their yacs config, which the safe loader refuses)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if not trust_pickle:
+            raise ValueError(
+                f"{path.name} cannot be read safely ({type(exc).__name__}); if you trust its origin, "
+                "pass --trust-pickle"
+            ) from exc
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def import_checkpoint(
+    checkpoint: Path, target_model: torch.nn.Module, out: Path, *, trust_pickle: bool = False
+) -> ImportReport:
+    """Convert ``checkpoint`` for ``target_model``; writes ``out`` only when the report is clean."""
+    state, report = convert(
+        source_state(load_checkpoint(checkpoint, trust_pickle=trust_pickle)), target_model.state_dict()
+    )
+    if report.ok:
+        target_model.load_state_dict(state, strict=True)  # the last word on keys and shapes
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.part")
+        torch.save({"model_state": state}, tmp)
+        tmp.replace(out)
+    return report

@@ -1,0 +1,121 @@
+"""``models export NAME --format ...`` and ``models import CHECKPOINT --arch NAME``
+(registered under ``models`` by ``app.cli.models_cmd``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.errors import ServiceError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_subcommands(sub: Any) -> None:
+    export = sub.add_parser("export", help="write a verified ONNX / TorchScript / torch.export artifact")
+    export.add_argument("name")
+    export.add_argument("--format", required=True, choices=("onnx", "torchscript", "torch-export"))
+    export.add_argument("--atol", type=float, default=1e-4, help="largest accepted output difference")
+    export.add_argument("--clips", type=int, default=4, help="random and real clips compared (each)")
+    export.add_argument(
+        "--video", type=Path, default=None, help="real clips from this video (default: generated)"
+    )
+    export.add_argument("--json", action="store_true", help="print the verification report as JSON")
+    export.set_defaults(handler=cmd_export)
+    imports = sub.add_parser("import", help="convert a PySlowFast checkpoint to the zoo format")
+    imports.add_argument("checkpoint", type=Path)
+    imports.add_argument("--arch", required=True, help="catalog model whose architecture the checkpoint has")
+    imports.add_argument(
+        "--out", type=Path, default=None, help="default: the model's weights file in the models dir"
+    )
+    imports.add_argument("--force", action="store_true", help="overwrite an existing file")
+    imports.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that pickle objects")
+    imports.set_defaults(handler=cmd_import)
+
+
+def _settings() -> Any:
+    from app.settings import Settings
+
+    return Settings()
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from app.analysis.catalog import load_catalog
+    from app.analysis.export import ExportFormat, artifact_path, export_model
+
+    settings = _settings()
+    torch.set_num_threads(settings.torch_threads)
+    try:
+        spec = load_catalog(settings.models_dir).get(args.name)
+        report = export_model(
+            settings.models_dir,
+            spec,
+            ExportFormat(args.format),
+            allowed_formats=[f.strip() for f in settings.allowed_formats.split(",") if f.strip()],
+            video=args.video,
+            clips=args.clips,
+            atol=args.atol,
+        )
+    except ServiceError as exc:
+        print(f"error [{exc.code}]: {exc.detail}", file=sys.stderr)
+        return EXIT_USAGE if exc.code == "unknown_model" else EXIT_FAILED
+    if args.json:
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        target = artifact_path(settings.models_dir, spec, ExportFormat(args.format))
+        print(
+            f"{report.model} -> {target} ({report.artifact_bytes / 1e6:.1f} MB, {report.export_seconds:.1f}s)"
+        )
+        if report.swish_replaced:
+            print(f"  Swish -> nn.SiLU: {report.swish_replaced} modules")
+        for name, cmp in (("random", report.random), ("real", report.real)):
+            print(
+                f"  {name:6} clips {cmp.clips}: max |diff| {cmp.max_abs_diff:.3g}, "
+                f"top-1 agreement {100 * cmp.top1_agreement:.0f}%"
+            )
+    if not report.passed:
+        print(
+            f"error: verification failed (tolerance {report.atol:g}); the artifact was removed",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from app.analysis.catalog import load_catalog
+    from app.analysis.convert import import_checkpoint
+    from app.analysis.loader import build_model
+    from app.analysis.lockfile import file_sha256
+
+    settings = _settings()
+    if not args.checkpoint.is_file():
+        print(f"error: {args.checkpoint} is not a file", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        spec = load_catalog(settings.models_dir).get(args.arch)
+        model = build_model(spec)
+    except ServiceError as exc:
+        print(f"error [{exc.code}]: {exc.detail}", file=sys.stderr)
+        return EXIT_USAGE
+    out = args.out or settings.models_dir / spec.weights
+    if out.exists() and not args.force:
+        print(f"error: {out} exists (use --force to overwrite)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = import_checkpoint(args.checkpoint, model, out, trust_pickle=args.trust_pickle)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print("\n".join(report.lines()))
+    if not report.ok:
+        print(f"error: the checkpoint does not fit {spec.name}; nothing written", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wrote {out} (sha256 {file_sha256(out)}); record it with `models hash {spec.name}`")
+    return EXIT_OK
