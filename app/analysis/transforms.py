@@ -12,7 +12,6 @@ one); normalising after the resize is the same linear map up to float rounding.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,28 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from app.analysis.prep import crop_offsets, short_side_size
 from app.analysis.spec import ModelSpec
+
+__all__ = ["ClipInput", "ClipTransform", "crop_offsets", "pack_pathway", "short_side_size"]
 
 ClipInput = torch.Tensor | list[torch.Tensor]
 """What one view feeds the model: (3, T, S, S), or [slow, fast] for SlowFast."""
-
-
-def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
-    """Output (h, w) of pytorchvideo's ``short_side_scale``."""
-    if width < height:
-        return math.floor(height / width * size), size
-    return size, math.floor(width / height * size)
-
-
-def crop_offsets(height: int, width: int, size: int, spatial_idx: int) -> tuple[int, int]:
-    """(y, x) of pytorchvideo's ``uniform_crop``: 0/1/2 = left/centre/right (top/centre/bottom if portrait)."""
-    y = math.ceil((height - size) / 2)
-    x = math.ceil((width - size) / 2)
-    if height > width:
-        y = {0: 0, 1: y, 2: height - size}[spatial_idx]
-    else:
-        x = {0: 0, 1: x, 2: width - size}[spatial_idx]
-    return y, x
 
 
 def pack_pathway(fast: torch.Tensor, alpha: int) -> list[torch.Tensor]:
