@@ -36,7 +36,7 @@ def create_app(
     in this process; the API itself never imports torch (the worker does, lazily)."""
     from app.analysis.catalog import load_catalog
     from app.api.ratelimit import TenantLimiter
-    from app.store.factory import open_access_stores, open_store, open_webhook_store
+    from app.store.factory import open_access_stores, open_render_store, open_store, open_webhook_store
 
     own_store = store is None
     run_worker = settings.embedded_worker if embedded_worker is None else embedded_worker
@@ -74,6 +74,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.keys, usage = open_access_stores(settings, app.state.store)
     app.state.webhooks = open_webhook_store(settings, app.state.store)
+    app.state.renders = open_render_store(settings, app.state.store)
     app.state.limiter = TenantLimiter(settings, usage, app.state.store)
     app.add_middleware(DrainMiddleware, state=app.state)
     install_cors(app, settings)

@@ -15,6 +15,7 @@ from app.store.sql import SqlJobStore, build_engine
 from app.store.usage import SqlUsageStore
 
 if TYPE_CHECKING:
+    from app.store.renders import RenderStore
     from app.webhooks.store import WebhookStore
 
 
@@ -37,6 +38,13 @@ def open_webhook_store(settings: Settings, store: JobStore) -> WebhookStore:
     from app.webhooks.store import WebhookStore
 
     return WebhookStore(_engine_of(settings, store))
+
+
+def open_render_store(settings: Settings, store: JobStore) -> RenderStore:
+    """Annotated-video render requests, in the job store's database."""
+    from app.store.renders import RenderStore
+
+    return RenderStore(_engine_of(settings, store))
 
 
 def open_access_stores(settings: Settings, store: JobStore) -> tuple[SqlKeyStore, SqlUsageStore]:

@@ -22,6 +22,7 @@ from app.store.base import JobStore
 from app.store.notify import start_listener
 from app.webhooks.dispatcher import start_dispatcher
 from app.worker.lease import LeaseKeeper
+from app.worker.renders import RenderRunner
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Worker:
         self.stopping = threading.Event()
         self._last_maintenance = 0.0
         self.metrics = metrics or Metrics()
+        self.renders = RenderRunner.for_store(store, blobs, settings)
 
     @property
     def analyzer(self) -> Analyzer:
@@ -108,8 +110,8 @@ class Worker:
         """Claim and process one job. Returns False when the queue was empty."""
         self._housekeeping()
         lease = self.store.claim(self.worker_id, self.settings.lease_seconds)
-        if lease is None:
-            return False
+        if lease is None:  # no analysis waiting: follow-up work (annotated videos)
+            return self.renders.run_once() if self.renders is not None else False
         self._process(lease)
         return True
 

@@ -89,6 +89,12 @@ def test_upload_watch_and_explore_results(live_server: LiveServer, browser_page:
     assert page.locator("#summary tr").count() == len(results["summary"])
     assert page.locator("#segments tr").count() == len(segments)
     assert page.locator("#segments tr").first.locator("div").count() == len(segments[0]["labels"])
+
+    # The annotated MP4: rendered by the embedded worker on request, then played.
+    page.click("#annotated")
+    page.wait_for_selector("body[data-annotated=true]", timeout=90_000)
+    page.evaluate("() => { const v = document.getElementById('video'); v.pause(); v.currentTime = 4.5; }")
+    page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
     assert not page.console_errors, page.console_errors
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "results_page.png"), full_page=True)

@@ -19,6 +19,7 @@ from app.api.schemas import PROBLEM_RESPONSES, RESULTS_RESPONSES, JobList, JobOu
 from app.api.upload import receive_upload
 from app.domain import Job, JobStatus, NewJob
 from app.errors import InvalidOptions, JobNotFinished, NotFound
+from app.store.renders import delete_cached
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -183,7 +184,9 @@ def get_results(
 @router.delete(
     "/{job_id}", status_code=204, responses=PROBLEM_RESPONSES, summary="Cancel a job and delete its data"
 )
-def delete_job(job_id: str, store: StoreDep, blobs: BlobsDep, tenant: TenantDep) -> Response:
+def delete_job(
+    job_id: str, store: StoreDep, blobs: BlobsDep, settings: SettingsDep, tenant: TenantDep
+) -> Response:
     """Queued/running jobs become ``canceled`` (the worker stops at its next batch);
     finished jobs are removed entirely. The stored video and results go in both cases."""
     job = _get(store, job_id, tenant)
@@ -194,4 +197,5 @@ def delete_job(job_id: str, store: StoreDep, blobs: BlobsDep, tenant: TenantDep)
         store.delete_results(job.id)
     if job.blob_key:
         blobs.delete(job.blob_key)
+    delete_cached(job.id, settings)
     return Response(status_code=204)

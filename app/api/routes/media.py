@@ -1,13 +1,23 @@
-"""A job's video as stored, for the results page player (HTTP Range, so seeking works)."""
+"""A job's videos: as stored (for the results page player) and annotated (labels and a
+timeline drawn on, rendered by a worker on first request, then cached). Both support
+HTTP Range, so players can seek."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from typing import TYPE_CHECKING
 
-from app.api.deps import BlobsDep, StoreDep, TenantDep
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from app.api.deps import BlobsDep, SettingsDep, StoreDep, TenantDep
 from app.api.schemas import PROBLEM_RESPONSES
-from app.errors import NotFound
+from app.domain import JobStatus
+from app.errors import JobNotFinished, NotFound, ServiceError
+from app.store.renders import render_key, renders_dir
+
+if TYPE_CHECKING:
+    from app.store.renders import RenderStore
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -46,3 +56,58 @@ def get_video(job_id: str, store: StoreDep, blobs: BlobsDep, tenant: TenantDep) 
     return FileResponse(
         path, media_type=media_type_for(container), headers={"Cache-Control": "private, max-age=3600"}
     )
+
+
+class RenderFailed(ServiceError):
+    """The annotated video could not be rendered."""
+
+    code = "render_failed"
+    title = "Render failed"
+
+
+class RenderPending(BaseModel):
+    job_id: str
+    status: str = Field(description="queued or running; GET again after Retry-After")
+    attempts: int
+
+
+@router.get(
+    "/{job_id}/annotated.mp4",
+    response_class=FileResponse,
+    responses={
+        **PROBLEM_RESPONSES,
+        200: {"content": {"video/mp4": {}}, "description": "The annotated video (Range supported)"},
+        202: {"model": RenderPending, "description": "Rendering was requested or is under way"},
+        500: {"description": "Rendering failed (code render_failed)"},
+    },
+    summary="The video with labels and a timeline drawn on it (rendered on first request, cached)",
+)
+def get_annotated(
+    request: Request, job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
+) -> Response:
+    job = store.get_job(job_id, tenant)
+    if job is None:
+        raise NotFound(f"no job with id {job_id[:64]!r}")
+    if job.status is not JobStatus.SUCCEEDED:
+        raise JobNotFinished(
+            f"job {job.id} is {job.status.value}; it can be annotated once it has succeeded",
+            job_status=job.status.value,
+        )
+    renders: RenderStore = request.app.state.renders
+    key = render_key(job.id, settings)
+    render = renders.get(job.id)
+    if render is not None and render.status == "succeeded" and render.file_key == key:
+        path = renders_dir(settings) / key
+        if path.is_file():
+            return FileResponse(
+                path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"}
+            )
+    if render is not None and render.status == "failed" and request.query_params.get("retry") != "1":
+        raise RenderFailed(f"{render.error} (GET with ?retry=1 to try again)")
+    if render is None or render.status in ("succeeded", "failed"):
+        if not job.blob_key:
+            raise NotFound(f"job {job.id} has no stored video any more (deleted or expired)")
+        render = renders.request(job.id)
+        request.app.state.job_submitted.set()  # wake an idle embedded worker
+    body = RenderPending(job_id=job.id, status=render.status, attempts=render.attempts)
+    return JSONResponse(body.model_dump(), status_code=202, headers={"Retry-After": "2"})

@@ -136,7 +136,34 @@ function renderTables(results) {
         el("span", { class: "bar", style: `width:${Math.round(80 * l.score)}px` })))))));
   const links = document.getElementById("downloads");
   links.replaceChildren("Download: ", ...["json", "csv", "vtt", "srt"].flatMap((fmt) =>
-    [el("a", { href: "#", onclick: (e) => { e.preventDefault(); download(fmt); } }, fmt), " "]));
+    [el("a", { href: "#", onclick: (e) => { e.preventDefault(); download(fmt); } }, fmt), " "]),
+    "· ", el("a", { href: "#", id: "annotated", onclick: (e) => { e.preventDefault(); playAnnotated(); } },
+      "annotated video"));
+}
+
+// The annotated MP4 is rendered by a worker on first request (202 until it is ready);
+// once there it replaces the player's source (H.264, so it plays whatever the upload was).
+async function playAnnotated() {
+  const note = document.getElementById("video-note");
+  for (;;) {
+    const response = await api(`${base}/annotated.mp4`);
+    if (response.status === 202) {
+      note.textContent = "Rendering the annotated video…";
+      await sleep(1000 * Number(response.headers.get("Retry-After") || 2));
+      continue;
+    }
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      note.textContent = `Annotated video: ${body.detail || response.statusText}`;
+      return;
+    }
+    const at = video.currentTime;
+    video.src = URL.createObjectURL(await response.blob());
+    video.currentTime = at;
+    note.textContent = "Showing the annotated video.";
+    document.body.dataset.annotated = "true";
+    return;
+  }
 }
 
 async function download(fmt) {

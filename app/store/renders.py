@@ -1,0 +1,163 @@
+"""Annotated-video renders: a follow-up job per analysed job, in the ``renders`` table.
+
+Requested by the API (insert ``queued``), claimed by a worker with a lease in one
+atomic UPDATE (as jobs are), finished fenced by the lease token. A render whose worker
+died is claimed again once its lease lapses, up to ``MAX_ATTEMPTS`` times.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from app.settings import Settings
+from app.store.schema import renders
+from app.store.sql import _unavailable_on_db_error, write_options
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+MAX_ATTEMPTS = 3
+
+
+def renders_dir(settings: Settings) -> Path:
+    """Where rendered videos are cached (under the data dir: a shared volume in scale-out)."""
+    return settings.data_dir / "renders"
+
+
+def render_key(job_id: str, settings: Settings) -> str:
+    """The cache file name; a different height cap makes a different file."""
+    return f"{job_id}.{settings.annotate_max_height}p.mp4"
+
+
+def delete_cached(job_id: str, settings: Settings) -> None:
+    """Remove a job's rendered videos (every height cap)."""
+    folder = renders_dir(settings)
+    if folder.is_dir():
+        for path in folder.glob(f"{job_id}.*p.mp4"):
+            path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Render:
+    job_id: str
+    status: str
+    attempts: int
+    file_key: str | None
+    error: str | None
+    lease_token: str | None = None
+
+
+def _render(row: object) -> Render:
+    m = row._mapping  # type: ignore[attr-defined]
+    return Render(m["job_id"], m["status"], int(m["attempts"]), m["file_key"], m["error"], m["lease_token"])
+
+
+class RenderStore:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**write_options())
+        self._clock = clock
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with _unavailable_on_db_error(), self._engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with _unavailable_on_db_error(), self._writer.begin() as conn:
+            yield conn
+
+    def get(self, job_id: str) -> Render | None:
+        with self._read() as conn:
+            row = conn.execute(select(renders).where(renders.c.job_id == job_id)).first()
+        return None if row is None else _render(row)
+
+    def request(self, job_id: str) -> Render:
+        """Queue a render unless one is queued or running; a finished one (stale cache,
+        failure) is queued again with a fresh attempt count."""
+        now = self._clock()
+        try:
+            with self._write() as conn:
+                row = conn.execute(select(renders).where(renders.c.job_id == job_id)).first()
+                if row is None:
+                    conn.execute(
+                        insert(renders).values(
+                            job_id=job_id, status=QUEUED, attempts=0, created_at=now, updated_at=now
+                        )
+                    )
+                elif row.status in (SUCCEEDED, FAILED):
+                    conn.execute(
+                        update(renders)
+                        .where(renders.c.job_id == job_id)
+                        .values(status=QUEUED, attempts=0, error=None, file_key=None, updated_at=now)
+                    )
+        except IntegrityError:
+            pass  # a concurrent request inserted it first
+        found = self.get(job_id)
+        assert found is not None
+        return found
+
+    def claim(self, lease_seconds: float) -> Render | None:
+        now = self._clock()
+        token = uuid.uuid4().hex
+        candidate = renders.alias("candidate")
+        pick = (
+            select(candidate.c.job_id)
+            .where(
+                or_(
+                    candidate.c.status == QUEUED,
+                    and_(candidate.c.status == RUNNING, candidate.c.lease_expires_at < now),
+                ),
+                candidate.c.attempts < MAX_ATTEMPTS,
+            )
+            .order_by(candidate.c.created_at, candidate.c.job_id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        stmt = (
+            update(renders)
+            .where(renders.c.job_id == pick)
+            .values(
+                status=RUNNING,
+                attempts=renders.c.attempts + 1,
+                lease_token=token,
+                lease_expires_at=now + lease_seconds,
+                updated_at=now,
+            )
+            .returning(*renders.c)
+        )
+        with self._write() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _render(row)
+
+    def finish(self, render: Render, *, file_key: str | None = None, error: str | None = None) -> bool:
+        """Succeeded with ``file_key``, or failed with ``error`` (queued again while attempts
+        remain). False when the lease was lost."""
+        now = self._clock()
+        if error is None:
+            values = {"status": SUCCEEDED, "file_key": file_key, "error": None, "finished_at": now}
+        elif render.attempts < MAX_ATTEMPTS:
+            values = {"status": QUEUED, "error": error}
+        else:
+            values = {"status": FAILED, "error": error, "finished_at": now}
+        fence = and_(
+            renders.c.job_id == render.job_id,
+            renders.c.lease_token == render.lease_token,
+            renders.c.status == RUNNING,
+        )
+        with self._write() as conn:
+            result = conn.execute(
+                update(renders)
+                .where(fence)
+                .values(**values, lease_token=None, lease_expires_at=None, updated_at=now)
+            )
+        return result.rowcount == 1

@@ -1,0 +1,66 @@
+"""The worker's follow-up jobs: annotated videos. Run when no analysis job is waiting."""
+
+from __future__ import annotations
+
+import logging
+
+from app.blobs import BlobStore
+from app.domain import JobStatus
+from app.settings import Settings
+from app.store.base import JobStore
+from app.store.renders import Render, RenderStore, render_key, renders_dir
+
+log = logging.getLogger(__name__)
+
+
+class RenderRunner:
+    def __init__(self, store: JobStore, renders: RenderStore, blobs: BlobStore, settings: Settings) -> None:
+        self.store, self.renders, self.blobs, self.settings = store, renders, blobs, settings
+
+    @classmethod
+    def for_store(cls, store: JobStore, blobs: BlobStore, settings: Settings) -> RenderRunner | None:
+        from app.store.sql import SqlJobStore
+
+        if not isinstance(store, SqlJobStore):
+            return None
+        return cls(store, RenderStore(store.engine), blobs, settings)
+
+    def run_once(self) -> bool:
+        """Render one requested video; False when none was waiting."""
+        render = self.renders.claim(self.settings.lease_seconds)
+        if render is None:
+            return False
+        extra = {"job_id": render.job_id}
+        try:
+            key = self._render(render)
+        except Exception as exc:  # recorded on the render row; the job itself is untouched
+            log.warning("annotated video failed: %s", exc, extra=extra)
+            self.renders.finish(render, error=f"{type(exc).__name__}: {exc}"[:2000])
+            return True
+        if not self.renders.finish(render, file_key=key):
+            log.warning("annotated video: lease lost before recording", extra=extra)
+        else:
+            log.info("annotated video rendered", extra=extra)
+        return True
+
+    def _render(self, render: Render) -> str:
+        from app.analysis.annotate import render as draw
+        from app.analysis.limits import MediaLimits
+
+        job = self.store.get_job(render.job_id)
+        if job is None or job.status is not JobStatus.SUCCEEDED:
+            raise ValueError("the job has no results")
+        results = self.store.get_results(job.id)
+        if results is None or not job.blob_key:
+            raise ValueError("the job's results or video are gone")
+        key = render_key(job.id, self.settings)
+        draw(
+            self.blobs.path(job.blob_key),
+            renders_dir(self.settings) / key,
+            results.get("segments") or [],
+            allowed_formats=[f.strip() for f in self.settings.allowed_formats.split(",") if f.strip()],
+            max_height=self.settings.annotate_max_height,
+            threads=self.settings.decode_threads,
+            limits=MediaLimits.from_settings(self.settings),
+        )
+        return key

@@ -1,0 +1,73 @@
+"""GET /v1/jobs/{id}/annotated.mp4: requested (202), rendered by a worker as a follow-up
+job, then served from the cache as H.264 with labels and a timeline drawn on."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from app.analysis.annotate import colour
+from tests.integration.conftest import Service, assert_problem, submit
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.settings(annotate_max_height=64)
+async def test_render_on_request_then_serve_from_cache(service: Service, short_clip: Path) -> None:
+    job_id = (await submit(service, short_clip, segment_seconds=1.0, top_k=2)).json()["id"]
+    url = f"/v1/jobs/{job_id}/annotated.mp4"
+    assert_problem(await service.client.get(url), 409, "job_not_finished")
+    worker = service.new_worker()
+    assert worker.run_once(), "the analysis runs first"
+
+    first = await service.client.get(url)
+    assert first.status_code == 202 and first.headers["retry-after"] == "2"
+    assert first.json()["status"] == "queued"
+    assert (await service.client.get(url)).status_code == 202, "asking again queues nothing new"
+    assert worker.run_once(), "then the render, as a follow-up job"
+    assert not worker.run_once(), "nothing left"
+
+    video = await service.client.get(url)
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    part = await service.client.get(url, headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and len(part.content) == 100
+
+    results = (await service.client.get(f"/v1/jobs/{job_id}/results")).json()
+    with av.open(io.BytesIO(video.content)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    assert frames[0].shape == (64, 84, 3), "scaled to the height cap, aspect kept, even width"
+    assert len(frames) == 120, "every source frame is kept"
+    # The timeline bar: the 3rd segment's top-1 colour sits at 2.5/4 of the width.
+    top1 = results["segments"][2]["labels"][0]["class_id"]
+    bar = frames[10][-1, int(84 * 2.5 / 4)].astype(int)
+    assert np.abs(bar - np.array(colour(top1))).max() < 40, (bar, colour(top1))
+    # The label box darkens the top-left corner against the source.
+    assert frames[10][2:10, 2:30].mean() < frames[10][30:40, 2:30].mean()
+
+    await service.client.delete(f"/v1/jobs/{job_id}")
+    assert not list((service.settings.data_dir / "renders").glob(f"{job_id}.*")), (
+        "the cache goes with the job"
+    )
+
+
+async def test_render_failure_is_reported_and_retryable(service: Service, short_clip: Path) -> None:
+    job_id = (await submit(service, short_clip)).json()["id"]
+    worker = service.new_worker()
+    assert worker.run_once()
+    url = f"/v1/jobs/{job_id}/annotated.mp4"
+    assert (await service.client.get(url)).status_code == 202
+    service.app.state.blobs.path(job_id).write_bytes(b"no longer a video")
+    for _ in range(3):
+        assert worker.run_once()
+    assert not worker.run_once(), "given up after three attempts"
+    failed = await service.client.get(url)
+    body = assert_problem(failed, 500, "render_failed")
+    assert "retry=1" in body["detail"]
+    again = await service.client.get(url + "?retry=1")
+    assert again.status_code == 202 and again.json()["attempts"] == 0
