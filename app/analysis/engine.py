@@ -7,7 +7,7 @@ after every inference batch; whatever it raises (cancellation, shutdown) propaga
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +48,11 @@ class Analyzer:
         decode_threads: int = 0,
         model_cache_bytes: int = 2 * 1024**3,
         limits: MediaLimits | None = None,
+        backends: Mapping[str, str] | None = None,
     ) -> None:
         import torch
 
+        from app.analysis.backends import Backends
         from app.analysis.loader import ModelLoader
 
         if torch.get_num_threads() != torch_threads:
@@ -61,6 +63,7 @@ class Analyzer:
         self.batch_size, self.decode_threads = batch_size, decode_threads
         self.limits = limits or DEFAULT_LIMITS
         self.loader = ModelLoader(models_dir, device=self.device, cache_bytes=model_cache_bytes)
+        self.backends = Backends(models_dir, backends or {}, threads=torch_threads, device=self.device)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyzer:
@@ -73,6 +76,7 @@ class Analyzer:
             decode_threads=settings.decode_threads,
             model_cache_bytes=settings.model_cache_bytes,
             limits=MediaLimits.from_settings(settings),
+            backends=settings.backends,
         )
 
     def analyze(
@@ -95,7 +99,16 @@ class Analyzer:
         plan = plan_for(spec, options, scan.frame_times, scan.duration)
         stats = DecodeStats()
         means, used_times = self._score(
-            video_path, spec, loaded.module, len(labels), scan, plan, used, stats, on_progress, on_segments
+            video_path,
+            spec,
+            self.backends.module(loaded),
+            len(labels),
+            scan,
+            plan,
+            used,
+            stats,
+            on_progress,
+            on_segments,
         )
         video = scan.to_dict() | {
             "rotation": stats.rotation or 0,
@@ -103,7 +116,7 @@ class Analyzer:
             "substituted_frames": stats.substituted,
             "decode_errors": stats.errors,
         }
-        return results.payload(
+        payload = results.payload(
             spec,
             labels,
             used,
@@ -111,6 +124,8 @@ class Analyzer:
             results.segment_results(plan, means, used_times, labels, used),
             loaded.sha256,
         )
+        payload["provenance"]["backend"] = self.backends.name_for(spec.name)
+        return payload
 
     def _score(
         self,
