@@ -23,6 +23,10 @@ ServiceError
       ├── WeightsInvalid     hash or key/shape mismatch (code: weights_invalid)
       ├── VideoUnreadable    container/codec cannot be decoded (code: video_unreadable)
       ├── VideoTooLong / NoFrames ... (see below)
+      ├── DecoderFault       the sandboxed decode child failed; retried, then the job fails with its code
+      │    ├── DecoderCrashed        killed by a signal or died unexpectedly (code: decoder_crashed)
+      │    ├── DecoderTimeout        over its wall-clock allowance (code: timeout)
+      │    └── DecoderResourceLimit  over its memory or CPU-time limit (code: resource_limit)
       └── WorkerStopping     the worker is shutting down; the job is released, not failed
 """
 
@@ -181,6 +185,9 @@ class AnalysisError(ServiceError):
     code = "analysis_failed"
     title = "Analysis failed"
     retryable: bool = True
+    keep_code: bool = False
+    """Retryable errors whose code the job keeps when the last attempt fails this way
+    (instead of ``attempts_exhausted``)."""
 
 
 class WeightsMissing(AnalysisError):
@@ -213,6 +220,36 @@ class NoFrames(AnalysisError):
     code = "no_frames"
     title = "No frames"
     retryable = False
+
+
+class DecoderFault(AnalysisError):
+    """The sandboxed decoder failed."""
+
+    code = "decoder_fault"
+    title = "Decoder fault"
+    retryable = True
+    keep_code = True
+
+
+class DecoderCrashed(DecoderFault):
+    """The decoder process crashed (killed by a signal or exited unexpectedly)."""
+
+    code = "decoder_crashed"
+    title = "Decoder crashed"
+
+
+class DecoderTimeout(DecoderFault):
+    """The decoder did not finish within its wall-clock allowance."""
+
+    code = "timeout"
+    title = "Decoder timed out"
+
+
+class DecoderResourceLimit(DecoderFault):
+    """The decoder exceeded its memory or CPU-time limit."""
+
+    code = "resource_limit"
+    title = "Decoder resource limit"
 
 
 class WorkerStopping(AnalysisError):

@@ -33,6 +33,32 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=8, ge=1, le=256, description="Clips per inference batch.")
     torch_threads: int = Field(default=1, ge=1, description="Torch intra-op threads per worker process.")
     decode_threads: int = Field(default=0, ge=0, description="PyAV codec threads (0: FFmpeg decides).")
+    decode_in_subprocess: bool = Field(
+        default=True, description="Scan and decode in a sandboxed child process (false: in the worker)."
+    )
+    decode_memory_bytes: int = Field(
+        default=4 * 1024**3, ge=256 * 1024**2, description="Address-space limit of the decode child."
+    )
+    decode_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="Wall-clock allowance of the decode child, plus the next setting."
+    )
+    decode_timeout_per_video_second: float = Field(
+        default=2.0, ge=0, description="Extra decode allowance per second of video (also its CPU-time limit)."
+    )
+    decode_queue_bytes: int = Field(
+        default=128 * 1024**2, ge=1024**2, description="Shared memory for clips decoded ahead of inference."
+    )
+    batch_max_wait_seconds: float = Field(
+        default=0.0, ge=0, description="How long a partial batch waits for more clips before it runs."
+    )
+    fast_decode_min_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Videos this long skip non-reference frames (0: never; see PERFORMANCE).",
+    )
+    worker_jobs_in_flight: int = Field(
+        default=1, ge=1, le=16, description="Jobs a worker holds at once (their clips share batches)."
+    )
     poll_interval: float = Field(default=0.5, gt=0, description="Worker idle poll period, seconds.")
     db_pool_size: int = Field(default=5, ge=1, description="Connection pool size (PostgreSQL).")
     listen_poll_interval: float = Field(

@@ -8,7 +8,7 @@ its views' probabilities.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal
@@ -74,37 +74,56 @@ class SegmentScorer:
     def mean(self, segment: int) -> torch.Tensor:
         return self.sums[segment] / self.counts[segment]
 
-    def _batch(self) -> ClipInput:
-        cuda = self.device.type == "cuda"
-
-        def move(t: torch.Tensor) -> torch.Tensor:
-            return t.pin_memory().to(self.device, non_blocking=True) if cuda else t
-
-        first = self._views[0]
-        if isinstance(first, list):
-            paths = [[v[p] for v in self._views if isinstance(v, list)] for p in range(len(first))]
-            return [move(torch.stack(p)) for p in paths]
-        return move(torch.stack([v for v in self._views if isinstance(v, torch.Tensor)]))
-
-    def _autocast(self) -> AbstractContextManager[object]:
-        if self.device.type != "cuda":
-            return nullcontext()
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast(device_type="cuda", dtype=dtype)
-
-    def _run(self) -> int:
-        batch = self._batch()
-        with torch.inference_mode(), self._autocast():
-            out = self.model(list(batch) if isinstance(batch, list) else batch)
-        out = out.float().cpu().reshape(out.shape[0], -1)
-        if out.shape[1] != self.num_classes:
-            raise WeightsInvalid(
-                f"the model outputs {out.shape[1]} classes but its labelset has {self.num_classes}"
-            )
-        probs = (torch.softmax(out, dim=1) if self.output == "logits" else out).double()
-        for key, row in zip(self._keys, probs, strict=True):
+    def accumulate(self, keys: Sequence[int], probs: torch.Tensor) -> None:
+        """Add one probability row per key (a segment index) to that segment's sum."""
+        for key, row in zip(keys, probs, strict=True):
             self.sums[key] = self.sums[key] + row if key in self.sums else row.clone()
             self.counts[key] = self.counts.get(key, 0) + 1
+
+    def _run(self) -> int:
+        probs = predict(
+            self.model, self._views, output=self.output, num_classes=self.num_classes, device=self.device
+        )
+        self.accumulate(self._keys, probs)
         done = len(self._views)
         self._keys, self._views = [], []
         return done
+
+
+def stack_views(views: Sequence[ClipInput], device: torch.device) -> ClipInput:
+    """One batch from views (pinned and copied without blocking when the device is a GPU)."""
+    cuda = device.type == "cuda"
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.pin_memory().to(device, non_blocking=True) if cuda else t
+
+    first = views[0]
+    if isinstance(first, list):
+        paths = [[v[p] for v in views if isinstance(v, list)] for p in range(len(first))]
+        return [move(torch.stack(p)) for p in paths]
+    return move(torch.stack([v for v in views if isinstance(v, torch.Tensor)]))
+
+
+def _autocast(device: torch.device) -> AbstractContextManager[object]:
+    if device.type != "cuda":
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def predict(
+    model: nn.Module,
+    views: Sequence[ClipInput],
+    *,
+    output: Literal["probabilities", "logits"],
+    num_classes: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """One forward pass over ``views``: a float64 probability row per view, on the CPU."""
+    batch = stack_views(views, device)
+    with torch.inference_mode(), _autocast(device):
+        out = model(list(batch) if isinstance(batch, list) else batch)
+    out = out.float().cpu().reshape(out.shape[0], -1)
+    if out.shape[1] != num_classes:
+        raise WeightsInvalid(f"the model outputs {out.shape[1]} classes but its labelset has {num_classes}")
+    return (torch.softmax(out, dim=1) if output == "logits" else out).double()

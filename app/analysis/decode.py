@@ -193,9 +193,14 @@ def decode_clips(
     threads: int = 0,
     stats: DecodeStats | None = None,
     limits: MediaLimits = DEFAULT_LIMITS,
+    skip_nonref: bool = False,
 ) -> Generator[DecodedClip[F], None, None]:
     """Yield every clip of ``plan`` once all its frames are decoded; stops after the last one.
-    Each decoded frame is held to the media limits (size, time), as the upload probe was."""
+    Each decoded frame is held to the media limits (size, time), as the upload probe was.
+
+    ``skip_nonref`` (fast mode): the decoder drops non-reference frames (most B-frames), and
+    a planned frame that is never decoded is replaced by the nearest decoded one. An
+    allocation failure (``MemoryError``, also FFmpeg's ENOMEM) is never taken for a bad packet."""
     state = _Assembler(scan, plan, prepare, limits)
     if stats is not None:
         state.stats = stats
@@ -203,18 +208,24 @@ def decode_clips(
         stream = container.streams.video[0]
         stream.codec_context.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
+        if skip_nonref:
+            stream.codec_context.skip_frame = "NONREF"
         packets = container.demux(stream)
         while not state.done:
             try:
                 packet = next(packets)
             except StopIteration:
                 break
+            except MemoryError:
+                raise
             except (av.FFmpegError, ValueError) as exc:
                 state.stats.errors += 1
                 log.warning("demux stopped early in %s: %s", path.name, exc)
                 break
             try:
                 frames = packet.decode()
+            except MemoryError:
+                raise
             except (av.FFmpegError, ValueError) as exc:
                 state.stats.errors += 1
                 log.debug("skipping undecodable packet in %s: %s", path.name, exc)

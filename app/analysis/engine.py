@@ -3,6 +3,11 @@
 scan (demux-only frame times) -> plan -> one decode pass -> transforms -> batched model ->
 per-segment probabilities -> segments, summary, runs, provenance. ``on_progress`` runs
 after every inference batch; whatever it raises (cancellation, shutdown) propagates as is.
+
+With ``decode_in_subprocess`` the scan and decode run in a sandboxed child
+(``sandbox.py``) ahead of inference and ``pipeline.py`` batches the clips; ``open_task``
+starts one job's analysis for a scheduler shared by several jobs (``app/worker/multi.py``).
+Without it, everything runs in this process, one stage after the other (the simple path).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from app.options import JobOptions
 
 if TYPE_CHECKING:
     from app.analysis.decode import DecodeStats
+    from app.analysis.pipeline import AnalysisTask, Scheduler
     from app.analysis.plan import SamplingPlan
+    from app.analysis.sandbox import SandboxLimits
     from app.analysis.spec import ModelSpec
     from app.settings import Settings
 
@@ -49,6 +56,11 @@ class Analyzer:
         model_cache_bytes: int = 2 * 1024**3,
         limits: MediaLimits | None = None,
         backends: Mapping[str, str] | None = None,
+        decode_in_subprocess: bool = False,
+        sandbox: SandboxLimits | None = None,
+        batch_max_wait: float = 0.0,
+        fast_decode_min_seconds: float = 0.0,
+        progress_interval: float = 0.2,
     ) -> None:
         import torch
 
@@ -64,9 +76,14 @@ class Analyzer:
         self.limits = limits or DEFAULT_LIMITS
         self.loader = ModelLoader(models_dir, device=self.device, cache_bytes=model_cache_bytes)
         self.backends = Backends(models_dir, backends or {}, threads=torch_threads, device=self.device)
+        self.decode_in_subprocess, self.sandbox = decode_in_subprocess, sandbox
+        self.batch_max_wait, self.fast_decode_min_seconds = batch_max_wait, fast_decode_min_seconds
+        self.progress_interval = progress_interval
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyzer:
+        from app.analysis.sandbox import SandboxLimits
+
         return cls(
             models_dir=settings.models_dir,
             allowed_formats=[f.strip() for f in settings.allowed_formats.split(",") if f.strip()],
@@ -77,6 +94,10 @@ class Analyzer:
             model_cache_bytes=settings.model_cache_bytes,
             limits=MediaLimits.from_settings(settings),
             backends=settings.backends,
+            decode_in_subprocess=settings.decode_in_subprocess,
+            sandbox=SandboxLimits.from_settings(settings),
+            batch_max_wait=settings.batch_max_wait_seconds,
+            fast_decode_min_seconds=settings.fast_decode_min_seconds,
         )
 
     def analyze(
@@ -91,6 +112,16 @@ class Analyzer:
         payload's segment shape, before ``on_progress`` gets the fraction done."""
         from app.analysis.decode import DecodeStats
 
+        if self.decode_in_subprocess:
+            task = self.open_task(video_path, model_name, options, on_progress, on_segments)
+            try:
+                self.scheduler().run([task])
+            finally:
+                task.close()
+            if task.error is not None:
+                raise task.error
+            assert task.result is not None
+            return task.result
         spec = load_catalog(self.models_dir).get(model_name)
         labels = read_labels(spec)
         loaded = self.loader.load(spec)
@@ -110,22 +141,134 @@ class Analyzer:
             on_progress,
             on_segments,
         )
+        return self._payload(spec, labels, used, scan, stats, plan, means, used_times, loaded.sha256)
+
+    def _payload(
+        self,
+        spec: ModelSpec,
+        labels: tuple[str, ...],
+        used: dict[str, Any],
+        scan: VideoScan,
+        stats: DecodeStats,
+        plan: SamplingPlan,
+        means: dict[int, Any],
+        used_times: dict[int, list[float]],
+        weights_sha256: str,
+        fast_decode: bool = False,
+    ) -> dict[str, Any]:
         video = scan.to_dict() | {
             "rotation": stats.rotation or 0,
             "decoded_frames": stats.decoded,
             "substituted_frames": stats.substituted,
             "decode_errors": stats.errors,
         }
+        if fast_decode:
+            video["fast_decode"] = True
         payload = results.payload(
             spec,
             labels,
             used,
             video,
             results.segment_results(plan, means, used_times, labels, used),
-            loaded.sha256,
+            weights_sha256,
         )
         payload["provenance"]["backend"] = self.backends.name_for(spec.name)
         return payload
+
+    def scheduler(self) -> Scheduler:
+        """A batcher for tasks of this analyzer (one per ``analyze``, or one per multi-job worker)."""
+        from app.analysis.pipeline import Scheduler
+
+        return Scheduler(batch_size=self.batch_size, device=self.device, max_wait=self.batch_max_wait)
+
+    def open_task(
+        self,
+        video_path: Path,
+        model_name: str,
+        options: JobOptions,
+        on_progress: Callable[[float], None] | None = None,
+        on_segments: SegmentsSink | None = None,
+    ) -> AnalysisTask:
+        """Start one job's analysis: the decoder starts first (sandboxed unless
+        ``decode_in_subprocess`` is off) and scans while the model loads. Run the task with
+        a ``Scheduler``; close it in any case."""
+        from app.analysis.decode import DecodeStats, decode_clips
+        from app.analysis.pipeline import AnalysisTask, ClipSource, InProcessClips, SandboxClips
+        from app.analysis.prep import FramePrep
+        from app.analysis.sandbox import DecodeSandbox
+        from app.analysis.transforms import ClipTransform
+
+        spec = load_catalog(self.models_dir).get(model_name)
+        labels = read_labels(spec)
+        source: ClipSource
+        if self.decode_in_subprocess:
+            sandbox = DecodeSandbox(
+                video_path,
+                self.allowed_formats,
+                self.limits,
+                FramePrep.for_spec(spec, options.crops),
+                spec.frames,
+                threads=self.decode_threads,
+                limits=self.sandbox,
+            )
+            try:
+                loaded = self.loader.load(spec)
+                model = self.backends.module(loaded)
+                scan = sandbox.scan()
+                plan = plan_for(spec, options, scan.frame_times, scan.duration)
+                fast = self._fast_decode(scan)
+                sandbox.decode(plan, skip_nonref=fast)
+            except BaseException:
+                sandbox.close()
+                raise
+            source = SandboxClips(sandbox, spec.alpha)
+        else:
+            loaded = self.loader.load(spec)
+            model = self.backends.module(loaded)
+            scan = scan_video(video_path, self.allowed_formats, self.limits)
+            plan = plan_for(spec, options, scan.frame_times, scan.duration)
+            fast = self._fast_decode(scan)
+            transform = ClipTransform.for_spec(spec, options.crops)
+            stats = DecodeStats()
+            clips = decode_clips(
+                video_path,
+                self.allowed_formats,
+                scan,
+                plan,
+                transform.prepare_frame,
+                threads=self.decode_threads,
+                stats=stats,
+                limits=self.limits,
+                skip_nonref=fast,
+            )
+            source = InProcessClips(clips, transform, stats)
+        used = effective_options(spec, options, scan.duration)
+
+        def finish(task: AnalysisTask) -> dict[str, Any]:
+            stats = task.source.stats
+            if stats is None:
+                raise RuntimeError("the decoder finished without its statistics")
+            means = {seg.index: task.scorer.mean(seg.index) for seg in plan.segments}
+            return self._payload(
+                spec, labels, used, scan, stats, plan, means, task.used_times, loaded.sha256, fast
+            )
+
+        return AnalysisTask(
+            model=model,
+            spec=spec,
+            labels=labels,
+            plan=plan,
+            used=used,
+            source=source,
+            device=self.device,
+            finish=finish,
+            on_progress=on_progress,
+            on_segments=on_segments,
+            progress_interval=self.progress_interval,
+        )
+
+    def _fast_decode(self, scan: VideoScan) -> bool:
+        return 0 < self.fast_decode_min_seconds <= scan.duration
 
     def _score(
         self,

@@ -68,7 +68,7 @@ def bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     h0, h1, lh0, lh1 = _axis(image.shape[0], height)
     w0, w1, lw0, lw1 = _axis(image.shape[1], width)
     top, bottom = image[h0], image[h1]
-    out = top[:, w0].astype(np.float32)
+    out: np.ndarray = top[:, w0].astype(np.float32)
     right = top[:, w1].astype(np.float32)
     out *= lw0[None, :, None]
     right *= lw1[None, :, None]

@@ -1,0 +1,324 @@
+"""Decode ahead, batch across segments and jobs, infer, stream results per batch.
+
+An ``AnalysisTask`` is one job's analysis: its model, plan, clip source, per-segment sums
+and callbacks. The ``Scheduler`` runs tasks together (one, for ``Analyzer.analyze``; a
+few, for a worker holding several jobs): it takes the clips their sources have ready,
+groups views by model and input shape, runs one batch (full; or partial once its oldest
+view waited ``max_wait`` or no more can come for that model), hands every row back to its
+task (finished segments, progress), and blocks only when no batch can run, then on all the
+decode children at once. Sources decode ahead in their own processes, bounded by their
+shared-memory rings, so decoding and inference overlap while memory stays flat.
+
+A task's callbacks may raise (cancellation, lease lost, worker stopping): that task ends
+with the exception in ``error`` and its decoder is stopped; the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from app.analysis.classifier import SegmentScorer, predict
+from app.analysis.partials import PartialReporter, SegmentsSink
+from app.analysis.transforms import ClipInput, ClipTransform, pack_pathway
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from app.analysis.decode import DecodedClip, DecodeStats
+    from app.analysis.plan import SamplingPlan
+    from app.analysis.sandbox import DecodeSandbox
+    from app.analysis.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class PreparedClip:
+    segment: int
+    times: list[float]
+    views: list[ClipInput]
+
+
+class ClipSource(Protocol):
+    """Where a task's clips come from. ``take`` never blocks for long; ``waitables`` are
+    what to ``multiprocessing.connection.wait`` on (none: ``take`` always makes progress)."""
+
+    @property
+    def exhausted(self) -> bool: ...
+
+    @property
+    def stats(self) -> DecodeStats | None: ...
+
+    def take(self) -> PreparedClip | None: ...
+
+    def waitables(self) -> list[Any]: ...
+
+    def charge(self, seconds: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SandboxClips:
+    """Clips from a decode child, as torch views (SlowFast inputs packed here)."""
+
+    def __init__(self, sandbox: DecodeSandbox, alpha: int | None) -> None:
+        self.sandbox, self.alpha = sandbox, alpha
+
+    @property
+    def exhausted(self) -> bool:
+        return self.sandbox.exhausted
+
+    @property
+    def stats(self) -> DecodeStats | None:
+        return self.sandbox.stats
+
+    def take(self) -> PreparedClip | None:
+        clip = self.sandbox.take()
+        if clip is None:
+            return None
+        tensor = torch.from_numpy(clip.views)
+        views: list[ClipInput] = [
+            pack_pathway(tensor[v], self.alpha) if self.alpha else tensor[v] for v in range(tensor.shape[0])
+        ]
+        return PreparedClip(clip.segment, clip.times, views)
+
+    def waitables(self) -> list[Any]:
+        return self.sandbox.waitables()
+
+    def charge(self, seconds: float) -> None:
+        self.sandbox.charge(seconds)
+
+    def close(self) -> None:
+        self.sandbox.close()
+
+
+class InProcessClips:
+    """Clips decoded in this process, one per ``take`` (the simple path, for a worker that
+    holds several jobs with ``decode_in_subprocess`` off)."""
+
+    def __init__(
+        self,
+        clips: Generator[DecodedClip[torch.Tensor], None, None],
+        transform: ClipTransform,
+        stats: DecodeStats,
+    ) -> None:
+        self.clips, self.transform, self._stats = clips, transform, stats
+        self._exhausted = False
+
+    @property
+    def exhausted(self) -> bool:
+        return self._exhausted
+
+    @property
+    def stats(self) -> DecodeStats | None:
+        return self._stats if self._exhausted else None
+
+    def take(self) -> PreparedClip | None:
+        if self._exhausted:
+            return None
+        try:
+            clip = next(self.clips)
+        except StopIteration:
+            self._exhausted = True
+            return None
+        return PreparedClip(clip.plan.segment, clip.times, self.transform.views(clip.frames))
+
+    def waitables(self) -> list[Any]:
+        return []
+
+    def charge(self, seconds: float) -> None:
+        return None
+
+    def close(self) -> None:
+        self.clips.close()
+
+
+class AnalysisTask:
+    """One job's analysis in flight; ``result`` (the payload) or ``error`` once it ended."""
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        spec: ModelSpec,
+        labels: tuple[str, ...],
+        plan: SamplingPlan,
+        used: dict[str, Any],
+        source: ClipSource,
+        device: str,
+        finish: Callable[[AnalysisTask], dict[str, Any]],
+        on_progress: Callable[[float], None] | None = None,
+        on_segments: SegmentsSink | None = None,
+        progress_interval: float = 0.0,
+    ) -> None:
+        self.model, self.spec, self.plan, self.used, self.source = model, spec, plan, used, source
+        crop = spec.crop_geometry(used["crops"])[1]
+        self.key = (id(model), crop)
+        """Views of tasks with equal keys can share a batch."""
+        self.scorer = SegmentScorer(model, output=spec.output, num_classes=len(labels), device=device)
+        self.total = len(plan.clips) * int(used["crops"])
+        self.done = 0
+        self.pending: deque[tuple[int, ClipInput]] = deque()
+        self.pending_since = 0.0
+        self.used_times: dict[int, list[float]] = {}
+        self.partials = (
+            PartialReporter(plan, labels, used, self.used_times, on_segments)
+            if on_segments is not None
+            else None
+        )
+        self.on_progress, self.progress_interval = on_progress, progress_interval
+        self._finish = finish
+        self._reported = float("-inf")
+        self.error: BaseException | None = None
+        self.result: dict[str, Any] | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.error is not None or self.result is not None
+
+    def pull(self, room: int) -> None:
+        """Take ready clips until ``room`` views are pending."""
+        while len(self.pending) < room and not self.source.exhausted:
+            clip = self.source.take()
+            if clip is None:
+                return
+            if not self.pending:
+                self.pending_since = time.monotonic()
+            self.used_times.setdefault(clip.segment, []).extend(clip.times)
+            self.pending.extend((clip.segment, view) for view in clip.views)
+
+    def record(self, segments: list[int], probs: torch.Tensor) -> None:
+        self.scorer.accumulate(segments, probs)
+        self.done += len(segments)
+        if self.partials is not None:
+            self.partials.update(self.scorer)
+        now = time.monotonic()
+        if self.on_progress is not None and (
+            self.done >= self.total or now - self._reported >= self.progress_interval
+        ):
+            self._reported = now
+            self.on_progress(self.done / self.total)
+
+    def maybe_finish(self) -> None:
+        if self.ended or self.pending or not self.source.exhausted:
+            return
+        if self.done != self.total:
+            raise RuntimeError(f"the decoder delivered {self.done} of {self.total} views")
+        self.result = self._finish(self)
+        self.source.close()
+
+    def fail(self, exc: BaseException) -> None:
+        if self.error is None and self.result is None:
+            self.error = exc
+        self.pending.clear()
+        self.source.close()
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def _guard(task: AnalysisTask, fn: Callable[..., object], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception as exc:
+        task.fail(exc)
+
+
+class Scheduler:
+    """Batches views across tasks; ``step`` runs at most one batch, or waits for clips."""
+
+    def __init__(self, *, batch_size: int, device: str = "cpu", max_wait: float = 0.0) -> None:
+        self.batch_size, self.max_wait = batch_size, max_wait
+        self.device = torch.device(device)
+        self.batches = 0
+
+    def run(self, tasks: list[AnalysisTask]) -> None:
+        """Until every task ended (each with ``result`` or ``error``)."""
+        while any(not t.ended for t in tasks):
+            self.step(tasks, idle_wait=1.0)
+
+    def step(self, tasks: list[AnalysisTask], idle_wait: float = 0.5) -> None:
+        live = [t for t in tasks if not t.ended]
+        for task in live:
+            _guard(task, task.pull, self.batch_size)
+            _guard(task, task.maybe_finish)
+        live = [t for t in live if not t.ended]
+        if not live:
+            return
+        now = time.monotonic()
+        chosen = self._choose(live, now)
+        if chosen:
+            self._run(chosen)
+            return
+        oldest = min((t.pending_since for t in live if t.pending), default=None)
+        timeout = idle_wait if oldest is None else max(0.0, min(idle_wait, oldest + self.max_wait - now))
+        self._wait(live, timeout)
+
+    def _choose(self, live: list[AnalysisTask], now: float) -> list[AnalysisTask]:
+        groups: dict[tuple[int, int], list[AnalysisTask]] = defaultdict(list)
+        for task in live:
+            groups[task.key].append(task)
+        best: list[AnalysisTask] = []
+        best_since = float("inf")
+        for group in groups.values():
+            waiting = [t for t in group if t.pending]
+            if not waiting:
+                continue
+            since = min(t.pending_since for t in waiting)
+            full = sum(len(t.pending) for t in waiting) >= self.batch_size
+            more = any(not t.source.exhausted for t in group)
+            if (full or not more or now - since >= self.max_wait) and since < best_since:
+                best, best_since = sorted(waiting, key=lambda t: t.pending_since), since
+        return best
+
+    def _run(self, waiting: list[AnalysisTask]) -> None:
+        views: list[ClipInput] = []
+        owners: list[tuple[AnalysisTask, int]] = []
+        for task in waiting:
+            while task.pending and len(views) < self.batch_size:
+                segment, view = task.pending.popleft()
+                views.append(view)
+                owners.append((task, segment))
+            task.pending_since = time.monotonic()
+        first = waiting[0]
+        try:
+            probs = predict(
+                first.model,
+                views,
+                output=first.spec.output,
+                num_classes=first.scorer.num_classes,
+                device=self.device,
+            )
+        except Exception as exc:
+            for task in waiting:
+                task.fail(exc)
+            return
+        self.batches += 1
+        rows: dict[int, tuple[AnalysisTask, list[int], list[int]]] = {}
+        for i, (task, segment) in enumerate(owners):
+            entry = rows.setdefault(id(task), (task, [], []))
+            entry[1].append(segment)
+            entry[2].append(i)
+        for task, segments, index in rows.values():
+            _guard(task, task.record, segments, probs[index])
+
+    def _wait(self, live: list[AnalysisTask], timeout: float) -> None:
+        watched = [
+            (t, t.source.waitables())
+            for t in live
+            if not t.source.exhausted and len(t.pending) < self.batch_size
+        ]
+        watched = [(t, w) for t, w in watched if w]
+        if not watched or any(not t.source.waitables() and not t.source.exhausted for t in live):
+            return
+        started = time.monotonic()
+        ready = set(wait([w for _, ws in watched for w in ws], timeout=timeout))
+        elapsed = time.monotonic() - started
+        for task, objects in watched:
+            if not ready.intersection(objects):
+                _guard(task, task.source.charge, elapsed)

@@ -1,0 +1,177 @@
+"""The decode child: scan + plan-driven decode + numpy transform, under resource limits.
+
+Runs as ``python -m app.analysis.sandbox_child CONN RING EXIT`` (three inherited file
+descriptors: a socket to the parent, the shared-memory ring, and a pipe end the child
+only holds, so that the parent sees it die). It imports numpy and PyAV but never torch,
+and never the parent's ``__main__``, so it starts in a few tenths of a second. Protocol
+on the socket (pickled ``multiprocessing`` messages), in order:
+
+    parent -> child   ChildConfig
+    child  -> parent  ("scan", VideoScan)
+    parent -> child   ("plan", SamplingPlan, skip_nonref)   or ("stop",)
+    child  -> parent  ("clip", slot, segment, index, times)  ... as clips complete
+    parent -> child   ("free", slot)                        ... as the parent copies them out
+    child  -> parent  ("done", DecodeStats)
+
+A coded failure is ``("error", ServiceError)``; a fault is ``("fault", code, detail)`` with
+code ``resource_limit`` (MemoryError under RLIMIT_AS) or ``decoder_crashed`` (anything
+else). A signal or an exit without a message is classified by the parent.
+
+``ChildConfig.fault`` is a test hook: the parent passes it only when a test sets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from app.analysis.limits import MediaLimits
+from app.analysis.prep import FramePrep
+from app.analysis.shm import SlotRing
+from app.errors import ServiceError
+
+FAULTS = ("segfault", "hang", "oom")
+
+
+@dataclass(frozen=True)
+class ChildConfig:
+    path: str
+    allowed_formats: tuple[str, ...]
+    limits: MediaLimits
+    prep: FramePrep
+    frames: int
+    threads: int
+    slots: int
+    slot_bytes: int
+    memory_bytes: int | None
+    cpu_seconds: float | None
+    """CPU-time limit until the scan is known (then ``cpu_per_video_second`` raises it)."""
+    cpu_per_video_second: float
+    fault: str | None = None
+
+
+def _set_limits(config: ChildConfig) -> None:
+    if config.memory_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (config.memory_bytes, config.memory_bytes))
+    if config.cpu_seconds:
+        _cpu_limit(config.cpu_seconds)
+
+
+def _cpu_limit(seconds: float) -> None:
+    """Soft limit (SIGXCPU) at ``seconds`` of CPU; the hard one (SIGKILL) 5 s later."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    spent = used.ru_utime + used.ru_stime
+    soft = math.ceil(spent + seconds)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard != resource.RLIM_INFINITY and soft + 5 > hard:
+        soft = max(int(hard) - 5, 1)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5 if hard == resource.RLIM_INFINITY else hard))
+
+
+def _inject(fault: str) -> None:
+    """Test-only faults, as a misbehaving decoder would produce them."""
+    if fault == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)
+    elif fault == "hang":
+        while True:  # a decoder spinning on a malformed stream
+            pass
+    elif fault == "oom":
+        import numpy as np
+
+        hog = []
+        while True:  # a decoder allocating without bound
+            hog.append(np.ones(64 * 1024**2, dtype=np.uint8))
+
+
+def main(argv: Sequence[str]) -> None:
+    """Entry point of the child process: ``argv`` = [prog, conn fd, ring fd, exit fd]."""
+    logging.basicConfig(level=logging.WARNING, format="decode child: %(levelname)s %(message)s")
+    conn = Connection(int(argv[1]))
+    try:
+        config = conn.recv()
+    except (EOFError, OSError):
+        return
+    child_main(conn, config, int(argv[2]))
+
+
+def child_main(conn: Connection, config: ChildConfig, ring_fd: int) -> None:
+    try:
+        _set_limits(config)
+        ring = SlotRing.attach(ring_fd, config.slots, config.slot_bytes)
+        try:
+            _serve(conn, config, ring)
+        finally:
+            ring.close()
+    except (EOFError, BrokenPipeError):  # the parent went away
+        return
+    except ServiceError as exc:
+        _send(conn, ("error", exc))
+    except MemoryError as exc:
+        _send(conn, ("fault", "resource_limit", f"the decoder ran out of memory ({exc or 'MemoryError'})"))
+    except Exception as exc:
+        _send(conn, ("fault", "decoder_crashed", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def _send(conn: Connection, message: tuple[Any, ...]) -> None:
+    try:
+        conn.send(message)
+    except (OSError, EOFError):
+        pass
+
+
+def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
+    from app.analysis.decode import DecodeStats, decode_clips
+    from app.analysis.scan import scan_video
+
+    path = Path(config.path)
+    scan = scan_video(path, config.allowed_formats, config.limits)
+    if config.cpu_seconds:
+        _cpu_limit(config.cpu_seconds + config.cpu_per_video_second * scan.duration)
+    conn.send(("scan", scan))
+    message = conn.recv()
+    if message[0] != "plan":
+        return
+    _, plan, skip_nonref = message
+    free = list(range(config.slots))
+    shape = config.prep.clip_shape(config.frames)
+    stats = DecodeStats()
+    clips = decode_clips(
+        path,
+        config.allowed_formats,
+        scan,
+        plan,
+        config.prep.prepare_frame,
+        threads=config.threads,
+        stats=stats,
+        limits=config.limits,
+        skip_nonref=skip_nonref,
+    )
+    for sent, clip in enumerate(clips, start=1):
+        while not free:
+            reply = conn.recv()
+            if reply[0] != "free":
+                return
+            free.append(reply[1])
+        slot = free.pop()
+        out = ring.array(slot, shape)
+        config.prep.write_views(clip.frames, out)
+        del out
+        conn.send(("clip", slot, clip.plan.segment, clip.plan.index, clip.times))
+        if config.fault and sent == 1:
+            _inject(config.fault)
+    conn.send(("done", stats))
+
+
+if __name__ == "__main__":
+    main(sys.argv)

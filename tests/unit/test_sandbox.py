@@ -1,0 +1,176 @@
+"""The sandboxed decode child: same clips as decoding in process, coded faults, back-pressure."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.analysis.decode import DecodeStats, decode_clips
+from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
+from app.analysis.plan import SamplingPlan, make_plan
+from app.analysis.prep import FramePrep
+from app.analysis.sandbox import DecodeSandbox, SandboxLimits, slots_for
+from app.analysis.scan import scan_video
+from app.errors import (
+    DecoderCrashed,
+    DecoderResourceLimit,
+    DecoderTimeout,
+    FrameTooLarge,
+    ServiceError,
+    VideoUnreadable,
+)
+from app.settings import Settings
+from tests.media import write_video
+
+ALLOWED = Settings().allowed_formats.split(",")
+PREP = FramePrep((0.45, 0.45, 0.45), (0.225, 0.225, 0.225), short_side=40, crop=32)
+FRAMES = 6
+
+
+def plan_of(path: Path) -> SamplingPlan:
+    scan = scan_video(path, ALLOWED)
+    return make_plan(
+        scan.frame_times,
+        scan.duration,
+        frames=FRAMES,
+        clip_seconds=1.0,
+        segment_seconds=0.7,
+        stride_seconds=0.7,
+        clips_per_segment=2,
+    )
+
+
+def in_process(path: Path, prep: FramePrep = PREP) -> tuple[list[np.ndarray], list[list[float]], DecodeStats]:
+    scan = scan_video(path, ALLOWED)
+    stats = DecodeStats()
+    views, times = [], []
+    for clip in decode_clips(path, ALLOWED, scan, plan_of(path), prep.prepare_frame, stats=stats):
+        out = np.empty(prep.clip_shape(FRAMES), np.float32)
+        prep.write_views(clip.frames, out)
+        views.append(out)
+        times.append(clip.times)
+    return views, times, stats
+
+
+def sandboxed(
+    path: Path,
+    limits: SandboxLimits | None = None,
+    prep: FramePrep = PREP,
+    media: MediaLimits = DEFAULT_LIMITS,
+) -> tuple[list[np.ndarray], list[list[float]], DecodeStats]:
+    with DecodeSandbox(path, ALLOWED, media, prep, FRAMES, limits=limits) as sandbox:
+        scan = sandbox.scan()
+        assert scan == scan_video(path, ALLOWED)
+        sandbox.decode(plan_of(path))
+        views, times = [], []
+        while (clip := sandbox.next_clip()) is not None:
+            views.append(clip.views)
+            times.append(clip.times)
+        assert sandbox.stats is not None
+        return views, times, sandbox.stats
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("sandbox")
+    stamps = [0.0]
+    for i in range(70):
+        stamps.append(round(stamps[-1] + (0.02, 0.05, 0.03, 0.01)[i % 4], 5))
+    return {
+        "cfr25": write_video(folder / "cfr25.mp4", seconds=2.4, fps=25, width=64, height=48),
+        "cfr30": write_video(folder / "cfr30.mkv", seconds=2, fps=30, width=48, height=64),
+        "vfr": write_video(folder / "vfr.mkv", timestamps=stamps, width=64, height=48),
+        "rotated": write_video(folder / "rot.mp4", seconds=1.5, width=64, height=48, rotation=90),
+        "odd": write_video(folder / "odd.mkv", seconds=1.5, width=97, height=71, codec="mpeg4"),
+    }
+
+
+@pytest.mark.parametrize("name", ["cfr25", "cfr30", "vfr", "rotated", "odd"])
+def test_clips_equal_in_process_decoding(videos: dict[str, Path], name: str) -> None:
+    want_views, want_times, want_stats = in_process(videos[name])
+    got_views, got_times, got_stats = sandboxed(videos[name], prep=PREP)
+    assert got_times == want_times
+    assert len(got_views) == len(want_views) == len(plan_of(videos[name]).clips)
+    for got, want in zip(got_views, want_views, strict=True):
+        assert np.array_equal(got, want)
+    assert got_stats == want_stats
+    if name == "rotated":
+        assert got_stats.rotation == 90
+
+
+def test_three_crops_come_back_as_three_views(videos: dict[str, Path]) -> None:
+    prep = FramePrep(PREP.mean, PREP.std, short_side=40, crop=40, crops=3)
+    want_views, _, _ = in_process(videos["cfr25"], prep)
+    got_views, _, _ = sandboxed(videos["cfr25"], prep=prep)
+    assert got_views[0].shape == (3, 3, FRAMES, 40, 40)
+    assert all(np.array_equal(g, w) for g, w in zip(got_views, want_views, strict=True))
+
+
+def test_coded_media_errors_come_back_as_themselves(videos: dict[str, Path], tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 4096)
+    with (
+        pytest.raises(VideoUnreadable),
+        DecodeSandbox(junk, ALLOWED, DEFAULT_LIMITS, PREP, FRAMES) as sandbox,
+    ):
+        sandbox.scan()
+    with pytest.raises(FrameTooLarge):
+        sandboxed(videos["cfr25"], media=MediaLimits(max_frame_pixels=64 * 48 - 1))
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "limits"),
+    [
+        ("segfault", DecoderCrashed, {}),
+        ("hang", DecoderTimeout, {"timeout_seconds": 1.5, "timeout_per_video_second": 0.0}),
+        ("oom", DecoderResourceLimit, {"memory_bytes": 1024**3}),
+    ],
+)
+def test_injected_faults_are_coded(
+    videos: dict[str, Path], fault: str, error: type[ServiceError], limits: dict[str, float]
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(error) as caught:
+        sandboxed(videos["cfr25"], SandboxLimits(fault=fault, **limits))  # type: ignore[arg-type]
+    assert caught.value.code in ("decoder_crashed", "timeout", "resource_limit")
+    assert getattr(caught.value, "retryable", False) and getattr(caught.value, "keep_code", False)
+    assert time.monotonic() - started < 30
+
+
+def test_waiting_on_a_slow_consumer_is_not_charged(videos: dict[str, Path]) -> None:
+    """The child blocks on a full ring while the parent is busy: that is no timeout."""
+    limits = SandboxLimits(timeout_seconds=2.0, timeout_per_video_second=0.0, queue_bytes=1)
+    with DecodeSandbox(videos["cfr25"], ALLOWED, DEFAULT_LIMITS, PREP, FRAMES, limits=limits) as sandbox:
+        assert sandbox.slots == 2
+        sandbox.scan()
+        sandbox.decode(plan_of(videos["cfr25"]))
+        count = 0
+        while (clip := sandbox.next_clip()) is not None:
+            count += 1
+            assert clip.views.shape == PREP.clip_shape(FRAMES)
+            time.sleep(0.4)  # "inference"
+        assert count == len(plan_of(videos["cfr25"]).clips) > 5
+        assert sandbox.waited < 2.0
+
+
+def test_a_closed_sandbox_leaves_no_process(videos: dict[str, Path]) -> None:
+    sandbox = DecodeSandbox(videos["cfr25"], ALLOWED, DEFAULT_LIMITS, PREP, FRAMES)
+    sandbox.scan()
+    sandbox.decode(plan_of(videos["cfr25"]))
+    assert sandbox.next_clip() is not None
+    proc = sandbox._proc
+    sandbox.close()
+    assert proc.poll() is not None
+    sandbox.close()
+
+
+def test_ring_size_follows_the_queue_bytes() -> None:
+    clip = 3 * FRAMES * 32 * 32 * 4
+    assert slots_for(10 * clip, PREP, FRAMES) == 10
+    assert slots_for(1, PREP, FRAMES) == 2
+    assert slots_for(10**12, PREP, FRAMES) == 32
+    with pytest.raises(ValueError, match="unknown decoder fault"):
+        SandboxLimits(fault="nope")
