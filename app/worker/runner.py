@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.blobs import BlobStore
-from app.domain import JobError, Lease
+from app.domain import Job, JobError, Lease
 from app.errors import AnalysisError, LeaseLost, ServiceError, Unavailable, WorkerStopping
 from app.metrics import Metrics
 from app.options import JobOptions
@@ -199,7 +199,7 @@ class Worker:
                 log.warning("job left to its lease: %s", exc, extra=extra)
                 outcome = "error"
             except AnalysisError as exc:
-                outcome = self._fail(keeper.lease, exc.code, exc.detail, exc.retryable, extra)
+                outcome = self._fail(keeper.lease, exc.code, exc.detail, _retry(exc, job), extra)
             except ServiceError as exc:  # e.g. UnknownModel: will not change on retry
                 outcome = self._fail(keeper.lease, exc.code, exc.detail, False, extra)
             except Exception as exc:
@@ -230,6 +230,12 @@ class Worker:
         except LeaseLost:
             log.warning("failure not recorded: lease lost", extra=extra)
             return "abandoned"
+
+
+def _retry(exc: AnalysisError, job: Job) -> bool:
+    """Retry while attempts are left; an error with ``keep_code`` fails the last attempt
+    with its own code (e.g. ``decoder_crashed``) rather than ``attempts_exhausted``."""
+    return exc.retryable and not (exc.keep_code and job.attempts >= job.max_attempts)
 
 
 class _VideoGone(AnalysisError):
