@@ -123,3 +123,47 @@ def test_job_page_shows_partial_results_while_running(
     assert page.locator("#timeline .seg").count() == 32
     assert page.locator("#status").inner_text() == "succeeded"
     assert not page.console_errors, page.console_errors
+
+
+@pytest.mark.settings(auth_enabled=True)
+def test_pages_work_with_auth_on(live_server: LiveServer, browser_page: Any, tmp_path: Path) -> None:
+    """The key is typed once (kept in sessionStorage), sent on every call, and the video and
+    label track, which cannot send headers, are fetched with it as blobs."""
+    from app.store.factory import open_access_stores, open_store
+    from tests.media import write_video
+
+    store = open_store(live_server.settings)
+    try:
+        keys, _ = open_access_stores(live_server.settings, store)
+        _, secret = keys.create_key("acme", "browser")
+    finally:
+        store.close()
+    page = browser_page
+    page.goto(live_server.base + "/")
+    page.wait_for_selector("#key-dialog:not([hidden])")
+    page.fill("#key-input", "vas_wrong")
+    page.click("#key-form button")
+    page.wait_for_function(
+        "() => document.getElementById('key-message').textContent.includes('not accepted')"
+    )
+    page.fill("#key-input", secret)
+    page.click("#key-form button")
+    page.wait_for_selector(f"#model option[value='{live_server.model}']", state="attached")
+    assert page.evaluate("() => sessionStorage.getItem('vas.apiKey')") == secret
+
+    clip = write_video(tmp_path / "authed.mp4", seconds=3.0, fps=15, width=96, height=64)
+    page.select_option("#model", live_server.model)
+    page.set_input_files("#file", str(clip))
+    page.fill("input[name=segment_seconds]", "1")
+    page.click("#submit")
+    job_id = page.wait_for_selector("#upload-status a", timeout=30_000).inner_text()
+    page.locator(f"#jobs tr[data-job='{job_id}'] .status.succeeded").wait_for(timeout=120_000)
+
+    page.goto(f"{live_server.base}/jobs/{job_id}")  # same tab: the key is still there
+    page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    assert page.locator("#key-dialog").is_hidden()
+    assert page.evaluate("() => document.getElementById('video').src").startswith("blob:")
+    assert page.evaluate("() => document.getElementById('video').textTracks[0].cues.length") == 3
+    page.wait_for_function("() => document.getElementById('video').readyState >= 1", timeout=20_000)
+    assert page.locator("#timeline .seg").count() == 3
+    assert not page.console_errors, page.console_errors
