@@ -46,16 +46,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         mode,
         settings.resolved_database_url.split("@")[-1],
     )
-    if settings.auth_enabled:
-        log.info("authentication on: /v1 needs an API key (create one: python -m app keys create --tenant T)")
-    elif settings.host in ("127.0.0.1", "::1", "localhost"):
-        log.warning("authentication is off: every local client may submit and read jobs (loopback only)")
-    else:
-        log.warning(
-            "authentication is off and %s is not loopback: anyone who can reach it may submit, read and "
-            "delete jobs; set VAS_AUTH_ENABLED=true",
-            settings.host,
-        )
+    from app.api.auth import startup_notice
+
+    log.log(*startup_notice(settings))
     api = create_app(settings)
     config = uvicorn.Config(
         api,

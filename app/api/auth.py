@@ -8,6 +8,7 @@ tenant ``default``. Either way the tenant's request rate is then counted.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from app.store.keys import KeyStore
 
 DEFAULT_TENANT = "default"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer vas_...`")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key: `X-API-Key: vas_...`")
@@ -34,6 +36,18 @@ class Principal:
     tenant: str
     key_id: str | None
     """None when authentication is off."""
+
+
+def startup_notice(settings: Settings) -> tuple[int, str]:
+    """(log level, message): what ``serve`` says at start-up about who may call it."""
+    if settings.auth_enabled:
+        return logging.INFO, "authentication on: /v1 needs an API key (python -m app keys create --tenant T)"
+    if settings.host in LOOPBACK_HOSTS:
+        return logging.WARNING, "authentication is off: every local client may submit and read jobs"
+    return logging.WARNING, (
+        f"authentication is off and {settings.host} is not loopback: anyone who can reach it may "
+        "submit, read and delete jobs; set VAS_AUTH_ENABLED=true"
+    )
 
 
 def presented_key(bearer: HTTPAuthorizationCredentials | None, api_key: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from app.api.auth import startup_notice
+from app.settings import Settings
 from app.store.schema import api_keys
 from tests.integration.conftest import Service, assert_problem
 from tests.security.keys import bearer, new_key
@@ -197,3 +200,16 @@ async def test_cors_allows_configured_origins_only(service: Service) -> None:
 async def test_cors_is_off_by_default(service: Service) -> None:
     response = await service.client.get("/v1/jobs", headers={"Origin": "https://app.example"})
     assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("overrides", "level", "words"),
+    [
+        ({"auth_enabled": True, "host": "0.0.0.0"}, logging.INFO, "authentication on"),
+        ({"host": "127.0.0.1"}, logging.WARNING, "authentication is off"),
+        ({"host": "0.0.0.0"}, logging.WARNING, "0.0.0.0 is not loopback"),
+    ],
+)
+def test_serve_says_how_it_authenticates(overrides: dict[str, object], level: int, words: str) -> None:
+    notice_level, message = startup_notice(Settings(**overrides))  # type: ignore[arg-type]
+    assert notice_level == level and words in message
