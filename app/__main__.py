@@ -67,7 +67,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from app.blobs import LocalBlobStore
     from app.metrics import Metrics, serve_worker_metrics
     from app.store.factory import open_store
-    from app.worker.runner import Worker
+    from app.worker.multi import worker_class
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -77,7 +77,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     metrics = Metrics()
     if settings.metrics_port:
         serve_worker_metrics(metrics, settings.host, settings.metrics_port)
-    worker = Worker(
+    worker = worker_class(settings)(
         store=store,
         blobs=LocalBlobStore(settings.videos_dir),
         settings=settings,

@@ -91,14 +91,14 @@ def create_app(
 
 
 def _embedded_worker(app: FastAPI, settings: Settings, analyzer_factory: Callable[[], Any] | None) -> Any:
-    from app.worker.runner import Worker
+    from app.worker.multi import worker_class
 
     def default_factory() -> Any:
         from app.analysis.engine import Analyzer
 
         return Analyzer.from_settings(settings)
 
-    return Worker(
+    return worker_class(settings)(
         store=app.state.store,
         blobs=app.state.blobs,
         settings=settings,

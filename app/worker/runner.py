@@ -157,57 +157,78 @@ class Worker:
         started = time.monotonic()
         with LeaseKeeper(self.store, lease, self.settings.lease_seconds) as keeper:
             finished: list[dict[str, Any]] = []  # partial results of the current batch
+            on_progress = self._progress_callback(keeper, finished, extra)
 
-            def on_progress(fraction: float) -> None:
-                if keeper.lost.is_set():
-                    raise LeaseLost()
-                if self.stopping.is_set():
-                    raise WorkerStopping()
-                fraction = min(max(fraction, 0.0), 1.0)
-                try:
-                    if finished:
-                        self.store.append_partial(keeper.lease, list(finished), fraction)
-                        finished.clear()
-                    self.store.report_progress(keeper.lease, fraction)
-                except Unavailable as exc:  # progress is best effort; the lease keeper guards the claim
-                    log.warning("progress not saved: %s", exc, extra=extra)
-
-            try:
-                if not job.blob_key or not self.blobs.path(job.blob_key).is_file():
-                    raise _VideoGone()
-                options = JobOptions(**job.options)
+            def work() -> dict[str, Any]:
                 results = self.analyzer.analyze(
-                    self.blobs.path(job.blob_key),
+                    self._video_path(job),
                     job.model,
-                    options,
+                    JobOptions(**job.options),
                     on_progress,
                     on_segments=finished.extend,
                 )
-                analysed = time.monotonic() - started
-                self._complete(keeper, results)
-                log.info("job succeeded in %.2fs", time.monotonic() - started, extra=extra)
-                self.metrics.record_results(job.model, results, analysed)
-                outcome = "succeeded"
-            except LeaseLost:
-                log.warning("job abandoned: lease lost (canceled or expired)", extra=extra)
-                outcome = "abandoned"
-            except WorkerStopping:
-                self.store.release(keeper.lease)
-                log.info("job released: worker stopping", extra=extra)
-                outcome = "released"
-            except Unavailable as exc:  # nothing can be recorded now: the lease lapses, a claim retries
-                log.warning("job left to its lease: %s", exc, extra=extra)
-                outcome = "error"
-            except AnalysisError as exc:
-                outcome = self._fail(keeper.lease, exc.code, exc.detail, _retry(exc, job), extra)
-            except ServiceError as exc:  # e.g. UnknownModel: will not change on retry
-                outcome = self._fail(keeper.lease, exc.code, exc.detail, False, extra)
-            except Exception as exc:
-                log.exception("job crashed", extra=extra)
-                outcome = self._fail(
-                    keeper.lease, "internal_error", f"{type(exc).__name__}: {exc}", True, extra
-                )
+                return results
+
+            outcome = self._settle(keeper, started, extra, work)
         self.metrics.record_job(job.model, outcome, time.monotonic() - started)
+
+    def _video_path(self, job: Job) -> Path:
+        if not job.blob_key or not self.blobs.path(job.blob_key).is_file():
+            raise _VideoGone()
+        return self.blobs.path(job.blob_key)
+
+    def _progress_callback(
+        self, keeper: LeaseKeeper, finished: list[dict[str, Any]], extra: dict[str, str]
+    ) -> Callable[[float], None]:
+        """Saves progress and the partial results gathered since the last call; raises
+        LeaseLost or WorkerStopping, which end the analysis at its next batch."""
+
+        def on_progress(fraction: float) -> None:
+            if keeper.lost.is_set():
+                raise LeaseLost()
+            if self.stopping.is_set():
+                raise WorkerStopping()
+            fraction = min(max(fraction, 0.0), 1.0)
+            try:
+                if finished:
+                    self.store.append_partial(keeper.lease, list(finished), fraction)
+                    finished.clear()
+                self.store.report_progress(keeper.lease, fraction)
+            except Unavailable as exc:  # progress is best effort; the lease keeper guards the claim
+                log.warning("progress not saved: %s", exc, extra=extra)
+
+        return on_progress
+
+    def _settle(
+        self, keeper: LeaseKeeper, started: float, extra: dict[str, str], work: Callable[[], dict[str, Any]]
+    ) -> str:
+        """Run ``work`` (the analysis, or what re-raises its outcome) and record how it ended."""
+        job = keeper.lease.job
+        try:
+            results = work()
+            analysed = time.monotonic() - started
+            self._complete(keeper, results)
+            log.info("job succeeded in %.2fs", time.monotonic() - started, extra=extra)
+            self.metrics.record_results(job.model, results, analysed)
+            outcome = "succeeded"
+        except LeaseLost:
+            log.warning("job abandoned: lease lost (canceled or expired)", extra=extra)
+            outcome = "abandoned"
+        except WorkerStopping:
+            self.store.release(keeper.lease)
+            log.info("job released: worker stopping", extra=extra)
+            outcome = "released"
+        except Unavailable as exc:  # nothing can be recorded now: the lease lapses, a claim retries
+            log.warning("job left to its lease: %s", exc, extra=extra)
+            outcome = "error"
+        except AnalysisError as exc:
+            outcome = self._fail(keeper.lease, exc.code, exc.detail, _retry(exc, job), extra)
+        except ServiceError as exc:  # e.g. UnknownModel: will not change on retry
+            outcome = self._fail(keeper.lease, exc.code, exc.detail, False, extra)
+        except Exception as exc:
+            log.exception("job crashed", extra=extra)
+            outcome = self._fail(keeper.lease, "internal_error", f"{type(exc).__name__}: {exc}", True, extra)
+        return outcome
 
     def _complete(self, keeper: LeaseKeeper, results: dict[str, Any]) -> None:
         """Save the results; while the database is away, retry until the lease would lapse."""
