@@ -75,6 +75,12 @@ class Deployment:
     apis: list[Proc]
     workers: list[Proc]
     nginx: Proc | None = None
+    api_key: str = ""
+    """Created with the CLI after migrating (compose turns authentication on)."""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     @property
     def base(self) -> str:
@@ -181,6 +187,16 @@ def deployment(
             timeout=120,
         )
         assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+        keys = subprocess.run(
+            [*local_argv(["python", "-m", "app"]), "keys", "create", "--tenant", "deploy-test"],
+            cwd=REPO,
+            env=dep.env("migrate"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert keys.returncode == 0, keys.stdout + keys.stderr
+        dep.api_key = keys.stdout.strip()
         dep.apis = [dep.new_api(i) for i in range(2)]
         dep.workers = [dep.new_worker(i) for i in range(2)]
         for api in dep.apis:

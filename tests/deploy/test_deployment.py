@@ -122,9 +122,9 @@ def metric(text: str, name: str) -> float:
     return 0.0
 
 
-def client_for(base: str) -> httpx.AsyncClient:
+def client_for(base: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=12, max_keepalive_connections=12)
-    return httpx.AsyncClient(base_url=base, timeout=60, limits=limits)
+    return httpx.AsyncClient(base_url=base, timeout=60, limits=limits, headers=headers)
 
 
 # ---------------------------------------------------------------- 1. load
@@ -132,7 +132,7 @@ def client_for(base: str) -> httpx.AsyncClient:
 
 async def test_concurrent_load_through_nginx(deployment: Deployment, media: dict[str, Path]) -> None:
     dep = deployment
-    async with client_for(dep.base) as client:
+    async with client_for(dep.base, dep.auth) as client:
         uploads = [media["large"]] * LARGE_JOBS + [media["small"]] * SMALL_JOBS
         started = time.monotonic()
         jobs = await asyncio.gather(*(submit(client, p, segment_seconds=1.0, top_k=2) for p in uploads))
@@ -146,7 +146,8 @@ async def test_concurrent_load_through_nginx(deployment: Deployment, media: dict
         # Results are the same whichever replica serves them.
         for job_id in ids:
             answers = [
-                httpx.get(f"{dep.replica_url(i)}/v1/jobs/{job_id}/results", timeout=30) for i in (0, 1)
+                httpx.get(f"{dep.replica_url(i)}/v1/jobs/{job_id}/results", headers=dep.auth, timeout=30)
+                for i in (0, 1)
             ]
             assert [a.status_code for a in answers] == [200, 200], answers[0].text
             assert answers[0].json() == answers[1].json()
@@ -192,7 +193,7 @@ async def test_killed_worker_job_is_rerun_by_the_other(
     deployment: Deployment, media: dict[str, Path]
 ) -> None:
     dep = deployment
-    async with client_for(dep.base) as client:
+    async with client_for(dep.base, dep.auth) as client:
         job = await submit(client, media["long"], segment_seconds=0.5, top_k=1)
         deadline = time.monotonic() + 60
         while True:
@@ -257,7 +258,7 @@ async def test_sigterm_replica_during_traffic_no_5xx(deployment: Deployment, med
             await asyncio.sleep(0.15 if n % 2 == 0 else 0.02)
 
     replica = dep.apis[0]
-    async with client_for(dep.base) as client:
+    async with client_for(dep.base, dep.auth) as client:
         tasks = [asyncio.create_task(traffic(client, n)) for n in range(6)]
         await asyncio.sleep(1.5)
         before = len(statuses)
@@ -326,7 +327,7 @@ async def test_postgres_restart_mid_run_loses_nothing(deployment: Deployment, me
                 assert response.headers.get("retry-after"), response.text
             await asyncio.sleep(0.05)
 
-    async with client_for(dep.base) as client:
+    async with client_for(dep.base, dep.auth) as client:
         # Work queued and running when the database goes away, more arriving while it is away.
         for _ in range(6):
             key = f"pg-restart-{uuid.uuid4().hex[:12]}"
