@@ -57,9 +57,7 @@ class TenantLimiter:
             return
         now = self.clock()
         window = math.floor(now)
-        if now - self._last_purge > PURGE_EVERY_SECONDS:
-            self._last_purge = now
-            self.usage.purge_expired(now)
+        self._purge_now_and_then(now)
         if not self.usage.consume(tenant, REQUESTS, window, 1, limit=limit, expires_at=window + 2.0):
             raise RateLimited(
                 f"more than {limit} requests per second for this tenant",
@@ -93,8 +91,15 @@ class TenantLimiter:
             return
         day, retry_after = self._day()
         expires = day + 2.0 * DAY_SECONDS
+        self._purge_now_and_then(self.clock())
         if not self.usage.consume(tenant, UPLOAD_BYTES, day, size, limit=byte_limit, expires_at=expires):
             raise self._bytes_refused(byte_limit, retry_after)
+
+    def _purge_now_and_then(self, now: float) -> None:
+        """Ended windows go at most once a minute per replica (any replica may do it)."""
+        if now - self._last_purge > PURGE_EVERY_SECONDS:
+            self._last_purge = now
+            self.usage.purge_expired(now)
 
     def _day(self) -> tuple[int, int]:
         now = self.clock()
