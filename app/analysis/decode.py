@@ -7,6 +7,12 @@ memory stays bounded by the clips in flight, not by the video's length.
 Decoded frames are matched to the plan by pts. A planned frame that never decodes
 (corrupt packet, open GOP at the start) is replaced by the nearest decoded frame, and
 the clip reports the times actually used.
+
+A packet whose frame the plan does not need is decoded with ``skip_frame = NONREF``: if
+no other frame references it (most B-frames), the decoder skips it; if it is a
+reference, it is decoded as always. Skipping frames nothing depends on cannot change
+any other frame, so the clips are the same, for about a third less decoding work on
+H.264 with B-frames. (The optional fast mode skips every non-reference frame instead.)
 """
 
 from __future__ import annotations
@@ -104,6 +110,11 @@ class _Assembler(Generic[F]):
     @property
     def decoded_any(self) -> bool:
         return bool(self.recent)
+
+    def wanted(self, pts: int | None) -> bool:
+        """Whether the frame with this pts is planned (a frame the scan did not list is)."""
+        indices = self.by_pts.get(pts) if pts is not None else None
+        return not indices or any(i in self.needed_set for i in indices)
 
     def _locate(self, pts: int | None) -> tuple[int | None, float]:
         """(planned index or None, presentation time) of a decoded frame."""
@@ -208,8 +219,10 @@ def decode_clips(
         stream = container.streams.video[0]
         stream.codec_context.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
+        ctx = stream.codec_context
+        skipping = skip_nonref
         if skip_nonref:
-            stream.codec_context.skip_frame = "NONREF"
+            ctx.skip_frame = "NONREF"
         packets = container.demux(stream)
         while not state.done:
             try:
@@ -222,6 +235,9 @@ def decode_clips(
                 state.stats.errors += 1
                 log.warning("demux stopped early in %s: %s", path.name, exc)
                 break
+            if not skip_nonref and state.wanted(packet.pts) == skipping:
+                skipping = not skipping
+                ctx.skip_frame = "NONREF" if skipping else "DEFAULT"
             try:
                 frames = packet.decode()
             except MemoryError:
