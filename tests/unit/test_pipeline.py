@@ -204,7 +204,7 @@ def test_fast_mode_skips_non_reference_frames(models: Path, videos: dict[str, Pa
     want = simple.analyze(videos["bframes"], "tiny", JobOptions())
     got = piped.analyze(videos["bframes"], "tiny", JobOptions())
     assert got["video"]["fast_decode"] is True and "fast_decode" not in want["video"]
-    assert got["video"]["decoded_frames"] < want["video"]["decoded_frames"] == 120
+    assert got["video"]["decoded_frames"] < want["video"]["decoded_frames"] <= got["video"]["frames"] == 120
     assert got["video"]["substituted_frames"] > 0
     assert [s["start"] for s in got["segments"]] == [s["start"] for s in want["segments"]]
     for g, w in zip(got["segments"], want["segments"], strict=True):
