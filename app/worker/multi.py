@@ -77,8 +77,8 @@ class MultiJobWorker(Worker):
             self._stop_all()
             return False
         self._claim(now)
-        if not self.active:
-            return False
+        if not self.active:  # no analysis in flight: follow-up work (annotated videos)
+            return self.renders.run_once() if self.renders is not None else False
         self.scheduler.step([run.task for run in self.active], idle_wait=self.settings.poll_interval)
         for run in [r for r in self.active if r.task.ended]:
             self._finish(run)

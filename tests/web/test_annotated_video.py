@@ -71,3 +71,23 @@ async def test_render_failure_is_reported_and_retryable(service: Service, short_
     assert "retry=1" in body["detail"]
     again = await service.client.get(url + "?retry=1")
     assert again.status_code == 202 and again.json()["attempts"] == 0
+
+
+@pytest.mark.settings(worker_jobs_in_flight=2, annotate_max_height=64)
+async def test_multi_job_workers_render_too(service: Service, short_clip: Path) -> None:
+    from app.worker.multi import MultiJobWorker
+    from tests.integration.conftest import shared_analyzer
+
+    worker = MultiJobWorker(
+        store=service.store,
+        blobs=service.app.state.blobs,
+        settings=service.settings,
+        analyzer_factory=lambda: shared_analyzer(service.settings),
+    )
+    job_id = (await submit(service, short_clip)).json()["id"]
+    worker.drain()
+    url = f"/v1/jobs/{job_id}/annotated.mp4"
+    assert (await service.client.get(url)).status_code == 202
+    worker.drain()
+    response = await service.client.get(url)
+    assert response.status_code == 200 and response.headers["content-type"] == "video/mp4"
