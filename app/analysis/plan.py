@@ -26,13 +26,26 @@ _EPS = 1e-6
 
 
 def uniform_subsample_indices(n: int, t: int) -> list[int]:
-    """``torch.linspace(0, n-1, t).clamp(0, n-1).long()`` reproduced bit for bit in float32.
+    """``torch.linspace(0, n-1, t).clamp(0, n-1).long()``: PyTorchVideo's own frame choice.
 
-    torch computes ``start + step*i`` for the first half and ``end - step*(t-1-i)`` for
-    the rest, all in float32; truncation then decides, so float64 would differ.
+    torch's CPU linspace kernel is vectorised, and its rounding depends on the SIMD width
+    of the machine (values landing within float32 epsilon of an integer truncate either
+    way), so no portable formula reproduces it bit for bit. Where torch is importable (the
+    worker, which plans in the parent of the decode child) it is asked directly; the numpy
+    emulation is the fallback for torch-free processes.
     """
     if n < 1 or t < 1:
         raise ValueError("need n >= 1 and t >= 1")
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - every worker has torch
+        return emulated_subsample_indices(n, t)
+    return [int(i) for i in torch.linspace(0, n - 1, t).clamp(0, n - 1).long().tolist()]
+
+
+def emulated_subsample_indices(n: int, t: int) -> list[int]:
+    """torch's scalar linspace formula in float32 (first half ``start + step*i``, second half
+    ``end - step*(t-1-i)``); equal to torch except where SIMD rounding differs by one frame."""
     if t == 1:
         return [0]
     start, end = np.float32(0), np.float32(n - 1)

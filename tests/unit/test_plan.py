@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from app.analysis.catalog import load_catalog
 from app.analysis.plan import (
     effective_options,
+    emulated_subsample_indices,
     make_plan,
     plan_for,
     segment_bounds,
@@ -69,6 +70,15 @@ def reference_clip(
 def test_subsample_matches_torch_linspace(n: int, t: int) -> None:
     expected = torch.linspace(0, n - 1, t).clamp(0, n - 1).long().tolist()
     assert uniform_subsample_indices(n, t) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, 5000), t=st.integers(1, 128))
+def test_torch_free_emulation_is_within_one_frame(n: int, t: int) -> None:
+    expected = torch.linspace(0, n - 1, t).clamp(0, n - 1).long().tolist()
+    got = emulated_subsample_indices(n, t)
+    assert len(got) == t and got == sorted(got)
+    assert all(abs(a - b) <= 1 for a, b in zip(got, expected, strict=True))
 
 
 def test_subsample_known_float32_cases() -> None:
