@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(default=True, description="Run a worker thread inside `serve`.")
     auto_migrate: bool = Field(default=True, description="`serve`/`worker` apply migrations at start.")
     device: str = Field(default="cpu", description="Torch device for inference: cpu, cuda, cuda:1, auto.")
-    batch_size: int = Field(default=8, ge=1, le=256, description="Clips per inference batch.")
+    batch_size: int = Field(
+        default=1, ge=1, le=256, description="Clips per inference batch (1 is fastest on CPU; 16+ on GPU)."
+    )
     torch_threads: int = Field(default=1, ge=1, description="Torch intra-op threads per worker process.")
     decode_threads: int = Field(default=0, ge=0, description="PyAV codec threads (0: FFmpeg decides).")
     decode_in_subprocess: bool = Field(
