@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from app.analysis.decode import DecodeStats
     from app.analysis.pipeline import AnalysisTask, Scheduler
     from app.analysis.plan import SamplingPlan
-    from app.analysis.sandbox import SandboxLimits
+    from app.analysis.sandbox import DecodeSandbox, SandboxLimits
     from app.analysis.spec import ModelSpec
     from app.settings import Settings
 
@@ -79,6 +79,7 @@ class Analyzer:
         self.decode_in_subprocess, self.sandbox = decode_in_subprocess, sandbox
         self.batch_max_wait, self.fast_decode_min_seconds = batch_max_wait, fast_decode_min_seconds
         self.progress_interval = progress_interval
+        self._adopted: list[DecodeSandbox] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyzer:
@@ -175,6 +176,11 @@ class Analyzer:
         payload["provenance"]["backend"] = self.backends.name_for(spec.name)
         return payload
 
+    def adopt(self, sandbox: DecodeSandbox) -> None:
+        """A decoder started early (``python -m app analyze`` starts it before importing
+        torch); the next ``open_task`` for the same video and geometry uses it."""
+        self._adopted.append(sandbox)
+
     def scheduler(self) -> Scheduler:
         """A batcher for tasks of this analyzer (one per ``analyze``, or one per multi-job worker)."""
         from app.analysis.pipeline import Scheduler
@@ -195,22 +201,33 @@ class Analyzer:
         from app.analysis.decode import DecodeStats, decode_clips
         from app.analysis.pipeline import AnalysisTask, ClipSource, InProcessClips, SandboxClips
         from app.analysis.prep import FramePrep
-        from app.analysis.sandbox import DecodeSandbox
+        from app.analysis.sandbox import DecodeSandbox, SandboxLimits
         from app.analysis.transforms import ClipTransform
 
         spec = load_catalog(self.models_dir).get(model_name)
         labels = read_labels(spec)
         source: ClipSource
         if self.decode_in_subprocess:
-            sandbox = DecodeSandbox(
-                video_path,
-                self.allowed_formats,
-                self.limits,
-                FramePrep.for_spec(spec, options.crops),
-                spec.frames,
-                threads=self.decode_threads,
-                limits=self.sandbox,
+            prep = FramePrep.for_spec(spec, options.crops)
+            limits = self.sandbox or SandboxLimits()
+            key = DecodeSandbox.key_for(
+                video_path, self.allowed_formats, self.limits, prep, spec.frames, self.decode_threads, limits
             )
+            early = [s for s in self._adopted if s.key == key]
+            self._adopted = [s for s in self._adopted if s.key != key]
+            for extra in early[1:]:
+                extra.close()
+            sandbox = early[0] if early else None
+            if sandbox is None:
+                sandbox = DecodeSandbox(
+                    video_path,
+                    self.allowed_formats,
+                    self.limits,
+                    prep,
+                    spec.frames,
+                    threads=self.decode_threads,
+                    limits=limits,
+                )
             try:
                 loaded = self.loader.load(spec)
                 model = self.backends.module(loaded)

@@ -121,6 +121,8 @@ class DecodeSandbox:
         limits: SandboxLimits | None = None,
     ) -> None:
         self.limits = limits or SandboxLimits()
+        self.key = self.key_for(path, allowed_formats, media_limits, prep, frames, threads, self.limits)
+        """What the child was started with: ``Analyzer.adopt`` matches on it."""
         self.shape = prep.clip_shape(frames)
         slot_bytes = math.prod(self.shape) * 4
         slots = slots_for(self.limits.queue_bytes, prep, frames)
@@ -171,6 +173,18 @@ class DecodeSandbox:
         except BaseException:
             self.close()
             raise
+
+    @staticmethod
+    def key_for(
+        path: Path,
+        allowed_formats: Sequence[str],
+        media_limits: MediaLimits,
+        prep: FramePrep,
+        frames: int,
+        threads: int,
+        limits: SandboxLimits,
+    ) -> tuple[object, ...]:
+        return (str(path), tuple(allowed_formats), media_limits, prep, frames, threads, limits)
 
     def __enter__(self) -> DecodeSandbox:
         return self

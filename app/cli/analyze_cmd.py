@@ -70,16 +70,23 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     settings = Settings()
     model = args.model or settings.default_model
+    early = _start_decoder(settings, args.video, model, options)  # before torch is imported
     from app.analysis.engine import Analyzer
     from app.cli.progress import ProgressBar
 
     bar = ProgressBar(f"{args.video.name} ({model})")
     try:
-        result = Analyzer.from_settings(settings).analyze(args.video, model, options, bar.update)
+        analyzer = Analyzer.from_settings(settings)
+        if early is not None:
+            analyzer.adopt(early)
+        result = analyzer.analyze(args.video, model, options, bar.update)
     except ServiceError as exc:
         bar.close()
         print(f"error [{exc.code}]: {exc.detail}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, InvalidOptions) else EXIT_FAILED
+    finally:
+        if early is not None:
+            early.close()
     bar.close()
     if args.json:
         json.dump(result, sys.stdout, indent=2)
@@ -89,6 +96,31 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(format_table(result))
     return EXIT_OK
+
+
+def _start_decoder(settings: Any, video: Path, model: str, options: Any) -> Any:
+    """The sandboxed decoder, started while torch imports and the model loads (the engine
+    adopts it). None when decoding in process, or on an error the engine will report."""
+    if not settings.decode_in_subprocess:
+        return None
+    from app.analysis.catalog import load_catalog
+    from app.analysis.limits import MediaLimits
+    from app.analysis.prep import FramePrep
+    from app.analysis.sandbox import DecodeSandbox, SandboxLimits
+
+    try:
+        spec = load_catalog(settings.models_dir).get(model)
+        return DecodeSandbox(
+            video,
+            [f.strip() for f in settings.allowed_formats.split(",") if f.strip()],
+            MediaLimits.from_settings(settings),
+            FramePrep.for_spec(spec, options.crops),
+            spec.frames,
+            threads=settings.decode_threads,
+            limits=SandboxLimits.from_settings(settings),
+        )
+    except ServiceError:
+        return None
 
 
 def write_csv(result: dict[str, Any], out: TextIO) -> None:

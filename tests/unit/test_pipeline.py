@@ -244,3 +244,27 @@ def test_tasks_share_batches_and_fail_alone(models: Path, videos: dict[str, Path
     views = sum(t.total for n, t in tasks.items() if n != "stopped")
     assert scheduler.batches < views  # several views per batch, across tasks
     assert decode_children() == []
+
+
+def test_an_adopted_early_decoder_is_used(models: Path, videos: dict[str, Path]) -> None:
+    from app.analysis.prep import FramePrep
+    from app.analysis.sandbox import DecodeSandbox, SandboxLimits
+
+    simple, piped = analyzers(models, 2)
+    piped.sandbox = SandboxLimits()
+    spec = load_catalog(models).get("tiny")
+    options = JobOptions(crops=3)
+    early = DecodeSandbox(
+        videos["cfr25"], ALLOWED, piped.limits, FramePrep.for_spec(spec, 3), spec.frames, limits=piped.sandbox
+    )
+    other = DecodeSandbox(videos["vfr"], ALLOWED, piped.limits, FramePrep.for_spec(spec, 3), spec.frames)
+    piped.adopt(other)
+    piped.adopt(early)
+    try:
+        got = piped.analyze(videos["cfr25"], "tiny", options)
+        assert early.exhausted and early.stats is not None
+        assert piped._adopted == [other], "only the matching decoder is taken"
+    finally:
+        early.close()
+        other.close()
+    assert_same_results(got, simple.analyze(videos["cfr25"], "tiny", options))
