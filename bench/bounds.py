@@ -3,12 +3,15 @@
     .venv/bin/python bench/bounds.py decode VIDEO            # PyAV, every frame, no conversion
     .venv/bin/python bench/bounds.py infer --model M --clips N --models-dir D [--batch B]
     .venv/bin/python bench/bounds.py transfer VIDEO --model M --models-dir D
+    .venv/bin/python bench/bounds.py warm VIDEO --model M --models-dir D --warm-up SMALL_VIDEO
 
 ``decode`` is the fastest this machine decodes the file: frame threads (``thread_type
 AUTO``, FFmpeg's thread count), nothing converted. ``infer`` is the model alone on random
 clips of the engine's input shape, in batches, one torch thread. ``transfer`` decodes and
 prepares the same clips twice, in this process and through the sandboxed child's
-shared-memory ring, so the difference is the price of the child. Each prints one JSON line
+shared-memory ring, so the difference is the price of the child. ``warm`` is our engine
+as a worker runs it: ``Analyzer.analyze`` after a first job has loaded the model (settings
+from the environment, as ``python -m app analyze`` has them). Each prints one JSON line
 (seconds measured inside the process: start-up is not included).
 """
 
@@ -97,21 +100,37 @@ def transfer(video: Path, model_name: str, models_dir: Path) -> dict[str, float]
     return out
 
 
+def warm(video: Path, model_name: str, models_dir: Path, warm_up: Path) -> dict[str, float]:
+    from app.analysis.engine import Analyzer
+    from app.options import JobOptions
+    from app.settings import Settings
+
+    analyzer = Analyzer.from_settings(Settings(models_dir=models_dir))
+    options = JobOptions(segment_seconds=2)
+    analyzer.analyze(warm_up, model_name, options)
+    started = time.perf_counter()
+    result = analyzer.analyze(video, model_name, options)
+    return {"seconds": time.perf_counter() - started, "segments": len(result["segments"])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["decode", "infer", "transfer"])
+    parser.add_argument("what", choices=["decode", "infer", "transfer", "warm"])
     parser.add_argument("video", type=Path, nargs="?")
     parser.add_argument("--model", default="x3d_s")
     parser.add_argument("--models-dir", type=Path)
     parser.add_argument("--clips", type=int, default=30)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--warm-up", type=Path)
     args = parser.parse_args()
     if args.what == "decode":
         result = decode(args.video)
     elif args.what == "infer":
         result = infer(args.model, args.models_dir, args.clips, args.batch)
-    else:
+    elif args.what == "transfer":
         result = transfer(args.video, args.model, args.models_dir)
+    else:
+        result = warm(args.video, args.model, args.models_dir, args.warm_up)
     print(json.dumps(result))
 
 
