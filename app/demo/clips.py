@@ -88,6 +88,11 @@ def clip_at(
     centre: float,
     frames_per_clip: int = FRAMES,
     sampling_rate: int = SAMPLING_RATE,
+    *,
+    short_side: int = SHORT_SIDE,
+    crop: int = CROP,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
 ) -> torch.Tensor:
     """Preprocessed clip of the window centred on ``centre`` seconds (clamped to the video)."""
     seconds = window_seconds(frames_per_clip, sampling_rate)
@@ -96,4 +101,5 @@ def clip_at(
     chosen = window_frames(frames, times, start, seconds)
     if not chosen:
         raise ValueError(f"no frames in the window starting at {start:.3f} s")
-    return preprocess([chosen[i] for i in sample_indices(len(chosen), frames_per_clip)])
+    picked = [chosen[i] for i in sample_indices(len(chosen), frames_per_clip)]
+    return preprocess(picked, short_side=short_side, crop=crop, mean=mean, std=std)

@@ -6,9 +6,13 @@ test videos, so "right labels at the right times" is checkable end to end.
 
 Design choices, and why:
 
-* One foreground object (random polygon, colour, size) over a random textured,
-  noisy background with static distractor shapes: colour, shape and "something
-  is there" carry no class information, only how the object changes over time.
+* One to three foreground objects (random polygon, colour, size, chequer pattern),
+  all doing what the script says, each at its own speed / turn rate / flash rate,
+  over a random textured, noisy background with static distractor shapes: colour,
+  shape and "something is there" carry no class information, only how the objects
+  change over time. The chequer pattern makes the whole surface of an object, not
+  just its outline, change when it moves or turns: more evidence for a model that
+  averages over the frame (X3D's head does).
 * Every shape is elongated or asymmetric (no circles or squares), so rotation is
   always visible.
 * Geometry lives on the *stage*: the centred square of side ``min(width, height)``,
@@ -17,9 +21,10 @@ Design choices, and why:
   is never drawn, so no part of a class's evidence is cropped away.
 * Moving objects wrap around the stage (leave one edge, re-enter at the opposite
   one) instead of bouncing, which would reverse the direction and the class.
-* In a scripted video the object persists: position, angle and look carry over
-  between parts. A part that needs the object fully inside (static, rotating,
-  flashing, or the cross axis of a move) re-spawns it at the nearest valid place.
+* In a scripted video the objects persist: position, angle and look carry over
+  between parts. A static, rotating or flashing part needs each object wholly on
+  stage, so one left straddling an edge by a move is re-spawned at a random place;
+  a move clamps the cross-axis coordinate so the object is not clipped sideways.
 * Per-frame sensor noise is seeded by ``(seed, frame index)``, so any frame can be
   rendered on its own (training samples windows) and still be bit-identical.
 
@@ -60,16 +65,20 @@ _DIRECTIONS: dict[str, tuple[float, float]] = {
 # Ranges in stage units (1.0 = stage side) and seconds. Chosen so a 1.07 s clip of
 # 8 frames shows several pixels of motion / >= 15 degrees of turn per sampled step,
 # and at least one on->off or off->on change for flashing.
-SPEED_RANGE = (0.22, 0.45)
+SPEED_RANGE = (0.1, 0.2)
 """Stage sides per second for the moving classes."""
-ANGULAR_SPEED_RANGE = (110.0, 240.0)
+ANGULAR_SPEED_RANGE = (90.0, 200.0)
 """Degrees per second (either sense) for ``rotating``."""
 FLASH_PERIOD_RANGE = (0.36, 0.8)
 """Seconds per on/off cycle for ``flashing``."""
-HALF_LENGTH_RANGE = (0.08, 0.15)
+OBJECTS_RANGE = (1, 3)
+"""Inclusive range of the number of foreground objects; all of them follow the script."""
+HALF_LENGTH_RANGE = (0.12, 0.22)
 """Half of the object's long side, in stage units."""
-ASPECT_RANGE = (1.8, 2.8)
+ASPECT_RANGE = (1.7, 2.5)
 """Long side / short side of the object."""
+PATTERN_PERIOD_RANGE = (0.06, 0.12)
+"""Period of the chequer pattern on the object surface, in stage units."""
 
 _SHAPES = ("rectangle", "ellipse", "triangle", "cross", "ell")
 
@@ -122,42 +131,42 @@ def _rotate(vertices: npt.NDArray[np.float64], angle: float) -> npt.NDArray[np.f
 def _polygon_alpha(
     vertices: npt.NDArray[np.float64], xs: npt.NDArray[np.floating[Any]], ys: npt.NDArray[np.floating[Any]]
 ) -> FloatArray:
-    """Anti-aliased coverage (0..1) of a polygon (pixel coordinates) at pixel centres.
+    """Anti-aliased coverage (0..1) of a polygon (pixel coordinates) at pixel centres ``ys`` x ``xs``.
 
     Signed distance to the outline, clipped to one pixel: edges stay smooth, so
     sub-pixel motion is visible and the model sees no staircase artefacts.
+    Vectorised over the edges (arrays E x h x w) because rendering speed bounds
+    how much training data fits in the training budget.
     """
-    px, py = xs[None, :], ys[:, None]
-    dist2 = np.full((ys.size, xs.size), np.inf, dtype=np.float32)
-    inside = np.zeros((ys.size, xs.size), dtype=bool)
-    n = len(vertices)
-    for i in range(n):
-        ax, ay = vertices[i]
-        bx, by = vertices[(i + 1) % n]
-        ex, ey = bx - ax, by - ay
-        wx, wy = px - ax, py - ay
-        h = np.clip((wx * ex + wy * ey) / max(ex * ex + ey * ey, 1e-12), 0.0, 1.0)
-        dist2 = np.minimum(dist2, (wx - ex * h) ** 2 + (wy - ey * h) ** 2)
-        if ay != by:
-            crosses = (ay > py) != (by > py)
-            x_at = ax + (py - ay) * (bx - ax) / (by - ay)
-            inside ^= crosses & (px < x_at)
+    a = vertices[:, :, None, None]
+    e = (np.roll(vertices, -1, axis=0) - vertices)[:, :, None, None]
+    ax, ay, ex, ey = a[:, 0], a[:, 1], e[:, 0], e[:, 1]
+    px = np.asarray(xs, dtype=np.float64)[None, None, :]
+    py = np.asarray(ys, dtype=np.float64)[None, :, None]
+    wx, wy = px - ax, py - ay
+    h = np.clip((wx * ex + wy * ey) / np.maximum(ex * ex + ey * ey, 1e-12), 0.0, 1.0)
+    dist2 = ((wx - ex * h) ** 2 + (wy - ey * h) ** 2).min(axis=0)
+    # Even-odd rule: count edges crossed by a ray towards +x.
+    crosses = (ay > py) != (ay + ey > py)
+    x_at = ax + (py - ay) * ex / np.where(ey == 0, 1.0, ey)
+    inside = (crosses & (px < x_at)).sum(axis=0) % 2 == 1
     signed = np.sqrt(dist2) * np.where(inside, 1.0, -1.0)
-    return np.clip(signed + 0.5, 0.0, 1.0).astype(np.float32)
+    alpha: FloatArray = np.clip(signed + 0.5, 0.0, 1.0).astype(np.float32)
+    return alpha
 
 
 def _upsample(grid: npt.NDArray[np.float64], height: int, width: int) -> FloatArray:
-    """Bilinear upsampling of a coarse (h, w, c) grid to (height, width, c)."""
+    """Bilinear upsampling of a coarse (h, w, c) grid to (height, width, c), one axis at a time."""
     gh, gw = grid.shape[:2]
-    ys = np.linspace(0.0, gh - 1.0, height)
-    xs = np.linspace(0.0, gw - 1.0, width)
-    y0 = np.minimum(ys.astype(int), gh - 2)
+    g = grid.astype(np.float32)
+    xs = np.linspace(0.0, gw - 1.0, width, dtype=np.float32)
     x0 = np.minimum(xs.astype(int), gw - 2)
-    fy = (ys - y0)[:, None, None]
-    fx = (xs - x0)[None, :, None]
-    top = grid[y0][:, x0] * (1 - fx) + grid[y0][:, x0 + 1] * fx
-    bottom = grid[y0 + 1][:, x0] * (1 - fx) + grid[y0 + 1][:, x0 + 1] * fx
-    out: FloatArray = (top * (1 - fy) + bottom * fy).astype(np.float32)
+    fx = (xs - x0.astype(np.float32))[None, :, None]
+    rows = g[:, x0] * (1 - fx) + g[:, x0 + 1] * fx  # (gh, width, c)
+    ys = np.linspace(0.0, gh - 1.0, height, dtype=np.float32)
+    y0 = np.minimum(ys.astype(int), gh - 2)
+    fy = (ys - y0.astype(np.float32))[:, None, None]
+    out: FloatArray = rows[y0] * (1 - fy) + rows[y0 + 1] * fy
     return out
 
 
@@ -170,6 +179,9 @@ class _Look:
     shape: str
     vertices: npt.NDArray[np.float64]  # stage units, angle 0
     colour: npt.NDArray[np.float32]  # RGB 0..255
+    colour2: npt.NDArray[np.float32]  # second colour of the surface pattern
+    period: float  # pattern period, stage units
+    phase: tuple[float, float]
 
     @property
     def radius(self) -> float:
@@ -200,7 +212,7 @@ class _Part:
 
 @dataclass(frozen=True)
 class ObjectState:
-    """Where the foreground object is at one instant (stage units, radians)."""
+    """Where a foreground object is at one instant (stage units, radians)."""
 
     x: float
     y: float
@@ -216,7 +228,7 @@ def _wrap(value: float, period: float) -> float:
 
 
 class SyntheticScene:
-    """A video of one object following ``script``: consecutive ``(label, seconds)`` parts.
+    """A video of objects following ``script``: consecutive ``(label, seconds)`` parts.
 
     Everything is derived from ``seed``; ``frame(k)`` renders frame ``k`` (time ``k / fps``)
     independently of any other frame.
@@ -246,8 +258,10 @@ class SyntheticScene:
         rng = np.random.default_rng([seed, 0])
         self.background = self._make_background(rng)
         self.noise_sigma = float(rng.uniform(0.0, 8.0))
-        self.look = self._make_look(rng)
-        self.parts = self._make_parts(rng, script)
+        count = int(rng.integers(OBJECTS_RANGE[0], OBJECTS_RANGE[1] + 1))
+        self.looks = [self._make_look(rng) for _ in range(count)]
+        self.tracks = [self._make_parts(rng, script, look) for look in self.looks]
+        self.parts = self.tracks[0]
         self.duration = self.parts[-1].end
         self.frame_count = round(self.duration * fps)
 
@@ -271,25 +285,32 @@ class SyntheticScene:
         coarse = rng.normal(0.0, 28.0, size=(int(rng.integers(3, 7)), int(rng.integers(3, 7)), 3))
         cells = int(rng.integers(8, 28))
         texture = rng.normal(0.0, rng.uniform(6.0, 22.0), size=(cells, cells, 1))
-        bg = base[None, None, :] + _upsample(coarse, h, w) + _upsample(texture, h, w)
-        bg += rng.normal(0.0, rng.uniform(0.0, 7.0), size=(h, w, 1))  # fixed grain
+        bg = base.astype(np.float32)[None, None, :] + _upsample(coarse, h, w) + _upsample(texture, h, w)
+        grain = np.float32(rng.uniform(0.0, 7.0))
+        bg += rng.standard_normal(size=(h, w, 1), dtype=np.float32) * grain  # fixed grain
         # Static distractors: same shape family, so "a shape is present" means nothing.
-        ys = np.arange(h, dtype=np.float32) + 0.5
-        xs = np.arange(w, dtype=np.float32) + 0.5
         for _ in range(int(rng.integers(0, 4))):
             _, verts = self._random_look(rng)
             verts = _rotate(verts * rng.uniform(0.5, 1.0), float(rng.uniform(0, 2 * math.pi)))
-            verts = verts + rng.uniform(0.1, 0.9, size=2)
-            alpha = _polygon_alpha(self._stage_pixels(verts), xs, ys)[..., None]
+            pix = self._stage_pixels(verts + rng.uniform(0.1, 0.9, size=2))
             colour = rng.uniform(0.0, 255.0, size=3).astype(np.float32)
             strength = float(rng.uniform(0.25, 0.7))
-            bg = bg * (1 - strength * alpha) + colour * (strength * alpha)
+            x_lo, x_hi = max(0, math.floor(pix[:, 0].min()) - 1), min(w, math.ceil(pix[:, 0].max()) + 1)
+            y_lo, y_hi = max(0, math.floor(pix[:, 1].min()) - 1), min(h, math.ceil(pix[:, 1].max()) + 1)
+            if x_lo >= x_hi or y_lo >= y_hi:
+                continue
+            xs = np.arange(x_lo, x_hi, dtype=np.float32) + 0.5
+            ys = np.arange(y_lo, y_hi, dtype=np.float32) + 0.5
+            alpha = np.float32(strength) * _polygon_alpha(pix, xs, ys)[..., None]
+            region = bg[y_lo:y_hi, x_lo:x_hi]
+            bg[y_lo:y_hi, x_lo:x_hi] = region * (1 - alpha) + colour * alpha
         # Dim everything outside the stage (what a centre crop drops anyway).
         outside = np.ones((h, w), dtype=bool)
         sx, sy = round(self.stage_x0), round(self.stage_y0)
         outside[sy : sy + self.side, sx : sx + self.side] = False
-        bg[outside] *= 0.45
-        return np.clip(bg, 0.0, 255.0).astype(np.float32)
+        bg[outside] *= np.float32(0.45)
+        out: FloatArray = np.clip(bg, 0.0, 255.0)
+        return out
 
     def _make_look(self, rng: np.random.Generator) -> _Look:
         shape, vertices = self._random_look(rng)
@@ -298,17 +319,33 @@ class SyntheticScene:
             round(self.stage_y0) : round(self.stage_y0) + s, round(self.stage_x0) : round(self.stage_x0) + s
         ].reshape(-1, 3)
         mean = bg_mean.mean(axis=0).astype(np.float64)
+        bg_luma = float(_luma(mean))
         colour = rng.uniform(0.0, 255.0, size=3)
-        for _ in range(200):  # rejection sampling: the object must stand out
-            if abs(float(_luma(colour)) - float(_luma(mean))) >= 65 and np.linalg.norm(colour - mean) >= 100:
+        for _ in range(500):  # rejection sampling: the object must stand out, and so must its pattern
+            luma = float(_luma(colour))
+            if abs(luma - bg_luma) >= 65 and np.linalg.norm(colour - mean) >= 100 and 50 <= luma <= 205:
                 break
             colour = rng.uniform(0.0, 255.0, size=3)
         else:  # pragma: no cover - practically unreachable; fall back to max contrast
-            colour = np.full(3, 0.0 if float(_luma(mean)) > 127 else 255.0)
-        return _Look(shape=shape, vertices=vertices, colour=colour.astype(np.float32))
+            colour = np.full(3, 30.0 if bg_luma > 127 else 225.0)
+        # The surface pattern goes from the colour further away from the background, so
+        # both ends stand out; it makes the whole object area (not only its outline)
+        # change as it moves or turns.
+        extreme = 255.0 if float(_luma(colour)) > bg_luma else 0.0
+        colour2 = colour + 0.8 * (extreme - colour)
+        return _Look(
+            shape=shape,
+            vertices=vertices,
+            colour=colour.astype(np.float32),
+            colour2=colour2.astype(np.float32),
+            period=float(rng.uniform(*PATTERN_PERIOD_RANGE)),
+            phase=(float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0, 2 * math.pi))),
+        )
 
-    def _make_parts(self, rng: np.random.Generator, script: Sequence[tuple[str, float]]) -> list[_Part]:
-        look = self.look
+    def _make_parts(
+        self, rng: np.random.Generator, script: Sequence[tuple[str, float]], look: _Look
+    ) -> list[_Part]:
+        """One object's track: a part per script entry, each starting where the last one ended."""
         r = look.radius
         x, y = (float(v) for v in rng.uniform(r, 1.0 - r, size=2))
         angle = float(rng.uniform(0.0, 2 * math.pi))
@@ -346,20 +383,20 @@ class SyntheticScene:
                     flash_duty = float(rng.uniform(0.4, 0.6))
                     flash_phase = float(rng.uniform(0.0, flash_period))
             part = _Part(
-                label,
-                start,
-                end,
-                x,
-                y,
-                angle,
-                vx,
-                vy,
-                omega,
-                wrap_x,
-                wrap_y,
-                flash_period,
-                flash_phase,
-                flash_duty,
+                label=label,
+                start=start,
+                end=end,
+                x0=x,
+                y0=y,
+                angle0=angle,
+                vx=vx,
+                vy=vy,
+                omega=omega,
+                wrap_x=wrap_x,
+                wrap_y=wrap_y,
+                flash_period=flash_period,
+                flash_phase=flash_phase,
+                flash_duty=flash_duty,
             )
             parts.append(part)
             state = self._state_in(part, end)
@@ -393,18 +430,37 @@ class SyntheticScene:
         """Scripted class of frame ``index``."""
         return self.parts[self.part_at(index)].label
 
-    def state(self, index: int) -> ObjectState:
-        """Object state at frame ``index``."""
-        return self._state_in(self.parts[self.part_at(index)], index / self.fps)
+    @property
+    def object_count(self) -> int:
+        """Number of foreground objects (all follow the script, each with its own speed etc.)."""
+        return len(self.looks)
 
-    def object_alpha(self, index: int) -> FloatArray:
-        """Coverage (H, W) of the foreground object in frame ``index``; zero while flashed off."""
+    def state(self, index: int, obj: int = 0) -> ObjectState:
+        """State of object ``obj`` at frame ``index``."""
+        return self._state_in(self.tracks[obj][self.part_at(index)], index / self.fps)
+
+    def object_alpha(self, index: int, obj: int | None = None) -> FloatArray:
+        """Coverage (H, W) of object ``obj`` (None: all objects) in frame ``index``; zero while flashed off."""
         alpha = np.zeros((self.height, self.width), dtype=np.float32)
-        part = self.parts[self.part_at(index)]
+        for i in range(self.object_count) if obj is None else (obj,):
+            for ys, xs, patch_alpha, _ in self._patches(index, i):
+                np.maximum(alpha[ys, xs], patch_alpha, out=alpha[ys, xs])
+        return alpha
+
+    def _patches(self, index: int, obj: int) -> Iterator[tuple[slice, slice, FloatArray, FloatArray]]:
+        """(rows, columns, coverage, pattern mix 0..1) of each on-stage copy of object ``obj``.
+
+        A wrapping object has a copy one wrap period away; copies never overlap.
+        Working on bounding boxes, not whole frames, keeps rendering cheap.
+        """
+        part = self.tracks[obj][self.part_at(index)]
         st = self._state_in(part, index / self.fps)
         if not st.visible:
-            return alpha
-        verts = _rotate(self.look.vertices, st.angle)
+            return
+        look = self.looks[obj]
+        verts = _rotate(look.vertices, st.angle)
+        cos, sin = math.cos(st.angle), math.sin(st.angle)
+        freq = 2 * math.pi / look.period
         x_shifts = (-part.wrap_x, 0.0, part.wrap_x) if part.wrap_x else (0.0,)
         y_shifts = (-part.wrap_y, 0.0, part.wrap_y) if part.wrap_y else (0.0,)
         sx0, sy0 = round(self.stage_x0), round(self.stage_y0)
@@ -419,18 +475,26 @@ class SyntheticScene:
                     continue
                 xs = np.arange(x_lo, x_hi, dtype=np.float32) + 0.5
                 ys = np.arange(y_lo, y_hi, dtype=np.float32) + 0.5
-                patch = alpha[y_lo:y_hi, x_lo:x_hi]
-                np.maximum(patch, _polygon_alpha(pix, xs, ys), out=patch)
-        return alpha
+                alpha = _polygon_alpha(pix, xs, ys)
+                # Pattern in object coordinates (it moves and turns with the object).
+                sx = (xs[None, :] - self.stage_x0) / self.side - (st.x + ox)
+                sy = (ys[:, None] - self.stage_y0) / self.side - (st.y + oy)
+                u, v = cos * sx + sin * sy, -sin * sx + cos * sy
+                mix = 0.5 + 0.5 * np.sin(freq * u + look.phase[0]) * np.sin(freq * v + look.phase[1])
+                yield slice(y_lo, y_hi), slice(x_lo, x_hi), alpha, mix.astype(np.float32)
 
     def frame(self, index: int) -> Frame:
-        """RGB uint8 (H, W, 3) frame ``index``: background, object, per-frame sensor noise."""
-        alpha = self.object_alpha(index)[..., None]
-        img = self.background * (1.0 - alpha) + self.look.colour * alpha
+        """RGB uint8 (H, W, 3) frame ``index``: background, objects (in order), per-frame sensor noise."""
+        img = self.background.copy()
+        for obj, look in enumerate(self.looks):
+            for ys, xs, alpha, mix in self._patches(index, obj):
+                surface = look.colour * (1.0 - mix[..., None]) + look.colour2 * mix[..., None]
+                img[ys, xs] = img[ys, xs] * (1.0 - alpha[..., None]) + surface * alpha[..., None]
         if self.noise_sigma > 0:
             noise_rng = np.random.default_rng([self.seed, 1, index])
-            img = img + noise_rng.normal(0.0, self.noise_sigma, size=img.shape).astype(np.float32)
-        out: Frame = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+            img += noise_rng.standard_normal(size=img.shape, dtype=np.float32) * np.float32(self.noise_sigma)
+        np.clip(img, 0.0, 255.0, out=img)
+        out: Frame = np.rint(img).astype(np.uint8)
         return out
 
     def frames(self) -> Iterator[Frame]:
@@ -463,7 +527,9 @@ def _encode(
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = 1 / rate
-        stream.options = {"preset": "ultrafast", "crf": str(crf)}
+        # One encoder thread: the bitstream is then the same on every machine (x264's
+        # output depends on its thread count), and short encodes are much faster.
+        stream.options = {"preset": "ultrafast", "crf": str(crf), "threads": "1"}
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = i
