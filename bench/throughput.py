@@ -1,6 +1,6 @@
 """Throughput: our engine against the PyTorchVideo tutorial pipeline, with the two bounds.
 
-    make bench                                    # the full run (docs/PERFORMANCE.md), ~20 min
+    make bench                                    # the full run (docs/PERFORMANCE.md), ~25 min here
     .venv/bin/python bench/throughput.py --quick  # 720p only, 1 repeat, no long video, no other models
     .venv/bin/python bench/throughput.py --sizes 1280x720 --repeats 3 --models ''
 
@@ -362,7 +362,7 @@ def main() -> None:
     transfer = bound("transfer", str(hd), "--model", args.model, "--models-dir", str(models_dir))
     tiny = write_bench_video(320, 180, 2.0)
     small: dict[str, list[float]] = {"true": [], "false": []}
-    for _ in range(max(args.repeats, 2)):
+    for _ in range(2):
         for flag in small:
             small[flag].append(ours(tiny, args.model, models_dir, {"VAS_DECODE_IN_SUBPROCESS": flag}).seconds)
     overhead = transfer["child_seconds"] / transfer["in_process_seconds"] - 1
@@ -377,7 +377,7 @@ def main() -> None:
     ]
 
     normal, fast = [], []
-    for _ in range(max(args.repeats, 2)):
+    for _ in range(2):
         normal.append(ours(hd, args.model, models_dir))
         fast.append(ours(hd, args.model, models_dir, {"VAS_FAST_DECODE_MIN_SECONDS": "1"}))
     report += ["", fast_mode_table(normal, fast, args.seconds)]
@@ -387,22 +387,19 @@ def main() -> None:
         hd_row = next(r for r in rows if r.label == hd_label)
         decode_rate = hd_row.rate(hd_row.decode)
         for model in others:
-            runs = [ours(hd, model, models_dir).seconds for _ in range(args.model_repeats)]
             warm_runs = [warm(hd, model, models_dir) for _ in range(args.model_repeats)]
             inf = [infer_seconds(model, models_dir, clips, min(clips, 10)) for _ in range(args.model_repeats)]
-            ours_rate = args.seconds / statistics.median(runs)
             warm_rate = args.seconds / statistics.median(warm_runs)
             infer_rate = args.seconds / statistics.median(inf)
             slower = min(infer_rate, decode_rate)
-            log(f"{model}: ours {ours_rate:.2f} v/s, warm {warm_rate:.2f}, inference-only {infer_rate:.2f}")
+            log(f"{model}: ours warm {warm_rate:.2f} v/s, inference-only {infer_rate:.2f}")
             model_rows.append(
                 [
                     model,
-                    f"{ours_rate:.2f}",
                     f"{warm_rate:.2f}",
                     f"{infer_rate:.2f}",
                     f"{decode_rate:.2f}",
-                    f"{100 * ours_rate / slower:.0f} % / {100 * warm_rate / slower:.0f} %",
+                    f"{100 * warm_rate / slower:.0f} %",
                 ]
             )
             loads.append(os.getloadavg()[0])
@@ -413,11 +410,10 @@ def main() -> None:
             table(
                 [
                     "model",
-                    "ours v/s",
                     "ours warm v/s",
                     "inference-only v/s",
                     "decode-only v/s",
-                    "ours / min(bounds) (CLI / warm)",
+                    "ours warm / min(bounds)",
                 ],
                 model_rows,
             ),
