@@ -102,7 +102,8 @@ def main() -> None:
             ]
         )
     head = ["jobs in flight", "wall (median)", "jobs / min", "video-s / wall-s", "batches"]
-    print(f"{args.jobs} jobs of {args.seconds:g} s 640x360, {args.model}, batch size 1, warm worker.\n")
+    batch = Settings().batch_size
+    print(f"{args.jobs} jobs of {args.seconds:g} s 640x360, {args.model}, batch size {batch}, warm worker.\n")
     print(table(head, rows))
 
 
