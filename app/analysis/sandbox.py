@@ -106,7 +106,9 @@ class SandboxClip:
 class DecodeSandbox:
     """One child for one video: ``scan()``, then ``decode(plan)``, then ``take()`` until exhausted.
 
-    Always ``close()`` it (a context manager): a child still running is killed.
+    Always ``close()`` it (a context manager): a child still running is killed. The child
+    also dies with the thread that created it (Linux ``PR_SET_PDEATHSIG``), so a killed
+    worker leaves no decoder behind: create and use it on one long-lived thread.
     """
 
     def __init__(

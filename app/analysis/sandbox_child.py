@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import resource
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,8 +94,23 @@ def _inject(fault: str) -> None:
             hog.append(np.ones(64 * 1024**2, dtype=np.uint8))
 
 
+def _tie_to_parent() -> None:
+    """Die with the parent (Linux), and leave Ctrl-C to it: it stops the child itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the call
+        os._exit(1)
+
+
 def main(argv: Sequence[str]) -> None:
     """Entry point of the child process: ``argv`` = [prog, conn fd, ring fd, exit fd]."""
+    _tie_to_parent()
     logging.basicConfig(level=logging.WARNING, format="decode child: %(levelname)s %(message)s")
     conn = Connection(int(argv[1]))
     try:
