@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -321,7 +321,7 @@ class DecodeSandbox:
             self._proc.kill()
             self._join(5)
 
-    def _died(self) -> Any:
+    def _died(self) -> NoReturn:
         """The child is gone without a final message: say why, as a coded fault."""
         self.exhausted = True
         self._join(5)
