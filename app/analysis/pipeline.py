@@ -176,6 +176,11 @@ class AnalysisTask:
         self._reported = float("-inf")
         self.error: BaseException | None = None
         self.result: dict[str, Any] | None = None
+        self._started = time.monotonic()
+        self.decode_seconds: float | None = None
+        """Wall time until the decoder delivered its last clip (it overlaps inference)."""
+        self.inference_seconds = 0.0
+        """This task's share (by views) of the forward passes it took part in."""
 
     @property
     def ended(self) -> bool:
@@ -187,6 +192,8 @@ class AnalysisTask:
             clip = self.source.take()
             if clip is None:
                 return
+            if self.source.exhausted and self.decode_seconds is None:
+                self.decode_seconds = time.monotonic() - self._started
             if not self.pending:
                 self.pending_since = time.monotonic()
             self.used_times.setdefault(clip.segment, []).extend(clip.times)
@@ -209,7 +216,15 @@ class AnalysisTask:
             return
         if self.done != self.total:
             raise RuntimeError(f"the decoder delivered {self.done} of {self.total} views")
+        if self.decode_seconds is None:
+            self.decode_seconds = time.monotonic() - self._started
         self.result = self._finish(self)
+        provenance = self.result.get("provenance")
+        if isinstance(provenance, dict):
+            provenance["timings"] = {
+                "decode_seconds": self.decode_seconds,
+                "inference_seconds": self.inference_seconds,
+            }
         self.source.close()
 
     def fail(self, exc: BaseException) -> None:
@@ -286,6 +301,7 @@ class Scheduler:
                 owners.append((task, segment))
             task.pending_since = time.monotonic()
         first = waiting[0]
+        started = time.monotonic()
         try:
             probs = predict(
                 first.model,
@@ -299,12 +315,14 @@ class Scheduler:
                 task.fail(exc)
             return
         self.batches += 1
+        elapsed = time.monotonic() - started
         rows: dict[int, tuple[AnalysisTask, list[int], list[int]]] = {}
         for i, (task, segment) in enumerate(owners):
             entry = rows.setdefault(id(task), (task, [], []))
             entry[1].append(segment)
             entry[2].append(i)
         for task, segments, index in rows.values():
+            task.inference_seconds += elapsed * len(index) / len(views)
             _guard(task, task.record, segments, probs[index])
 
     def _wait(self, live: list[AnalysisTask], timeout: float) -> None:

@@ -44,6 +44,8 @@ async def test_metrics_count_jobs_uploads_and_outcomes(service: Service, short_c
     assert _sample(done, 'vas_segments_total{model="x3d_xs"}') == 2
     assert 'vas_job_duration_seconds_count{model="x3d_xs",outcome="succeeded"} 1.0' in done
     assert 'vas_segments_per_second_count{model="x3d_xs"} 1.0' in done
+    assert _sample(done, 'vas_decode_seconds_total{model="x3d_xs"}') > 0
+    assert _sample(done, 'vas_inference_seconds_total{model="x3d_xs"}') > 0
 
 
 async def test_draining_refuses_new_requests_but_keeps_probes(service: Service, short_clip: Path) -> None:
