@@ -251,6 +251,8 @@ class Scheduler:
         self.batch_size, self.max_wait = batch_size, max_wait
         self.device = torch.device(device)
         self.batches = 0
+        self.mixed = 0
+        """Batches that held views of more than one task."""
 
     def run(self, tasks: list[AnalysisTask]) -> None:
         """Until every task ended (each with ``result`` or ``error``)."""
@@ -321,6 +323,7 @@ class Scheduler:
             entry = rows.setdefault(id(task), (task, [], []))
             entry[1].append(segment)
             entry[2].append(i)
+        self.mixed += len(rows) > 1
         for task, segments, index in rows.values():
             task.inference_seconds += elapsed * len(index) / len(views)
             _guard(task, task.record, segments, probs[index])

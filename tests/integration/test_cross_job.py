@@ -82,7 +82,7 @@ class Setup:
 def test_jobs_in_flight_share_batches_and_match_one_job_at_a_time(
     tmp_path: Path, models: Path, clips: list[tuple[Path, dict[str, Any]]]
 ) -> None:
-    setup = Setup(tmp_path, models, worker_jobs_in_flight=3)
+    setup = Setup(tmp_path, models, worker_jobs_in_flight=3, batch_max_wait_seconds=0.5)
     assert worker_class(setup.settings) is MultiJobWorker
     ids = [setup.submit(path, options) for path, options in clips]
     worker: MultiJobWorker = setup.worker(MultiJobWorker)
@@ -106,7 +106,7 @@ def test_jobs_in_flight_share_batches_and_match_one_job_at_a_time(
             * int(got["options"]["crops"])
             * int(got["options"]["clips_per_segment"])
         )
-    assert worker.scheduler.batches < views / 2, "views of several jobs share batches"
+    assert worker.scheduler.batches < views and worker.scheduler.mixed > 0, "jobs share batches"
     setup.store.close()
 
 

@@ -132,28 +132,26 @@ def test_coded_media_errors_come_back_as_themselves(videos: dict[str, Path], tmp
 def test_injected_faults_are_coded(
     videos: dict[str, Path], fault: str, error: type[ServiceError], limits: dict[str, float]
 ) -> None:
-    started = time.monotonic()
     with pytest.raises(error) as caught:
         sandboxed(videos["cfr25"], SandboxLimits(fault=fault, **limits))  # type: ignore[arg-type]
     assert caught.value.code in ("decoder_crashed", "timeout", "resource_limit")
     assert getattr(caught.value, "retryable", False) and getattr(caught.value, "keep_code", False)
-    assert time.monotonic() - started < 30
 
 
 def test_waiting_on_a_slow_consumer_is_not_charged(videos: dict[str, Path]) -> None:
     """The child blocks on a full ring while the parent is busy: that is no timeout."""
-    limits = SandboxLimits(timeout_seconds=2.0, timeout_per_video_second=0.0, queue_bytes=1)
+    limits = SandboxLimits(timeout_per_video_second=0.0, queue_bytes=1)
     with DecodeSandbox(videos["cfr25"], ALLOWED, DEFAULT_LIMITS, PREP, FRAMES, limits=limits) as sandbox:
         assert sandbox.slots == 2
         sandbox.scan()
+        sandbox.allowance = sandbox.waited + 1.0  # from now on, 1 s of waiting for the child
         sandbox.decode(plan_of(videos["cfr25"]))
         count = 0
         while (clip := sandbox.next_clip()) is not None:
             count += 1
             assert clip.views.shape == PREP.clip_shape(FRAMES)
-            time.sleep(0.4)  # "inference"
-        assert count == len(plan_of(videos["cfr25"]).clips) > 5
-        assert sandbox.waited < 2.0
+            time.sleep(0.3)  # "inference": 2 clips decoded ahead, the child blocks meanwhile
+        assert count == len(plan_of(videos["cfr25"]).clips) > 5  # 0.3 s x count > the 1 s allowance
 
 
 def test_a_closed_sandbox_leaves_no_process(videos: dict[str, Path]) -> None:
