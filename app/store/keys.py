@@ -13,19 +13,15 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection, Engine
 
 from app.store.schema import api_keys
-from app.store.sql import _unavailable_on_db_error, write_options
+from app.store.sql import SqlTables
 
 KEY_PREFIX = "vas_"
 PREFIX_LENGTH = 12
@@ -92,23 +88,8 @@ def _key_from_row(row: Any) -> ApiKey:
     )
 
 
-class SqlKeyStore(KeyStore):
+class SqlKeyStore(SqlTables, KeyStore):
     """Keys in the job store's database (share its engine: ``SqlKeyStore(store.engine)``)."""
-
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**write_options())
-        self._clock = clock
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with _unavailable_on_db_error(), self._engine.connect() as conn:
-            yield conn
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with _unavailable_on_db_error(), self._writer.begin() as conn:
-            yield conn
 
     def create_key(self, tenant: str, name: str = "") -> tuple[ApiKey, str]:
         validate_tenant(tenant)

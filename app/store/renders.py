@@ -7,20 +7,16 @@ died is claimed again once its lease lapses, up to ``MAX_ATTEMPTS`` times.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import and_, insert, or_, select, update
-from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from app.settings import Settings
 from app.store.schema import renders
-from app.store.sql import _unavailable_on_db_error, write_options
+from app.store.sql import SqlTables
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 MAX_ATTEMPTS = 3
@@ -59,22 +55,7 @@ def _render(row: object) -> Render:
     return Render(m["job_id"], m["status"], int(m["attempts"]), m["file_key"], m["error"], m["lease_token"])
 
 
-class RenderStore:
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**write_options())
-        self._clock = clock
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with _unavailable_on_db_error(), self._engine.connect() as conn:
-            yield conn
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with _unavailable_on_db_error(), self._writer.begin() as conn:
-            yield conn
-
+class RenderStore(SqlTables):
     def get(self, job_id: str) -> Render | None:
         with self._read() as conn:
             row = conn.execute(select(renders).where(renders.c.job_id == job_id)).first()

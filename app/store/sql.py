@@ -201,21 +201,14 @@ def _owned(job_id: str, tenant: str | None) -> ColumnElement[bool]:
     return and_(jobs.c.id == job_id, jobs.c.tenant == tenant)
 
 
-class SqlJobStore(JobStore):
-    """Job store over SQLAlchemy Core; see the module docstring for the locking model."""
+class SqlTables:
+    """Shared plumbing of the stores over the job database: read and write transactions
+    on one engine, database outages turned into ``Unavailable``."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, clock: Callable[[], float] = time.time) -> None:
-        self._engine = build_engine(url, pool_size=pool_size)
-        self._writer = self._engine.execution_options(**write_options())
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**write_options())
         self._clock = clock
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
-
-    @property
-    def dialect(self) -> str:
-        return self._engine.dialect.name
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -227,6 +220,21 @@ class SqlJobStore(JobStore):
         """One write transaction: committed on success, rolled back on any exception."""
         with _unavailable_on_db_error(), self._writer.begin() as conn:
             yield conn
+
+
+class SqlJobStore(SqlTables, JobStore):
+    """Job store over SQLAlchemy Core; see the module docstring for the locking model."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(build_engine(url, pool_size=pool_size), clock=clock)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
 
     def _notify_queued(self, conn: Connection) -> None:
         """PostgreSQL: wake listening workers when this transaction commits (see

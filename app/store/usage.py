@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from app.store.schema import usage_counters
-from app.store.sql import _unavailable_on_db_error, write_options
+from app.store.sql import SqlTables
 
 
 class UsageStore(ABC):
@@ -37,10 +37,9 @@ class UsageStore(ABC):
         """Delete counters whose window ended before ``now``; returns how many."""
 
 
-class SqlUsageStore(UsageStore):
+class SqlUsageStore(SqlTables, UsageStore):
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**write_options())
+        super().__init__(engine)
         self._insert: Any = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     def consume(
@@ -59,7 +58,7 @@ class SqlUsageStore(UsageStore):
             set_={"count": total},
             where=total <= limit,
         ).returning(usage_counters.c.count)
-        with _unavailable_on_db_error(), self._writer.begin() as conn:
+        with self._write() as conn:
             return conn.execute(stmt).first() is not None
 
     def used(self, tenant: str, metric: str, window_start: int) -> int:
@@ -68,10 +67,10 @@ class SqlUsageStore(UsageStore):
             usage_counters.c.metric == metric,
             usage_counters.c.window_start == window_start,
         )
-        with _unavailable_on_db_error(), self._engine.connect() as conn:
+        with self._read() as conn:
             return int(conn.execute(stmt).scalar_one_or_none() or 0)
 
     def purge_expired(self, now: float) -> int:
         stmt = delete(usage_counters).where(usage_counters.c.expires_at < now)
-        with _unavailable_on_db_error(), self._writer.begin() as conn:
+        with self._write() as conn:
             return int(conn.execute(stmt).rowcount or 0)

@@ -9,18 +9,14 @@ a sender that dies mid-send leaves the lock to expire and another one retries.
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, insert, or_, select, update
-from sqlalchemy.engine import Connection, Engine
 
 from app.store.schema import deliveries, delivery_attempts, webhook_owners
-from app.store.sql import _unavailable_on_db_error, write_options
+from app.store.sql import SqlTables
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
@@ -85,22 +81,7 @@ def _delivery(row: Any) -> Delivery:
     )
 
 
-class WebhookStore:
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**write_options())
-        self._clock = clock
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with _unavailable_on_db_error(), self._engine.connect() as conn:
-            yield conn
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with _unavailable_on_db_error(), self._writer.begin() as conn:
-            yield conn
-
+class WebhookStore(SqlTables):
     # -- owners
 
     def get_owner(self, owner: str) -> Owner | None:
