@@ -1,7 +1,7 @@
 """Clip sampling and preprocessing for the demo model (torch side; training and self-check).
 
 This mirrors, step for step, what the analysis engine does at inference for a
-manifest entry with ``frames=8, sampling_rate=4, short_side=112, crop=112`` and
+manifest entry with ``frames=8, sampling_rate=4, short_side=64, crop=64`` and
 mean/std 0.45/0.225 (the PyTorchVideo X3D recipe):
 
 1. a window of ``frames * sampling_rate / 30`` seconds of video;
@@ -31,8 +31,8 @@ import torch.nn.functional as F
 FRAMES = 8
 SAMPLING_RATE = 4
 SOURCE_FPS = 30
-SHORT_SIDE = 112
-CROP = 112
+SHORT_SIDE = 64
+CROP = 64
 MEAN = (0.45, 0.45, 0.45)
 STD = (0.225, 0.225, 0.225)
 

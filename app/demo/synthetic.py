@@ -19,12 +19,15 @@ Design choices, and why:
   which is exactly what a short-side-scale + centre-crop model sees. Outside it
   (pillar/letter box of non-square frames) the background is dimmed and the object
   is never drawn, so no part of a class's evidence is cropped away.
-* Moving objects wrap around the stage (leave one edge, re-enter at the opposite
-  one) instead of bouncing, which would reverse the direction and the class.
-* In a scripted video the objects persist: position, angle and look carry over
-  between parts. A static, rotating or flashing part needs each object wholly on
-  stage, so one left straddling an edge by a move is re-spawned at a random place;
-  a move clamps the cross-axis coordinate so the object is not clipped sideways.
+* Objects live on a wrap-around (torus) world slightly larger than the stage: a
+  moving object leaves one edge while already re-entering at the opposite one
+  (bouncing would reverse the direction, and the class). In a scripted video the
+  objects persist: position, angle and look carry over between parts.
+* Static, rotating and flashing objects must be seen whole (an object parked in
+  the wrap margin shows only a sliver: no evidence). Objects start wholly on stage,
+  and a move's speed is drawn (within ``SPEED_RANGE``) so that it ends with the
+  object wholly on stage again; only after a move too short for that (under about
+  3 s) is a straddling object re-spawned, exactly at the part boundary.
 * Per-frame sensor noise is seeded by ``(seed, frame index)``, so any frame can be
   rendered on its own (training samples windows) and still be bit-identical.
 
@@ -65,7 +68,7 @@ _DIRECTIONS: dict[str, tuple[float, float]] = {
 # Ranges in stage units (1.0 = stage side) and seconds. Chosen so a 1.07 s clip of
 # 8 frames shows several pixels of motion / >= 15 degrees of turn per sampled step,
 # and at least one on->off or off->on change for flashing.
-SPEED_RANGE = (0.1, 0.2)
+SPEED_RANGE = (0.25, 0.45)
 """Stage sides per second for the moving classes."""
 ANGULAR_SPEED_RANGE = (90.0, 200.0)
 """Degrees per second (either sense) for ``rotating``."""
@@ -185,11 +188,24 @@ class _Look:
 
     @property
     def radius(self) -> float:
+        """Farthest vertex from the centre: the object is wholly on stage, at any angle,
+        while its centre is at least this far from every edge."""
         return float(np.hypot(self.vertices[:, 0], self.vertices[:, 1]).max())
 
-    def half_extent(self, angle: float) -> tuple[float, float]:
-        pts = _rotate(self.vertices, angle)
-        return float(np.abs(pts[:, 0]).max()), float(np.abs(pts[:, 1]).max())
+    @property
+    def wrap(self) -> float:
+        """Period of the object's wrap-around world, in stage units (the same along x and y).
+
+        The stage plus the object's smallest width (over all angles): whatever its
+        angle, an object leaving one edge is already re-entering at the opposite one,
+        so it never vanishes, and nothing jumps when a part changes what it does.
+        """
+        angles = np.linspace(0.0, math.pi, 90, endpoint=False)
+        xs = (
+            np.cos(angles)[:, None] * self.vertices[None, :, 0]
+            - np.sin(angles)[:, None] * self.vertices[None, :, 1]
+        )
+        return 1.0 + float((xs.max(axis=1) - xs.min(axis=1)).min())
 
 
 @dataclass(frozen=True)
@@ -225,6 +241,19 @@ def _wrap(value: float, period: float) -> float:
         return value
     margin = (period - 1.0) / 2.0
     return (value + margin) % period - margin
+
+
+def _landing_speed(
+    rng: np.random.Generator, start: float, travel: float, wrap: float, lo: float, hi: float
+) -> float:
+    """A speed from ``SPEED_RANGE`` after which a move of ``travel`` (seconds, signed by
+    direction) from ``start`` ends with the centre in ``[lo, hi]`` of the wrap-around
+    axis; when no drawn speed does (a short move), the first one drawn."""
+    speeds = rng.uniform(*SPEED_RANGE, size=64)
+    margin = (wrap - 1.0) / 2.0
+    ends = (start + speeds * travel + margin) % wrap - margin
+    landing = np.flatnonzero((ends >= lo) & (ends <= hi))
+    return float(speeds[landing[0]] if landing.size else speeds[0])
 
 
 class SyntheticScene:
@@ -346,42 +375,39 @@ class SyntheticScene:
         self, rng: np.random.Generator, script: Sequence[tuple[str, float]], look: _Look
     ) -> list[_Part]:
         """One object's track: a part per script entry, each starting where the last one ended."""
-        r = look.radius
-        x, y = (float(v) for v in rng.uniform(r, 1.0 - r, size=2))
+        wrap = look.wrap
+        lo, hi = look.radius, 1.0 - look.radius  # centre range of a wholly visible object
+
+        def inside(value: float) -> float:
+            """``value`` if the object is wholly on stage along that axis, else a fresh place."""
+            return value if lo <= value <= hi else float(rng.uniform(lo, hi))
+
+        x, y = (float(v) for v in rng.uniform(lo, hi, size=2))
         angle = float(rng.uniform(0.0, 2 * math.pi))
         parts: list[_Part] = []
         start = 0.0
         for label, seconds in script:
             end = start + float(seconds)
-            vx = vy = omega = wrap_x = wrap_y = 0.0
+            vx = vy = omega = 0.0
             flash_period = flash_phase = 0.0
             flash_duty = 1.0
             if label in _DIRECTIONS:
                 dx, dy = _DIRECTIONS[label]
-                speed = float(rng.uniform(*SPEED_RANGE))
-                vx, vy = dx * speed, dy * speed
-                hx, hy = look.half_extent(angle)
-                # Wrap period: the object re-enters as soon as it has fully left.
                 if dx:
-                    wrap_x = 1.0 + 2 * hx
-                    x = _wrap(x, wrap_x)
-                    y = float(np.clip(y, hy, 1.0 - hy))
+                    y = inside(y)
+                    speed = _landing_speed(rng, x, dx * float(seconds), wrap, lo, hi)
                 else:
-                    wrap_y = 1.0 + 2 * hy
-                    y = _wrap(y, wrap_y)
-                    x = float(np.clip(x, hx, 1.0 - hx))
+                    x = inside(x)
+                    speed = _landing_speed(rng, y, dy * float(seconds), wrap, lo, hi)
+                vx, vy = dx * speed, dy * speed
             else:
-                # Keep the whole object (any angle) on stage: re-spawn if a move left it at an edge.
-                if not (r <= x <= 1 - r and r <= y <= 1 - r):
-                    x, y = (float(v) for v in rng.uniform(r, 1.0 - r, size=2))
-                if label == "rotating":
-                    omega = math.radians(float(rng.uniform(*ANGULAR_SPEED_RANGE))) * float(
-                        rng.choice([-1, 1])
-                    )
-                elif label == "flashing":
-                    flash_period = float(rng.uniform(*FLASH_PERIOD_RANGE))
-                    flash_duty = float(rng.uniform(0.4, 0.6))
-                    flash_phase = float(rng.uniform(0.0, flash_period))
+                x, y = inside(x), inside(y)
+            if label == "rotating":
+                omega = math.radians(float(rng.uniform(*ANGULAR_SPEED_RANGE))) * float(rng.choice([-1, 1]))
+            elif label == "flashing":
+                flash_period = float(rng.uniform(*FLASH_PERIOD_RANGE))
+                flash_duty = float(rng.uniform(0.4, 0.6))
+                flash_phase = float(rng.uniform(0.0, flash_period))
             part = _Part(
                 label=label,
                 start=start,
@@ -392,8 +418,8 @@ class SyntheticScene:
                 vx=vx,
                 vy=vy,
                 omega=omega,
-                wrap_x=wrap_x,
-                wrap_y=wrap_y,
+                wrap_x=wrap,
+                wrap_y=wrap,
                 flash_period=flash_period,
                 flash_phase=flash_phase,
                 flash_duty=flash_duty,
