@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +214,7 @@ def test_still_objects_are_wholly_on_stage_and_long_moves_land_there_without_jum
         for obj, look in enumerate(scene.looks):
             lo, hi = look.radius, 1.0 - look.radius
             track = scene.tracks[obj]
-            for prev, part in zip(track, track[1:], strict=False):
+            for prev, part in itertools.pairwise(track):
                 end = scene._state_in(prev, part.start)
                 # Moves of >= 4 s always find a landing speed: nothing jumps at a boundary.
                 assert (part.x0, part.y0) == pytest.approx((end.x, end.y), abs=1e-9), (seed, script)
