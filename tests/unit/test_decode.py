@@ -40,8 +40,15 @@ def shows_frame(rgb: np.ndarray, index: int) -> bool:
 
 
 def run(
-    path: Path, *, frames: int = 8, clip_seconds: float = 1.0, segment: float = 1.0, k: int = 1
+    path: Path,
+    *,
+    frames: int = 8,
+    clip_seconds: float = 1.0,
+    segment: float = 1.0,
+    k: int = 1,
+    threads: int = 0,
 ) -> tuple[VideoScan, SamplingPlan, list[DecodedClip[np.ndarray]], DecodeStats]:
+    """Plan and decode ``path`` (RGB frames unchanged); every planned clip must come out."""
     scan = scan_video(path, ALLOWED)
     plan = make_plan(
         scan.frame_times,
@@ -53,7 +60,7 @@ def run(
         clips_per_segment=k,
     )
     stats = DecodeStats()
-    clips = list(decode_clips(path, ALLOWED, scan, plan, lambda rgb: rgb, stats=stats))
+    clips = list(decode_clips(path, ALLOWED, scan, plan, lambda rgb: rgb, threads=threads, stats=stats))
     assert len(clips) == len(plan.clips)
     return scan, plan, clips, stats
 

@@ -8,13 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from app.analysis.decode import DecodeStats, decode_clips, frame_to_rgb
-from app.analysis.plan import make_plan
-from app.analysis.scan import scan_video
-from app.settings import Settings
+from app.analysis.decode import frame_to_rgb
 from tests.media import write_video
-
-ALLOWED = Settings().allowed_formats.split(",")
+from tests.unit.test_decode import run
 
 
 def every_frame(path: Path) -> list[np.ndarray]:
@@ -38,19 +34,10 @@ def bframes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_clips_equal_a_full_decode(
     bframes: Path, threads: int, frames: int, clip_seconds: float, segment: float
 ) -> None:
-    scan = scan_video(bframes, ALLOWED)
-    plan = make_plan(
-        scan.frame_times,
-        scan.duration,
-        frames=frames,
-        clip_seconds=clip_seconds,
-        segment_seconds=segment,
-        stride_seconds=segment,
+    scan, plan, clips, stats = run(
+        bframes, frames=frames, clip_seconds=clip_seconds, segment=segment, threads=threads
     )
     reference = every_frame(bframes)
-    stats = DecodeStats()
-    clips = list(decode_clips(bframes, ALLOWED, scan, plan, lambda rgb: rgb, threads=threads, stats=stats))
-    assert len(clips) == len(plan.clips)
     for clip in clips:
         for frame, index in zip(clip.frames, clip.plan.frames, strict=True):
             assert np.array_equal(frame, reference[index])
