@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     )
 
     @property
+    def allowed_format_list(self) -> list[str]:
+        """``allowed_formats`` as the list of demuxer names every probe and decode takes."""
+        return [f.strip() for f in self.allowed_formats.split(",") if f.strip()]
+
+    @property
     def resolved_database_url(self) -> str:
         """The configured URL, or the embedded SQLite file under the data dir."""
         if self.database_url:

@@ -33,7 +33,7 @@ from app.analysis.loader import ModelLoader  # noqa: E402
 from app.options import JobOptions  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
-ALLOWED = Settings().allowed_formats.split(",")
+ALLOWED = Settings().allowed_format_list
 BUILDERS = {"x3d_xs": "X3D_XS.pyth", "x3d_s": "X3D_S.pyth", "x3d_m": "X3D_M.pyth"}
 
 

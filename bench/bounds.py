@@ -72,7 +72,7 @@ def transfer(video: Path, model_name: str, models_dir: Path) -> dict[str, float]
     from app.options import JobOptions
     from app.settings import Settings
 
-    allowed = Settings().allowed_formats.split(",")
+    allowed = Settings().allowed_format_list
     spec = load_catalog(models_dir).get(model_name)
     prep = FramePrep.for_spec(spec)
     options = JobOptions(segment_seconds=2)

@@ -47,9 +47,7 @@ def drain(in_flight: int, videos: list[Path], model: str, analyzer: object) -> t
         writer = blobs.writer(key)
         writer.write(video.read_bytes())
         writer.commit()
-        info = probe_video(
-            blobs.path(key), filename=video.name, allowed_formats=settings.allowed_formats.split(",")
-        )
+        info = probe_video(blobs.path(key), filename=video.name, allowed_formats=settings.allowed_format_list)
         store.create_job(NewJob(id=key, model=model, options={}, video=info, blob_key=key, max_attempts=1))
     worker = worker_class(settings)(
         store=store, blobs=blobs, settings=settings, analyzer_factory=lambda: analyzer

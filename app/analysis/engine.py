@@ -87,7 +87,7 @@ class Analyzer:
 
         return cls(
             models_dir=settings.models_dir,
-            allowed_formats=[f.strip() for f in settings.allowed_formats.split(",") if f.strip()],
+            allowed_formats=settings.allowed_format_list,
             device=settings.device,
             batch_size=settings.batch_size,
             torch_threads=settings.torch_threads,

@@ -7,11 +7,16 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import ValidationError
 
 from app.errors import InvalidOptions, ServiceError
+
+if TYPE_CHECKING:
+    from app.analysis.sandbox import DecodeSandbox
+    from app.options import JobOptions
+    from app.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _OPTION_FLAGS = (
@@ -98,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _start_decoder(settings: Any, video: Path, model: str, options: Any) -> Any:
+def _start_decoder(settings: Settings, video: Path, model: str, options: JobOptions) -> DecodeSandbox | None:
     """The sandboxed decoder, started while torch imports and the model loads (the engine
     adopts it). None when decoding in process, or on an error the engine will report."""
     if not settings.decode_in_subprocess:
@@ -112,7 +117,7 @@ def _start_decoder(settings: Any, video: Path, model: str, options: Any) -> Any:
         spec = load_catalog(settings.models_dir).get(model)
         return DecodeSandbox(
             video,
-            [f.strip() for f in settings.allowed_formats.split(",") if f.strip()],
+            settings.allowed_format_list,
             MediaLimits.from_settings(settings),
             FramePrep.for_spec(spec, options.crops),
             spec.frames,

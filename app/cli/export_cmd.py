@@ -56,7 +56,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             settings.models_dir,
             spec,
             ExportFormat(args.format),
-            allowed_formats=[f.strip() for f in settings.allowed_formats.split(",") if f.strip()],
+            allowed_formats=settings.allowed_format_list,
             video=args.video,
             clips=args.clips,
             atol=args.atol,

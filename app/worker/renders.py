@@ -58,7 +58,7 @@ class RenderRunner:
             self.blobs.path(job.blob_key),
             renders_dir(self.settings) / key,
             results.get("segments") or [],
-            allowed_formats=[f.strip() for f in self.settings.allowed_formats.split(",") if f.strip()],
+            allowed_formats=self.settings.allowed_format_list,
             max_height=self.settings.annotate_max_height,
             threads=self.settings.decode_threads,
             limits=MediaLimits.from_settings(self.settings),

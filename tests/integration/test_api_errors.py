@@ -49,7 +49,7 @@ async def test_ffconcat_playlist_cannot_read_a_sibling_upload(service: Service, 
     sneaky = service.settings.data_dir / "sneaky.ffconcat"
     sneaky.write_bytes(b"\n" * 70 + playlist)
     with pytest.raises(UnsupportedMedia):
-        open_container(sneaky, service.settings.allowed_formats.split(",")).close()
+        open_container(sneaky, service.settings.allowed_format_list).close()
     assert [j["id"] for j in (await service.client.get("/v1/jobs")).json()["items"]] == [sibling]
 
 

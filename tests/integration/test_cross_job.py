@@ -67,7 +67,7 @@ class Setup:
         writer = self.blobs.writer(job_id)
         writer.write(path.read_bytes())
         writer.commit()
-        allowed = self.settings.allowed_formats.split(",")
+        allowed = self.settings.allowed_format_list
         info = probe_video(self.blobs.path(job_id), filename=path.name, allowed_formats=allowed)
         new = NewJob(id=job_id, model="tiny", options=options, video=info, blob_key=job_id, max_attempts=2)
         self.store.create_job(new)
@@ -90,9 +90,7 @@ def test_jobs_in_flight_share_batches_and_match_one_job_at_a_time(
     while worker.run_once():
         most = max(most, len(worker.active))
     assert most == 3
-    simple = Analyzer(
-        models_dir=models, allowed_formats=setup.settings.allowed_formats.split(","), batch_size=1
-    )
+    simple = Analyzer(models_dir=models, allowed_formats=setup.settings.allowed_format_list, batch_size=1)
     views = 0
     for job_id, (path, options) in zip(ids, clips, strict=True):
         job = setup.store.get_job(job_id)

@@ -28,9 +28,7 @@ def test_sigterm_releases_the_running_job_and_exits(tmp_path: Path, zoo_models_d
     writer = blobs.writer("job-1")
     writer.write(source.read_bytes())
     writer.commit()
-    info = probe_video(
-        blobs.path("job-1"), filename="long.mp4", allowed_formats=settings.allowed_formats.split(",")
-    )
+    info = probe_video(blobs.path("job-1"), filename="long.mp4", allowed_formats=settings.allowed_format_list)
     store = open_store(settings)
     store.create_job(
         NewJob(

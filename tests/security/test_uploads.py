@@ -165,7 +165,7 @@ def test_demuxer_allow_list_alone_stops_playlists(
 def probe_defaults() -> list[str]:
     from app.settings import Settings
 
-    return Settings().allowed_formats.split(",")
+    return Settings().allowed_format_list
 
 
 # -------------------------------------------------------------- extensions that lie

@@ -18,7 +18,7 @@ from app.errors import NoFrames, ServiceError, VideoUnreadable
 from app.settings import Settings
 from tests.media import write_video
 
-ALLOWED = Settings().allowed_formats.split(",")
+ALLOWED = Settings().allowed_format_list
 DATA = Path(__file__).resolve().parent.parent / "data"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "videos"
 CLEAN_CODES = {"video_unreadable", "no_frames"}

@@ -20,7 +20,7 @@ from app.settings import Settings
 from tests.conftest import write_zoo_checkpoint
 from tests.media import write_video
 
-ALLOWED = Settings().allowed_formats.split(",")
+ALLOWED = Settings().allowed_format_list
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from app.analysis.export import ExportFormat, Runner, artifact_path, export_mode
 from app.settings import Settings
 from tests.conftest import REPO, write_zoo_checkpoint
 
-ALLOWED = Settings().allowed_formats.split(",")
+ALLOWED = Settings().allowed_format_list
 FORMATS = list(ExportFormat)
 
 

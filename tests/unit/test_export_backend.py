@@ -16,7 +16,7 @@ from app.options import JobOptions
 from app.settings import Settings
 from tests.conftest import write_zoo_checkpoint
 
-ALLOWED = Settings().allowed_formats.split(",")
+ALLOWED = Settings().allowed_format_list
 
 
 @pytest.fixture(scope="module")

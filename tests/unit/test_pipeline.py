@@ -19,7 +19,7 @@ from app.options import JobOptions
 from app.settings import Settings
 from tests.media import write_video
 
-ALLOWED = Settings().allowed_formats.split(",")
+ALLOWED = Settings().allowed_format_list
 SCORE_TOLERANCE = 1e-4
 TINY = {
     "name": "tiny",

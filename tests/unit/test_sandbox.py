@@ -25,7 +25,7 @@ from app.errors import (
 from app.settings import Settings
 from tests.media import write_video
 
-ALLOWED = Settings().allowed_formats.split(",")
+ALLOWED = Settings().allowed_format_list
 PREP = FramePrep((0.45, 0.45, 0.45), (0.225, 0.225, 0.225), short_side=40, crop=32)
 FRAMES = 6
 

@@ -98,7 +98,7 @@ async def submit_job(
             probe_video,
             upload.writer.temp_path,
             filename=upload.filename,
-            allowed_formats=settings.allowed_formats.split(","),
+            allowed_formats=settings.allowed_format_list,
             limits=MediaLimits.from_settings(settings),
         )
         upload.writer.commit()
