@@ -217,11 +217,13 @@ def decode_clips(
         state.stats = stats
     with open_video(path, allowed_formats, limits) as container:
         stream = container.streams.video[0]
-        stream.codec_context.thread_type = "AUTO"
-        stream.codec_context.thread_count = threads
         ctx = stream.codec_context
+        ctx.thread_type = "AUTO"
+        ctx.thread_count = threads
+        # Fast mode: NONREF for every packet. Exact mode: NONREF only for packets the plan
+        # does not need (toggled as the demuxer goes; a reference frame is decoded anyway).
         skipping = skip_nonref
-        if skip_nonref:
+        if skipping:
             ctx.skip_frame = "NONREF"
         packets = container.demux(stream)
         while not state.done:
