@@ -5,8 +5,8 @@ Writes videos with ``write_scripted_video`` (a script of classes and durations, 
 not multiples of the segment length so that segments straddle part boundaries),
 decodes them with PyAV, cuts 2-second segments, takes each segment's centred clip
 (8 frames over 1.067 s, preprocessed as in ``app.demo.clips`` with the manifest's
-numbers), and classifies it with the model rebuilt from ``models/manifest.json``
-and loaded with ``torch.load(weights_only=True)`` + strict ``load_state_dict``.
+numbers), and classifies it with the model loaded the way the service loads it (the catalog entry
+from ``models/manifest.json``, ``torch.load(weights_only=True)``, strict, sha256 checked).
 
 A segment agrees when the prediction is the scripted label of any part it overlaps
 (straddling segments may match either side). Exit status 1 below ``--min-agreement``.
@@ -17,12 +17,10 @@ Usage: python scripts/check_demo_model.py [--models models] [--min-agreement 0.9
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -30,6 +28,9 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from app.analysis.catalog import load_catalog  # noqa: E402
+from app.analysis.loader import ModelLoader  # noqa: E402
+from app.analysis.spec import ModelSpec, read_labels  # noqa: E402
 from app.demo.clips import clip_at  # noqa: E402
 from app.demo.synthetic import read_video_rgb, write_scripted_video  # noqa: E402
 
@@ -55,19 +56,12 @@ SCRIPT: list[tuple[str, float]] = [
 VIDEOS = [(160, 120, 424242), (320, 240, 515151)]
 
 
-def load_model(models: Path) -> tuple[torch.nn.Module, list[str], dict[str, Any]]:
-    """Rebuild the model exactly as the manifest describes it and load its weights strictly."""
-    manifest = json.loads((models / "manifest.json").read_text())
-    entry = next(m for m in manifest["models"] if m["name"] == NAME)
-    module_name, _, func = entry["builder"].rpartition(".")
-    builder = getattr(importlib.import_module(module_name), func)
-    model: torch.nn.Module = builder(**entry["builder_kwargs"])
-    checkpoint = torch.load(models / entry["weights"], map_location="cpu", weights_only=True)
-    state = checkpoint[entry["checkpoint_key"]] if entry.get("checkpoint_key") else checkpoint
-    model.load_state_dict(state, strict=True)
+def load_model(models: Path) -> tuple[torch.nn.Module, tuple[str, ...], ModelSpec]:
+    """The model as the service loads it: catalog entry from the manifest, strict weights_only load."""
+    spec = load_catalog(models).get(NAME)
+    model: torch.nn.Module = ModelLoader(models).load(spec).module
     model.eval()
-    labels: list[str] = json.loads((models / entry["labels"]).read_text())
-    return model, labels, entry
+    return model, read_labels(spec), spec
 
 
 def scripted_labels(start: float, end: float) -> list[str]:
@@ -81,7 +75,7 @@ def scripted_labels(start: float, end: float) -> list[str]:
 
 
 def check_video(
-    model: torch.nn.Module, labels: list[str], entry: dict[str, Any], width: int, height: int, seed: int
+    model: torch.nn.Module, labels: Sequence[str], spec: ModelSpec, width: int, height: int, seed: int
 ) -> tuple[int, int]:
     """Print per-segment results for one scripted video; returns (agreeing segments, segments)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,12 +89,12 @@ def check_video(
             frames,
             times,
             centre=(i + 0.5) * SEGMENT_SECONDS,
-            frames_per_clip=entry["frames"],
-            sampling_rate=entry["sampling_rate"],
-            short_side=entry["short_side"],
-            crop=entry["crop"],
-            mean=entry["mean"],
-            std=entry["std"],
+            frames_per_clip=spec.frames,
+            sampling_rate=spec.sampling_rate,
+            short_side=spec.short_side,
+            crop=spec.crop,
+            mean=spec.mean,
+            std=spec.std,
         )
         for i in range(segments)
     ]
@@ -134,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-agreement", type=float, default=0.95)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    model, labels, entry = load_model(args.models)
+    model, labels, spec = load_model(args.models)
     agree = total = 0
     for width, height, seed in VIDEOS:
-        a, n = check_video(model, labels, entry, width, height, seed)
+        a, n = check_video(model, labels, spec, width, height, seed)
         agree += a
         total += n
     fraction = agree / total
