@@ -12,7 +12,7 @@ Without it, everything runs in this process, one stage after the other (the simp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +25,12 @@ from app.analysis.scan import VideoScan, scan_video
 from app.options import JobOptions
 
 if TYPE_CHECKING:
-    from app.analysis.decode import DecodeStats
+    from app.analysis.decode import DecodedClip, DecodeStats
     from app.analysis.pipeline import AnalysisTask, Scheduler
     from app.analysis.plan import SamplingPlan
     from app.analysis.sandbox import DecodeSandbox, SandboxLimits
     from app.analysis.spec import ModelSpec
+    from app.analysis.transforms import ClipTransform
     from app.settings import Settings
 
 
@@ -198,7 +199,7 @@ class Analyzer:
         """Start one job's analysis: the decoder starts first (sandboxed unless
         ``decode_in_subprocess`` is off) and scans while the model loads. Run the task with
         a ``Scheduler``; close it in any case."""
-        from app.analysis.decode import DecodeStats, decode_clips
+        from app.analysis.decode import DecodeStats
         from app.analysis.pipeline import AnalysisTask, ClipSource, InProcessClips, SandboxClips
         from app.analysis.prep import FramePrep
         from app.analysis.sandbox import DecodeSandbox, SandboxLimits
@@ -247,17 +248,7 @@ class Analyzer:
             fast = self._fast_decode(scan)
             transform = ClipTransform.for_spec(spec, options.crops)
             stats = DecodeStats()
-            clips = decode_clips(
-                video_path,
-                self.allowed_formats,
-                scan,
-                plan,
-                transform.prepare_frame,
-                threads=self.decode_threads,
-                stats=stats,
-                limits=self.limits,
-                skip_nonref=fast,
-            )
+            clips = self._decode_in_process(video_path, scan, plan, transform, stats, skip_nonref=fast)
             source = InProcessClips(clips, transform, stats)
         used = effective_options(spec, options, scan.duration)
 
@@ -284,6 +275,30 @@ class Analyzer:
             progress_interval=self.progress_interval,
         )
 
+    def _decode_in_process(
+        self,
+        video_path: Path,
+        scan: VideoScan,
+        plan: SamplingPlan,
+        transform: ClipTransform,
+        stats: DecodeStats,
+        skip_nonref: bool = False,
+    ) -> Generator[DecodedClip[Any], None, None]:
+        """Decode the plan's clips in this process (no sandbox), with this engine's threads and limits."""
+        from app.analysis.decode import decode_clips
+
+        return decode_clips(
+            video_path,
+            self.allowed_formats,
+            scan,
+            plan,
+            transform.prepare_frame,
+            threads=self.decode_threads,
+            stats=stats,
+            limits=self.limits,
+            skip_nonref=skip_nonref,
+        )
+
     def _fast_decode(self, scan: VideoScan) -> bool:
         return 0 < self.fast_decode_min_seconds <= scan.duration
 
@@ -303,7 +318,6 @@ class Analyzer:
         """Decode, transform and score every clip; returns per-segment mean probabilities and the
         presentation times of the frames each segment actually used."""
         from app.analysis.classifier import SegmentScorer
-        from app.analysis.decode import decode_clips
         from app.analysis.transforms import ClipTransform
 
         transform = ClipTransform.for_spec(spec, used["crops"])
@@ -328,16 +342,7 @@ class Analyzer:
             if on_progress is not None:
                 on_progress(done / total)
 
-        clips = decode_clips(
-            video_path,
-            self.allowed_formats,
-            scan,
-            plan,
-            transform.prepare_frame,
-            threads=self.decode_threads,
-            stats=stats,
-            limits=self.limits,
-        )
+        clips = self._decode_in_process(video_path, scan, plan, transform, stats)
         try:
             for clip in clips:
                 used_times.setdefault(clip.plan.segment, []).extend(clip.times)
