@@ -1,8 +1,9 @@
 """The results payload rendered as JSON, JSON Lines, CSV, WebVTT or SubRip.
 
 One function per format, all reading the stored payload (the single truth): a
-``format`` query parameter wins over the ``Accept`` header, and JSON / JSON Lines
-can be paged through segments with ``limit`` and an opaque ``cursor``.
+``format`` query parameter wins over the ``Accept`` header, and every format can be
+paged through segments with ``limit`` and an opaque ``cursor`` (each page a complete
+file of its format: CSV with its header, WebVTT with ``WEBVTT``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.responses import Response
 
@@ -32,10 +34,6 @@ class ResultFormat(StrEnum):
     @property
     def media_type(self) -> str:
         return _MEDIA_TYPES[self]
-
-    @property
-    def pageable(self) -> bool:
-        return self in (ResultFormat.JSON, ResultFormat.JSONL)
 
 
 _MEDIA_TYPES = {
@@ -150,18 +148,31 @@ def render_csv(segments: Iterable[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def cues(segments: Sequence[dict[str, Any]]) -> list[tuple[float, float, list[dict[str, Any]]]]:
-    """(start, end, labels) per segment with labels. With overlapping segments (stride
-    shorter than the segment) a cue ends where the next one starts, so at any moment
-    exactly one cue (the newest segment) is showing."""
-    out = []
+@dataclass(frozen=True)
+class Cue:
+    """One subtitle cue: ``number`` is its 1-based position among all the job's cues,
+    so a page's cues keep the numbers they have in the unpaged file."""
+
+    number: int
+    segment: int
+    start: float
+    end: float
+    labels: list[dict[str, Any]]
+
+
+def cues(segments: Sequence[dict[str, Any]]) -> list[Cue]:
+    """One cue per segment with labels. With overlapping segments (stride shorter than
+    the segment) a cue ends where the next one starts, so at any moment exactly one cue
+    (the newest segment) is showing. Computed over *all* segments, also for a page,
+    because a page's last cue is trimmed by the next page's first segment."""
+    out: list[Cue] = []
     ordered = sorted(segments, key=lambda s: (s["start"], s["index"]))
     for i, seg in enumerate(ordered):
         start, end = float(seg["start"]), float(seg["end"])
         if i + 1 < len(ordered) and start < float(ordered[i + 1]["start"]) < end:
             end = float(ordered[i + 1]["start"])
         if seg.get("labels") and end > start:
-            out.append((start, end, list(seg["labels"])))
+            out.append(Cue(len(out) + 1, int(seg["index"]), start, end, list(seg["labels"])))
     return out
 
 
@@ -177,34 +188,41 @@ def cue_text(labels: Sequence[dict[str, Any]], *, escape: bool, lines: int = 3) 
     return "\n".join(rows)
 
 
-def render_vtt(segments: Sequence[dict[str, Any]]) -> str:
+def render_vtt(cue_list: Iterable[Cue]) -> str:
     parts = ["WEBVTT", ""]
-    for n, (start, end, labels) in enumerate(cues(segments), start=1):
+    for cue in cue_list:
         parts += [
-            f"seg-{n}",
-            f"{_clock(start, '.')} --> {_clock(end, '.')}",
-            cue_text(labels, escape=True),
+            f"seg-{cue.number}",
+            f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}",
+            cue_text(cue.labels, escape=True),
             "",
         ]
     return "\n".join(parts)
 
 
-def render_srt(segments: Sequence[dict[str, Any]]) -> str:
+def render_srt(cue_list: Iterable[Cue]) -> str:
     parts = []
-    for n, (start, end, labels) in enumerate(cues(segments), start=1):
-        parts += [str(n), f"{_clock(start, ',')} --> {_clock(end, ',')}", cue_text(labels, escape=False), ""]
+    for cue in cue_list:
+        parts += [
+            str(cue.number),
+            f"{_clock(cue.start, ',')} --> {_clock(cue.end, ',')}",
+            cue_text(cue.labels, escape=False),
+            "",
+        ]
     return "\r\n".join(parts) + ("\r\n" if parts else "")
 
 
-def render_text(fmt: ResultFormat, segments: Sequence[dict[str, Any]]) -> str:
+def render_text(fmt: ResultFormat, segments: Sequence[dict[str, Any]], chunk: Page | None = None) -> str:
+    """``fmt`` for ``chunk`` (a page of ``segments``; default: all of them)."""
+    shown = chunk.segments if chunk is not None else segments
     if fmt is ResultFormat.JSONL:
-        return render_jsonl(segments)
+        return render_jsonl(shown)
     if fmt is ResultFormat.CSV:
-        return render_csv(segments)
-    if fmt is ResultFormat.VTT:
-        return render_vtt(segments)
-    if fmt is ResultFormat.SRT:
-        return render_srt(segments)
+        return render_csv(shown)
+    if fmt in (ResultFormat.VTT, ResultFormat.SRT):
+        on_page = {int(s["index"]) for s in shown}
+        page_cues = [c for c in cues(segments) if chunk is None or c.segment in on_page]
+        return render_vtt(page_cues) if fmt is ResultFormat.VTT else render_srt(page_cues)
     raise ValueError(f"{fmt} is not a text format")
 
 
@@ -221,24 +239,30 @@ def _num(value: float) -> str:
 
 
 def respond(
-    payload: dict[str, Any], fmt: ResultFormat, *, limit: int | None, cursor: str | None, job_id: str
+    payload: dict[str, Any],
+    fmt: ResultFormat,
+    *,
+    limit: int | None,
+    cursor: str | None,
+    job_id: str,
+    response: Response,
 ) -> dict[str, Any] | Response:
-    """JSON: the payload (segments paged, ``next_cursor``) for the route's response model.
-    Other formats: a finished response; JSON Lines carries the next cursor in headers."""
-    if not fmt.pageable and (limit is not None or cursor is not None):
-        raise InvalidOptions("limit and cursor page the json and jsonl formats only")
+    """JSON: the payload (segments paged, ``next_cursor``) for the route's response model,
+    its headers set on ``response`` (the route's injected ``Response``). Other
+    formats: a finished response. Every format names the next page in ``X-Next-Cursor``
+    and ``Link: rel="next"``, and says ``Vary: Accept`` (the same URL negotiates)."""
     segments = payload.get("segments") or []
-    if fmt is ResultFormat.JSON:
-        chunk = page(segments, limit, cursor)
-        return {**payload, "segments": chunk.segments, "next_cursor": chunk.next_cursor}
+    chunk = page(segments, limit, cursor)
     headers = {"Vary": "Accept"}
-    if fmt is ResultFormat.JSONL:
-        chunk = page(segments, limit, cursor)
-        segments = chunk.segments
-        if chunk.next_cursor is not None:
-            headers["X-Next-Cursor"] = chunk.next_cursor
-            query = f"format=jsonl&cursor={chunk.next_cursor}" + (f"&limit={limit}" if limit else "")
-            headers["Link"] = f'</v1/jobs/{job_id}/results?{query}>; rel="next"'
-    else:
+    if chunk.next_cursor is not None:
+        headers["X-Next-Cursor"] = chunk.next_cursor
+        query = urlencode(
+            {"format": fmt.value, "cursor": chunk.next_cursor} | ({"limit": str(limit)} if limit else {})
+        )
+        headers["Link"] = f'</v1/jobs/{job_id}/results?{query}>; rel="next"'
+    if fmt is ResultFormat.JSON:
+        response.headers.update(headers)
+        return {**payload, "segments": chunk.segments, "next_cursor": chunk.next_cursor}
+    if fmt is not ResultFormat.JSONL:
         headers["Content-Disposition"] = f'inline; filename="{job_id}.{fmt.value}"'
-    return Response(render_text(fmt, segments), media_type=fmt.media_type, headers=headers)
+    return Response(render_text(fmt, segments, chunk), media_type=fmt.media_type, headers=headers)

@@ -139,13 +139,74 @@ async def test_jsonl_pages_with_link_header(service: Service, short_clip: Path) 
     assert "link" not in rest.headers
 
 
-async def test_bad_format_cursor_and_paging_of_text_formats(service: Service, short_clip: Path) -> None:
+async def pages(service: Service, job_id: str, fmt: str, limit: int) -> list[str]:
+    """Every page of ``fmt``, following ``Link: rel="next"`` as a client would."""
+    url: str | None = f"/v1/jobs/{job_id}/results?format={fmt}&limit={limit}"
+    bodies = []
+    while url is not None:
+        response = await service.client.get(url)
+        assert response.status_code == 200, response.text
+        assert response.headers["vary"] == "Accept"
+        bodies.append(response.text)
+        link = response.headers.get("link")
+        assert (link is None) == ("x-next-cursor" not in response.headers)
+        url = link[1 : link.index(">")] if link else None
+        assert url is None or response.headers["x-next-cursor"] in url
+    return bodies
+
+
+def vtt_cues(text: str) -> list[str]:
+    header, _, body = text.partition("\n\n")
+    assert header == "WEBVTT", "every page is a WebVTT file of its own"
+    return [cue.strip() for cue in body.split("\n\n") if cue.strip()]
+
+
+async def test_csv_pages_concatenate_to_the_whole_file(service: Service, short_clip: Path) -> None:
+    job_id = await finished_job(service, short_clip, fake_payload(5))
+    whole = (await service.client.get(f"/v1/jobs/{job_id}/results?format=csv")).text
+    bodies = await pages(service, job_id, "csv", 2)
+    assert len(bodies) == 3
+    paged_rows = [row for body in bodies for row in csv.DictReader(io.StringIO(body))]
+    assert paged_rows == list(csv.DictReader(io.StringIO(whole))) and len(paged_rows) == 10
+    assert all(body.startswith("segment,start,end,rank,label,class_id,score\r\n") for body in bodies)
+    assert [r["segment"] for r in csv.DictReader(io.StringIO(bodies[1]))] == ["2", "2", "3", "3"]
+
+
+async def test_vtt_and_srt_pages_concatenate_to_the_whole_file(service: Service, short_clip: Path) -> None:
+    # Overlapping segments, so a page's last cue is trimmed by the next page's first segment.
+    job_id = await finished_job(service, short_clip, fake_payload(5, stride=0.5))
+    whole = (await service.client.get(f"/v1/jobs/{job_id}/results?format=vtt")).text
+    bodies = await pages(service, job_id, "vtt", 2)
+    assert len(bodies) == 3
+    assert [cue for body in bodies for cue in vtt_cues(body)] == vtt_cues(whole)
+    assert len(vtt_cues(whole)) == 5
+    whole_srt = (await service.client.get(f"/v1/jobs/{job_id}/results?format=srt")).text
+    srt_pages = await pages(service, job_id, "srt", 2)
+    assert "".join(srt_pages) == whole_srt
+    assert srt_pages[1].startswith("3\r\n00:00:01,000 --> 00:00:01,500\r\n")
+
+
+async def test_json_page_headers(service: Service, short_clip: Path) -> None:
+    job_id = await finished_job(service, short_clip, fake_payload(3))
+    first = await service.client.get(f"/v1/jobs/{job_id}/results?limit=2")
+    assert first.headers["vary"] == "Accept"
+    body = first.json()
+    assert first.headers["x-next-cursor"] == body["next_cursor"]
+    assert first.headers["link"] == (
+        f'</v1/jobs/{job_id}/results?format=json&cursor={body["next_cursor"]}&limit=2>; rel="next"'
+    )
+    last = await service.client.get(first.headers["link"][1 : first.headers["link"].index(">")])
+    assert [s["index"] for s in last.json()["segments"]] == [2]
+    assert last.headers["vary"] == "Accept" and "link" not in last.headers
+
+
+async def test_bad_format_and_cursor(service: Service, short_clip: Path) -> None:
     job_id = await finished_job(service, short_clip, fake_payload(2))
     assert_problem(await service.client.get(f"/v1/jobs/{job_id}/results?format=xml"), 422, "invalid_options")
     bad = await service.client.get(f"/v1/jobs/{job_id}/results?cursor=nope")
     assert_problem(bad, 422, "invalid_options")
-    paged_csv = await service.client.get(f"/v1/jobs/{job_id}/results?format=csv&limit=1")
-    assert_problem(paged_csv, 422, "invalid_options")
+    bad_csv = await service.client.get(f"/v1/jobs/{job_id}/results?format=csv&cursor=nope")
+    assert_problem(bad_csv, 422, "invalid_options")
     unfinished = (await submit(service, short_clip)).json()["id"]
     early = await service.client.get(f"/v1/jobs/{unfinished}/results?format=vtt")
     assert_problem(early, 409, "job_not_finished")

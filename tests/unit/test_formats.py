@@ -20,7 +20,10 @@ def test_cues_skip_segments_without_labels_and_trim_overlaps() -> None:
         {"index": 1, "start": 1.0, "end": 3.0, "labels": []},
         {"index": 2, "start": 2.0, "end": 4.0, "labels": [{"label": "b", "class_id": 1, "score": 1.0}]},
     ]
-    assert formats.cues(segs) == [(0.0, 1.0, segs[0]["labels"]), (2.0, 4.0, segs[2]["labels"])]
+    assert [(c.number, c.segment, c.start, c.end, c.labels) for c in formats.cues(segs)] == [
+        (1, 0, 0.0, 1.0, segs[0]["labels"]),
+        (2, 2, 2.0, 4.0, segs[2]["labels"]),
+    ]
     assert formats.render_srt([]) == "" and formats.render_vtt([]) == "WEBVTT\n"
 
 
@@ -44,3 +47,16 @@ def test_cursor_round_trip_and_rejects_garbage() -> None:
         with pytest.raises(InvalidOptions):
             formats.decode_cursor(bad)
     assert formats.page([{"i": 1}], 5, formats.encode_cursor(9)).segments == []
+
+
+def test_a_page_of_cues_is_trimmed_and_numbered_as_in_the_whole_file() -> None:
+    # Overlapping segments: the page's last cue ends where the next page's first starts,
+    # and the SRT numbers go on from the previous page instead of restarting at 1.
+    label = [{"label": "a", "class_id": 0, "score": 0.5}]
+    segs = [{"index": i, "start": i * 0.5, "end": i * 0.5 + 1.0, "labels": label} for i in range(4)]
+    second = formats.page(segs, 2, formats.encode_cursor(2))
+    srt = formats.render_text(ResultFormat.SRT, segs, second)
+    assert srt.startswith("3\r\n00:00:01,000 --> 00:00:01,500\r\n")
+    assert "4\r\n00:00:01,500 --> 00:00:02,500\r\n" in srt
+    first = formats.render_text(ResultFormat.VTT, segs, formats.page(segs, 2, None))
+    assert first.startswith("WEBVTT\n\nseg-1\n") and "00:00:00.500 --> 00:00:01.000" in first

@@ -161,6 +161,7 @@ def get_job(job_id: str, store: StoreDep, tenant: TenantDep) -> JobOut:
 )
 def get_results(
     request: Request,
+    response: Response,
     job_id: str,
     store: StoreDep,
     tenant: TenantDep,
@@ -178,7 +179,7 @@ def get_results(
         )
     video = {**(payload.get("video") or {}), **(job.video.to_dict() if job.video else {})}
     full = {**payload, "job_id": job.id, "model": job.model, "video": video}
-    return formats.respond(full, fmt, limit=limit, cursor=cursor, job_id=job.id)
+    return formats.respond(full, fmt, limit=limit, cursor=cursor, job_id=job.id, response=response)
 
 
 @router.delete(
