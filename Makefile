@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: venv run worker migrate test lint typecheck unit bench demo-model clean deploy-deps deploy-test
+.PHONY: venv run worker migrate test test-deps lint typecheck unit bench demo-model clean deploy-deps deploy-test
 
 venv:
 	@scripts/ensure_venv.sh $(VENV)
@@ -32,7 +32,11 @@ deploy-deps:
 deploy-test: venv deploy-deps
 	$(VENV)/bin/pytest -m deploy tests/deploy $(PYTEST_ARGS)
 
-test: lint typecheck
+# nginx and chromium (Debian packages) for the deployment and browser tests; best effort.
+test-deps:
+	@scripts/install-test-deps.sh
+
+test: lint typecheck test-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo-model: venv
