@@ -16,11 +16,27 @@ function authHeaders(extra) {
 
 let pendingKey = null;
 
+// The key prompt, built once on first need (both pages share it).
+function keyDialog() {
+  let dialog = document.getElementById("key-dialog");
+  if (dialog) return dialog;
+  dialog = document.createElement("div");
+  dialog.id = "key-dialog";
+  dialog.hidden = true;
+  dialog.innerHTML =
+    '<form id="key-form"><strong>API key</strong> <span id="key-message"></span> ' +
+    '<input id="key-input" type="password" autocomplete="off" placeholder="vas_…"> ' +
+    '<button type="submit">Use this key</button> ' +
+    '<span class="muted">Kept in this tab\'s session storage only.</span></form>';
+  document.body.appendChild(dialog);
+  return dialog;
+}
+
 // Ask for the key (once per browser session); resolves when one is saved. Concurrent
 // callers share one prompt.
 function askForKey(message) {
   if (pendingKey) return pendingKey;
-  const dialog = document.getElementById("key-dialog");
+  const dialog = keyDialog();
   document.getElementById("key-message").textContent = message || "This service needs an API key.";
   dialog.hidden = false;
   const input = document.getElementById("key-input");
