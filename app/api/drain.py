@@ -1,13 +1,14 @@
 """Graceful drain for API replicas behind a load balancer.
 
-On the first SIGTERM ``DrainingServer`` marks the app draining and keeps the
-listening socket open for ``drain_seconds``. Meanwhile ``/readyz`` answers 503 (so
-orchestrators that probe it stop routing here) and ``DrainMiddleware`` answers every new
-request with 503 + ``Retry-After`` + ``Connection: close`` *before reading its body*, so a
-load balancer can pass it to another replica without anything having happened here (nginx:
-``proxy_next_upstream http_503 non_idempotent``, deploy/nginx.conf). Requests already in
-flight, uploads included, carry on. Then uvicorn's own graceful shutdown runs: the socket
-closes, in-flight requests finish (up to ``timeout_graceful_shutdown``), lifespan ends.
+On the first SIGTERM ``DrainingServer`` marks the app draining, tells an embedded worker to
+stop claiming (it finishes or releases its job), and keeps the listening socket open for
+``drain_seconds``. Meanwhile ``/readyz`` answers 503 (so orchestrators that probe it stop
+routing here), reads (GET/HEAD) are still served, and ``DrainMiddleware`` answers every new
+write (an upload, a delete) with 503 + ``Retry-After`` + ``Connection: close`` *before reading
+its body*, so a load balancer can pass it to another replica without anything having happened
+here (nginx: ``proxy_next_upstream http_503 non_idempotent``, deploy/nginx.conf). Requests
+already in flight, uploads included, carry on. Then uvicorn's own graceful shutdown runs: the
+socket closes, in-flight requests finish (up to ``timeout_graceful_shutdown``), lifespan ends.
 A second signal, or SIGINT (Ctrl-C), skips the wait.
 """
 
@@ -27,16 +28,22 @@ from app.api.problems import problem
 log = logging.getLogger(__name__)
 
 ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/metrics"})
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class DrainMiddleware:
-    """503 for new requests while ``app.state.draining``; probes and metrics still answer."""
+    """503 for new writes while ``app.state.draining``; reads, probes and metrics still answer."""
 
     def __init__(self, app: ASGIApp, state: Any) -> None:
         self.app, self.state = app, state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.state.draining and scope["path"] not in ALWAYS_SERVED:
+        if (
+            scope["type"] == "http"
+            and self.state.draining
+            and scope["method"] not in READS
+            and scope["path"] not in ALWAYS_SERVED
+        ):
             response = problem(
                 503,
                 "draining",
@@ -64,7 +71,10 @@ class DrainingServer(uvicorn.Server):
             self._exit(sig)
             return
         self._state.draining = True
-        log.info("signal %d: draining for %.1fs (readiness 503, new requests 503)", sig, self._drain_seconds)
+        worker = getattr(self._state, "worker", None)
+        if worker is not None:
+            worker.stop()
+        log.info("signal %d: draining for %.1fs (readiness 503, new writes 503)", sig, self._drain_seconds)
         self._drain_timer = threading.Timer(self._drain_seconds, self._exit, (sig,))
         self._drain_timer.daemon = True
         self._drain_timer.start()

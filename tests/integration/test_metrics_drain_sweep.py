@@ -48,14 +48,22 @@ async def test_metrics_count_jobs_uploads_and_outcomes(service: Service, short_c
     assert _sample(done, 'vas_inference_seconds_total{model="x3d_xs"}') > 0
 
 
-async def test_draining_refuses_new_requests_but_keeps_probes(service: Service, short_clip: Path) -> None:
+async def test_draining_refuses_new_writes_but_keeps_reads_and_probes(
+    service: Service, short_clip: Path
+) -> None:
+    kept = await submit(service, short_clip)
+    assert kept.status_code == 202
     service.app.state.draining = True
     refused = await submit(service, short_clip)
     body = assert_problem(refused, 503, "draining")
     assert refused.headers["retry-after"] == "1" and refused.headers["connection"] == "close"
     assert "shutting down" in body["detail"]
-    assert service.stored_files() == [], "refused before the body was read"
-    assert_problem(await service.client.get("/v1/jobs"), 503, "draining")
+    assert service.stored_files() == [kept.json()["id"]], "refused before the body was read"
+    listed = await service.client.get("/v1/jobs")
+    assert listed.status_code == 200 and [job["id"] for job in listed.json()["items"]] == [kept.json()["id"]]
+    assert (await service.client.get(kept.headers["location"])).status_code == 200
+    assert_problem(await service.client.delete(kept.headers["location"]), 503, "draining")
+    assert (await service.client.get(kept.headers["location"])).json()["status"] != "canceled"
     assert_problem(await service.client.get("/readyz"), 503, "not_ready")
     assert (await service.client.get("/healthz")).status_code == 200
     assert (await service.client.get("/metrics")).status_code == 200
