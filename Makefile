@@ -1,8 +1,9 @@
 # The two commands the README promises: `make run` and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# `make run HOST=0.0.0.0 PORT=9000`; otherwise VAS_HOST / VAS_PORT from the environment, then the defaults.
+HOST ?= $(or $(VAS_HOST),127.0.0.1)
+PORT ?= $(or $(VAS_PORT),8000)
 PYTEST_ARGS ?=
 
 .PHONY: venv run worker migrate test test-deps lint typecheck unit bench demo-model clean deploy-deps deploy-test

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +81,6 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Bind address for `serve`.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port for `serve`.")
-    upload_chunk_bytes: int = Field(default=1024 * 1024, ge=4096, description="Upload streaming chunk size.")
     model_cache_bytes: int = Field(default=2 * 1024**3, ge=0, description="Memory bound of the model LRU.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(default=False, description="Structured JSON logs (one object per line).")
@@ -137,6 +136,13 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Inference backend per model, JSON: {"x3d_xs": "onnx"} (default torch).',
     )
+
+    @field_validator("data_dir", "models_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        """Absolute from the start, so messages (e.g. where to put missing weights) and child
+        processes with another working directory name the same folder."""
+        return path.expanduser().resolve()
 
     @property
     def allowed_format_list(self) -> list[str]:

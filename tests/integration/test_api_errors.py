@@ -151,6 +151,9 @@ async def test_unknown_job_and_unknown_route(service: Service) -> None:
 
 async def test_health_and_readiness(service: Service) -> None:
     assert (await service.client.get("/healthz")).json() == {"status": "ok"}
+    for probe in ("/healthz", "/readyz"):  # load balancers often probe with HEAD
+        head = await service.client.head(probe)
+        assert head.status_code == 200 and head.content == b""
     ready = await service.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {
         "database": "ok",
@@ -159,6 +162,7 @@ async def test_health_and_readiness(service: Service) -> None:
     }
     service.app.state.draining = True
     assert_problem(await service.client.get("/readyz"), 503, "not_ready")
+    assert (await service.client.head("/readyz")).status_code == 503
 
 
 async def test_readiness_fails_when_migrations_are_not_current(tmp_path: Path, zoo_models_dir: Path) -> None:
@@ -173,3 +177,20 @@ async def test_readiness_fails_when_migrations_are_not_current(tmp_path: Path, z
             assert body["checks"]["migrations"] != "ok"
     finally:
         app.state.store.close()
+
+
+async def test_upload_keeps_its_blob_when_the_database_drops_mid_insert(
+    service: Service, short_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connection lost during the INSERT: the row may have been committed, so the blob stays
+    (the orphan sweep removes it if no row refers to it); the client gets 503 + Retry-After."""
+    from app.errors import Unavailable
+
+    def dropped(*args: object, **kwargs: object) -> None:
+        raise Unavailable("database connection lost")
+
+    monkeypatch.setattr(service.store, "create_job", dropped)
+    response = await submit(service, short_clip)
+    assert_problem(response, 503, "unavailable")
+    assert response.headers["retry-after"]
+    assert len(service.stored_files()) == 1

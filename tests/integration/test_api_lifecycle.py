@@ -82,6 +82,7 @@ async def test_idempotency_key_returns_the_same_job(service: Service, short_clip
         again = await service.client.post("/v1/jobs", files={"file": ("a.mp4", fh)}, headers=headers)
     assert first.status_code == 202 and again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
+    assert again.headers["location"] == first.headers["location"] == f"/v1/jobs/{first.json()['id']}"
     assert len((await service.client.get("/v1/jobs")).json()["items"]) == 1
     assert service.stored_files() == [first.json()["id"]]
 
@@ -163,6 +164,36 @@ async def test_finished_job_delete_removes_everything(service: Service, short_cl
     assert (await service.client.delete(f"/v1/jobs/{job_id}")).status_code == 204
     assert_problem(await service.client.get(f"/v1/jobs/{job_id}"), 404, "not_found")
     assert service.store.get_results(job_id) is None and service.stored_files() == []
+
+
+async def test_delete_racing_the_end_of_a_job_removes_it_whole(
+    service: Service, short_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DELETE reads a running job, then the worker completes it before the cancel lands:
+    the job goes entirely (as a finished job would), never stays 'succeeded' without results."""
+    job_id = (await submit(service, short_clip)).json()["id"]
+    lease = service.store.claim("racing-worker", lease_seconds=30)
+    assert lease is not None and lease.job.id == job_id
+    real_cancel = service.store.cancel
+
+    def cancel_after_the_worker_finished(job_id: str, tenant: str | None = None) -> object:
+        service.store.complete(lease, {"segments": [{"index": 0, "start": 0.0, "end": 1.0, "labels": []}]})
+        return real_cancel(job_id, tenant)
+
+    monkeypatch.setattr(service.store, "cancel", cancel_after_the_worker_finished)
+    assert (await service.client.delete(f"/v1/jobs/{job_id}")).status_code == 204
+    assert_problem(await service.client.get(f"/v1/jobs/{job_id}"), 404, "not_found")
+    assert service.store.get_results(job_id) is None and service.stored_files() == []
+
+
+async def test_list_treats_empty_query_values_as_absent(service: Service, short_clip: Path) -> None:
+    job_id = (await submit(service, short_clip)).json()["id"]
+    for query in ("?status=&limit=&cursor=", "?status=", "?cursor=", "?limit="):
+        listed = await service.client.get(f"/v1/jobs{query}")
+        assert listed.status_code == 200, (query, listed.text)
+        assert [job["id"] for job in listed.json()["items"]] == [job_id]
+    assert_problem(await service.client.get("/v1/jobs?limit=0"), 422, "invalid_request")
+    assert_problem(await service.client.get("/v1/jobs?status=bogus"), 422, "invalid_request")
 
 
 async def test_missing_weights_fail_at_once_with_the_file_name(service: Service, short_clip: Path) -> None:

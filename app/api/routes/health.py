@@ -9,17 +9,24 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import BlobsDep, StoreDep
 from app.api.problems import problem
+from app.api.schemas import RETRY_AFTER_HEADER, problem_response
 from app.errors import ServiceError
 
 router = APIRouter(tags=["health"])
 
 
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz", summary="The process is up")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Database reachable, storage writable, migrations current")
+@router.head("/readyz", include_in_schema=False)
+@router.get(
+    "/readyz",
+    summary="Database reachable, storage writable, migrations current",
+    responses={503: problem_response("Not ready (code not_ready); `checks` says why", RETRY_AFTER_HEADER)},
+)
 def readyz(request: Request, store: StoreDep, blobs: BlobsDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     failures: list[str] = []

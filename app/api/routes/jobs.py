@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BeforeValidator, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.analysis.limits import MediaLimits
@@ -18,7 +19,7 @@ from app.api.routes.deliveries import resolve_callback
 from app.api.schemas import PROBLEM_RESPONSES, RESULTS_RESPONSES, JobList, JobOut, ResultsOut, job_out
 from app.api.upload import receive_upload
 from app.domain import Job, JobStatus, NewJob
-from app.errors import InvalidOptions, JobNotFinished, NotFound
+from app.errors import InvalidOptions, JobNotFinished, NotFound, Unavailable
 from app.store.renders import delete_cached
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -55,6 +56,10 @@ _UPLOAD_BODY: dict[str, Any] = {
 }
 
 
+def _blank_is_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
 def _get(store: StoreDep, job_id: str, tenant: str) -> Job:
     job = store.get_job(job_id, tenant)
     if job is None:
@@ -85,6 +90,7 @@ async def submit_job(
         existing = await run_in_threadpool(store.get_job_by_idempotency_key, tenant, idempotency_key)
         if existing is not None:
             response.status_code = 200
+            response.headers["Location"] = f"/v1/jobs/{existing.id}"
             return job_out(existing)
     job_id = str(uuid.uuid4())
     upload = await receive_upload(
@@ -119,6 +125,10 @@ async def submit_job(
     )
     try:
         job, created = await run_in_threadpool(store.create_job, new)
+    except Unavailable:
+        # The database went away mid-insert: the row may or may not have been committed, so the
+        # blob stays; the worker's orphan sweep removes it later if no job refers to it.
+        raise
     except BaseException:
         blobs.delete(job_id)
         raise
@@ -137,12 +147,13 @@ async def submit_job(
 def list_jobs(
     store: StoreDep,
     tenant: TenantDep,
-    status: JobStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[JobStatus | None, BeforeValidator(_blank_is_none)] = None,
+    limit: Annotated[Annotated[int, Field(ge=1, le=200)] | None, BeforeValidator(_blank_is_none)] = None,
+    cursor: Annotated[Annotated[str, Field(max_length=200)] | None, BeforeValidator(_blank_is_none)] = None,
 ) -> JobList:
+    """``?status=&limit=&cursor=`` with empty values means the same as leaving them out."""
     try:
-        page = store.list_jobs(tenant=tenant, status=status, limit=limit, cursor=cursor)
+        page = store.list_jobs(tenant=tenant, status=status, limit=limit or 50, cursor=cursor)
     except ValueError as exc:
         raise InvalidOptions("invalid cursor; use the next_cursor of a previous page") from exc
     return JobList(items=[job_out(j) for j in page.items], next_cursor=page.next_cursor)
@@ -191,11 +202,16 @@ def delete_job(
     """Queued/running jobs become ``canceled`` (the worker stops at its next batch);
     finished jobs are removed entirely. The stored video and results go in both cases."""
     job = _get(store, job_id, tenant)
-    if job.status.is_final:
-        store.delete_job(job.id, tenant)
+    if not job.status.is_final:
+        # The job may finish between the read above and the cancel; cancel then returns it
+        # unchanged, and it is removed like any finished job instead of losing only its results.
+        canceled = store.cancel(job.id, tenant)
+        if canceled is not None and canceled.status is JobStatus.CANCELED:
+            store.delete_results(job.id)
+        else:
+            store.delete_job(job.id, tenant)
     else:
-        store.cancel(job.id, tenant)
-        store.delete_results(job.id)
+        store.delete_job(job.id, tenant)
     if job.blob_key:
         blobs.delete(job.blob_key)
     delete_cached(job.id, settings)
