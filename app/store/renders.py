@@ -1,8 +1,9 @@
 """Annotated-video renders: a follow-up job per analysed job, in the ``renders`` table.
 
 Requested by the API (insert ``queued``), claimed by a worker with a lease in one
-atomic UPDATE (as jobs are), finished fenced by the lease token. A render whose worker
-died is claimed again once its lease lapses, up to ``MAX_ATTEMPTS`` times.
+atomic UPDATE (as jobs are), renewed while it renders (the worker's ``LeaseKeeper``),
+finished fenced by the lease token. A render whose worker died is claimed again once
+its lease lapses, up to ``MAX_ATTEMPTS`` times.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.errors import LeaseLost
 from app.settings import Settings
 from app.store.schema import renders
 from app.store.sql import SqlTables
@@ -120,6 +122,20 @@ class RenderStore(SqlTables):
             row = conn.execute(stmt).first()
         return None if row is None else _render(row)
 
+    def renew(self, render: Render, lease_seconds: float) -> Render:
+        """Push the lease ``lease_seconds`` past now, so a render longer than one lease is
+        not claimed again by another worker. ``LeaseLost`` when the token no longer holds."""
+        now = self._clock()
+        with self._write() as conn:
+            result = conn.execute(
+                update(renders)
+                .where(self._fence(render))
+                .values(lease_expires_at=now + lease_seconds, updated_at=now)
+            )
+        if result.rowcount != 1:
+            raise LeaseLost(f"the render of job {render.job_id} is no longer leased by this worker")
+        return render
+
     def finish(self, render: Render, *, file_key: str | None = None, error: str | None = None) -> bool:
         """Succeeded with ``file_key``, or failed with ``error`` (queued again while attempts
         remain). False when the lease was lost."""
@@ -130,15 +146,19 @@ class RenderStore(SqlTables):
             values = {"status": QUEUED, "error": error}
         else:
             values = {"status": FAILED, "error": error, "finished_at": now}
-        fence = and_(
+        with self._write() as conn:
+            result = conn.execute(
+                update(renders)
+                .where(self._fence(render))
+                .values(**values, lease_token=None, lease_expires_at=None, updated_at=now)
+            )
+        return result.rowcount == 1
+
+    @staticmethod
+    def _fence(render: Render) -> ColumnElement[bool]:
+        """Only the holder of the current lease may change a running render."""
+        return and_(
             renders.c.job_id == render.job_id,
             renders.c.lease_token == render.lease_token,
             renders.c.status == RUNNING,
         )
-        with self._write() as conn:
-            result = conn.execute(
-                update(renders)
-                .where(fence)
-                .values(**values, lease_token=None, lease_expires_at=None, updated_at=now)
-            )
-        return result.rowcount == 1

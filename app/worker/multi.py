@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Run:
-    keeper: LeaseKeeper
+    keeper: LeaseKeeper[Lease]
     task: AnalysisTask
     started: float
     extra: dict[str, str]
@@ -106,7 +106,9 @@ class MultiJobWorker(Worker):
         extra = {"job_id": job.id, "worker_id": self.worker_id}
         log.info("job claimed (attempt %d/%d)", job.attempts, job.max_attempts, extra=extra)
         started = time.monotonic()
-        keeper = LeaseKeeper(self.store, lease, self.settings.lease_seconds).__enter__()
+        keeper = LeaseKeeper(
+            self.store.renew, lease, self.settings.lease_seconds, job_id=lease.job.id
+        ).__enter__()
         finished: list[dict[str, Any]] = []
         try:
             task = self.engine.open_task(

@@ -9,6 +9,7 @@ from app.domain import JobStatus
 from app.settings import Settings
 from app.store.base import JobStore
 from app.store.renders import Render, RenderStore, render_key, renders_dir
+from app.worker.lease import LeaseKeeper
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,9 @@ class RenderRunner:
             return False
         extra = {"job_id": render.job_id}
         try:
-            key = self._render(render)
+            # Renewed while it draws: a render may take longer than one lease.
+            with LeaseKeeper(self.renders.renew, render, self.settings.lease_seconds, job_id=render.job_id):
+                key = self._render(render)
         except Exception as exc:  # recorded on the render row; the job itself is untouched
             log.warning("annotated video failed: %s", exc, extra=extra)
             self.renders.finish(render, error=f"{type(exc).__name__}: {exc}"[:2000])

@@ -155,7 +155,7 @@ class Worker:
         extra = {"job_id": job.id, "worker_id": self.worker_id}
         log.info("job claimed (attempt %d/%d)", job.attempts, job.max_attempts, extra=extra)
         started = time.monotonic()
-        with LeaseKeeper(self.store, lease, self.settings.lease_seconds) as keeper:
+        with LeaseKeeper(self.store.renew, lease, self.settings.lease_seconds, job_id=lease.job.id) as keeper:
             finished: list[dict[str, Any]] = []  # partial results of the current batch
             on_progress = self._progress_callback(keeper, finished, extra)
 
@@ -178,7 +178,7 @@ class Worker:
         return self.blobs.path(job.blob_key)
 
     def _progress_callback(
-        self, keeper: LeaseKeeper, finished: list[dict[str, Any]], extra: dict[str, str]
+        self, keeper: LeaseKeeper[Lease], finished: list[dict[str, Any]], extra: dict[str, str]
     ) -> Callable[[float], None]:
         """Saves progress and the partial results gathered since the last call; raises
         LeaseLost or WorkerStopping, which end the analysis at its next batch."""
@@ -200,7 +200,11 @@ class Worker:
         return on_progress
 
     def _settle(
-        self, keeper: LeaseKeeper, started: float, extra: dict[str, str], work: Callable[[], dict[str, Any]]
+        self,
+        keeper: LeaseKeeper[Lease],
+        started: float,
+        extra: dict[str, str],
+        work: Callable[[], dict[str, Any]],
     ) -> str:
         """Run ``work`` (the analysis, or what re-raises its outcome) and record how it ended."""
         job = keeper.lease.job
@@ -230,7 +234,7 @@ class Worker:
             outcome = self._fail(keeper.lease, "internal_error", f"{type(exc).__name__}: {exc}", True, extra)
         return outcome
 
-    def _complete(self, keeper: LeaseKeeper, results: dict[str, Any]) -> None:
+    def _complete(self, keeper: LeaseKeeper[Lease], results: dict[str, Any]) -> None:
         """Save the results; while the database is away, retry until the lease would lapse."""
         delay = 0.5
         while True:

@@ -4,6 +4,8 @@ job, then served from the cache as H.264 with labels and a timeline drawn on."""
 from __future__ import annotations
 
 import io
+import threading
+import time
 from pathlib import Path
 
 import av
@@ -11,6 +13,10 @@ import numpy as np
 import pytest
 
 from app.analysis.annotate import colour
+from app.errors import LeaseLost
+from app.store.renders import Render, RenderStore
+from app.store.sql import SqlJobStore
+from app.worker.renders import RenderRunner
 from tests.integration.conftest import Service, assert_problem, submit
 
 pytestmark = pytest.mark.anyio
@@ -91,3 +97,91 @@ async def test_multi_job_workers_render_too(service: Service, short_clip: Path) 
     worker.drain()
     response = await service.client.get(url)
     assert response.status_code == 200 and response.headers["content-type"] == "video/mp4"
+
+
+@pytest.mark.settings(annotate_max_height=64)
+async def test_pending_answers_say_where_to_poll_and_head_works(service: Service, short_clip: Path) -> None:
+    job_id = (await submit(service, short_clip)).json()["id"]
+    url = f"/v1/jobs/{job_id}/annotated.mp4"
+    assert (await service.client.head(url)).status_code == 409
+    worker = service.new_worker()
+    assert worker.run_once()
+
+    head = await service.client.head(url)
+    assert head.status_code == 202 and head.content == b"", "HEAD requests the render as GET does"
+    assert head.headers["location"] == url and head.headers["retry-after"] == "2"
+    pending = await service.client.get(url)
+    assert pending.status_code == 202 and pending.headers["location"] == url
+    assert head.headers["content-type"] == pending.headers["content-type"] == "application/json"
+    assert int(head.headers["content-length"]) == len(pending.content)
+    assert worker.run_once() and not worker.run_once(), "one render, requested by the HEAD"
+
+    video = await service.client.get(url)
+    head = await service.client.head(url)
+    assert head.status_code == video.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == "video/mp4"
+    assert int(head.headers["content-length"]) == len(video.content) > 0
+
+
+def render_store(service: Service, clock: list[float] | None = None) -> RenderStore:
+    store = service.store
+    assert isinstance(store, SqlJobStore)
+    return RenderStore(store.engine) if clock is None else RenderStore(store.engine, clock=lambda: clock[0])
+
+
+async def test_render_lease_renewal_is_fenced(service: Service, short_clip: Path) -> None:
+    job_id = (await submit(service, short_clip)).json()["id"]
+    now = [1000.0]
+    renders = render_store(service, now)
+    renders.request(job_id)
+    first = renders.claim(10)
+    assert first is not None and renders.claim(10) is None
+    now[0] += 8
+    renders.renew(first, 10)
+    now[0] += 8
+    assert renders.claim(10) is None, "renewed at +8 s: still leased at +16 s"
+    now[0] += 3
+    second = renders.claim(10)
+    assert second is not None and second.attempts == 2, "lapsed: another worker takes it over"
+    with pytest.raises(LeaseLost):
+        renders.renew(first, 10)
+    assert not renders.finish(first, file_key="x.mp4") and renders.finish(second, file_key="x.mp4")
+
+
+@pytest.mark.settings(annotate_max_height=64, lease_seconds=1.0)
+async def test_a_render_longer_than_its_lease_is_not_claimed_again(
+    service: Service, short_clip: Path
+) -> None:
+    job_id = (await submit(service, short_clip)).json()["id"]
+    assert service.new_worker().run_once()
+    url = f"/v1/jobs/{job_id}/annotated.mp4"
+    assert (await service.client.get(url)).status_code == 202
+    drawn, release = threading.Event(), threading.Event()
+
+    class SlowRunner(RenderRunner):
+        """Holds on after drawing, past several lease lengths, before recording."""
+
+        def _render(self, render: Render) -> str:
+            key = super()._render(render)
+            drawn.set()
+            release.wait(60)
+            return key
+
+    blobs, settings = service.app.state.blobs, service.settings
+    slow = SlowRunner.for_store(service.store, blobs, settings)
+    other = RenderRunner.for_store(service.store, blobs, settings)
+    assert slow is not None and other is not None
+    ran: list[bool] = []
+    thread = threading.Thread(target=lambda: ran.append(slow.run_once()))
+    thread.start()
+    try:
+        assert drawn.wait(60)
+        time.sleep(2.5 * settings.lease_seconds)
+        assert not other.run_once(), "the lease was renewed: no other worker takes the render"
+    finally:
+        release.set()
+        thread.join(60)
+    assert ran == [True]
+    render = render_store(service).get(job_id)
+    assert render is not None and (render.status, render.attempts) == ("succeeded", 1)
+    assert (await service.client.get(url)).status_code == 200

@@ -71,13 +71,17 @@ class RenderPending(BaseModel):
     attempts: int
 
 
-@router.get(
+@router.api_route(
     "/{job_id}/annotated.mp4",
+    methods=["GET", "HEAD"],
     response_class=FileResponse,
     responses={
         **PROBLEM_RESPONSES,
         200: {"content": {"video/mp4": {}}, "description": "The annotated video (Range supported)"},
-        202: {"model": RenderPending, "description": "Rendering was requested or is under way"},
+        202: {
+            "model": RenderPending,
+            "description": "Rendering was requested or is under way; poll Location after Retry-After",
+        },
         500: {"description": "Rendering failed (code render_failed)"},
     },
     summary="The video with labels and a timeline drawn on it (rendered on first request, cached)",
@@ -85,6 +89,8 @@ class RenderPending(BaseModel):
 def get_annotated(
     request: Request, job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
 ) -> Response:
+    """HEAD does what GET does (it too requests a render), so a client may poll with HEAD
+    until 200 and then fetch; its answers carry GET's status and headers, without a body."""
     job = store.get_job(job_id, tenant)
     if job is None:
         raise NotFound(f"no job with id {job_id[:64]!r}")
@@ -110,4 +116,11 @@ def get_annotated(
         render = renders.request(job.id)
         request.app.state.job_submitted.set()  # wake an idle embedded worker
     body = RenderPending(job_id=job.id, status=render.status, attempts=render.attempts)
-    return JSONResponse(body.model_dump(), status_code=202, headers={"Retry-After": "2"})
+    pending = JSONResponse(
+        body.model_dump(),
+        status_code=202,
+        headers={"Retry-After": "2", "Location": f"/v1/jobs/{job.id}/annotated.mp4"},
+    )
+    if request.method == "HEAD":  # FileResponse drops its own body on HEAD; this one must be told
+        return Response(status_code=202, headers=dict(pending.headers))
+    return pending
