@@ -93,15 +93,19 @@ async def test_restart_finds_queued_jobs_and_reruns_expired_lease(service: Servi
     job_id = (await submit(service, short_clip)).json()["id"]
     crashed = service.store.claim("crashed-worker", lease_seconds=0.2)  # claims, then "dies"
     assert crashed is not None and crashed.job.id == job_id
+    queued_id = (await submit(service, short_clip)).json()["id"]  # never claimed before the restart
     await asyncio.sleep(0.3)
 
     restarted = create_app(service.settings)  # a new process on the same database and data dir
     try:
         worker = service.new_worker()
         worker.store = restarted.state.store
-        assert worker.run_once() is True
+        assert worker.run_once() is True and worker.run_once() is True
+        assert worker.run_once() is False
         job = restarted.state.store.get_job(job_id)
         assert job is not None and job.status is JobStatus.SUCCEEDED and job.attempts == 2
+        queued = restarted.state.store.get_job(queued_id)
+        assert queued is not None and queued.status is JobStatus.SUCCEEDED and queued.attempts == 1
         with pytest.raises(LeaseLost):  # the stale worker cannot overwrite the outcome
             restarted.state.store.complete(crashed, {"segments": []})
         results = restarted.state.store.get_results(job_id)

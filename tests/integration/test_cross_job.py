@@ -120,6 +120,7 @@ def test_one_failing_job_leaves_the_others_alone(
     assert good_job is not None and good_job.status is JobStatus.SUCCEEDED
     assert bad_job is not None and bad_job.status is JobStatus.FAILED and bad_job.error is not None
     assert bad_job.error.code in ("video_unreadable", "no_frames")
+    assert bad_job.attempts == 1, "an unreadable video will not change on retry: failed at once"
     setup.store.close()
 
 
