@@ -21,6 +21,7 @@ import pytest
 
 from app.store import migrate
 from app.store.sql import SqlJobStore
+from tests.conftest import skip_or_fail
 
 PG_DSN = os.environ.get("VAS_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 
@@ -97,7 +98,7 @@ def pg_databases() -> Iterator[PgDatabases]:
         with _pg_admin() as admin:
             admin.execute("SELECT 1")
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL unreachable at {PG_DSN!r}: {exc}")
+        skip_or_fail(f"PostgreSQL unreachable at {PG_DSN!r}: {exc}")
     dbs = PgDatabases()
     try:
         yield dbs

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, skip_or_fail
 from tests.contract.conftest import PG_DSN, _pg_url
 from tests.deploy.harness import (
     Proc,
@@ -50,7 +50,7 @@ def _ensure_nginx() -> str:
     result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
     found = find_nginx()
     if not found:
-        pytest.skip(f"nginx not found and could not be installed: {result.stderr.strip()[-300:]}")
+        skip_or_fail(f"nginx not found and could not be installed: {result.stderr.strip()[-300:]}")
     return found
 
 
@@ -161,7 +161,7 @@ def deployment(
     try:
         admin = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL unreachable at {PG_DSN!r}: {exc}")
+        skip_or_fail(f"PostgreSQL unreachable at {PG_DSN!r}: {exc}")
     db_name = f"vas_deploy_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{db_name}"')

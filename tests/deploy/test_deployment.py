@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.conftest import skip_or_fail
 from tests.deploy.conftest import Deployment
 from tests.deploy.harness import Proc, wait_http_ok
 from tests.media import write_video
@@ -301,7 +302,7 @@ def _pg_restart_command() -> list[str] | None:
 async def test_postgres_restart_mid_run_loses_nothing(deployment: Deployment, media: dict[str, Path]) -> None:
     command = _pg_restart_command()
     if command is None:
-        pytest.skip("needs root and pg_ctlcluster for the local PostgreSQL cluster")
+        skip_or_fail("needs root and pg_ctlcluster for the local PostgreSQL cluster")
     dep = deployment
     with dep.db() as db:
         (booted,) = db.execute("SELECT pg_postmaster_start_time()").fetchone()  # type: ignore[misc]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, skip_or_fail
 from tests.integration.conftest import anyio_backend, make_settings, service, shared_analyzer
 from tests.integration.test_live_server import free_port
 
@@ -84,7 +84,7 @@ def live_server(tmp_path: Path, zoo_models_dir: Path, request: pytest.FixtureReq
 def browser_page(request: pytest.FixtureRequest) -> Iterator[Any]:
     executable = chromium_path()
     if executable is None:
-        pytest.skip("no chromium on PATH (install Debian's package: apt-get install -y chromium)")
+        skip_or_fail("no chromium on PATH (install Debian's package: apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is missing")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
