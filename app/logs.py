@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-_CONTEXT_KEYS = ("job_id", "worker_id", "code")
+_CONTEXT_KEYS = ("job_id", "worker_id", "tenant", "code")
 
 
 class JsonFormatter(logging.Formatter):

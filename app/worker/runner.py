@@ -117,7 +117,9 @@ class Worker:
 
     def _housekeeping(self) -> None:
         for job_id in self.store.fail_exhausted():
-            log.warning("job failed: attempts exhausted", extra={"job_id": job_id})
+            log.warning(
+                "job failed: attempts exhausted", extra={"job_id": job_id, "worker_id": self.worker_id}
+            )
         now = time.monotonic()
         if now - self._last_maintenance > MAINTENANCE_EVERY_SECONDS:
             self._last_maintenance = now

@@ -208,3 +208,13 @@ async def test_missing_weights_fail_at_once_with_the_file_name(service: Service,
     assert job["error"]["code"] == "weights_missing"
     assert "X3D_S.pyth" in job["error"]["message"]
     assert str(service.settings.models_dir) in job["error"]["message"]
+
+
+async def test_accepted_upload_is_logged_with_its_job_id(
+    service: Service, short_clip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="app.api.routes.jobs"):
+        job_id = (await submit(service, short_clip)).json()["id"]
+    accepted = [r for r in caplog.records if r.getMessage().startswith("job accepted")]
+    assert len(accepted) == 1 and getattr(accepted[0], "job_id", None) == job_id
+    assert getattr(accepted[0], "tenant", None) is not None

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.domain import JobStatus
@@ -110,3 +111,41 @@ async def test_retention_deletes_videos_of_old_finished_jobs(service: Service, s
     worker.sweep_storage()
     assert_problem(await service.client.get(f"/v1/jobs/{old['id']}"), 404, "not_found")
     assert (await service.client.get(f"/v1/jobs/{queued['id']}")).status_code == 200
+
+
+@pytest.mark.parametrize("auth_enabled", [False, True])
+async def test_database_away_is_503_with_retry_after_and_loses_nothing(
+    tmp_path: Path, short_clip: Path, auth_enabled: bool
+) -> None:
+    """PostgreSQL unreachable (here: nothing listens on the port): readiness and every API call
+    that needs the database answer 503 + Retry-After as problem+json; liveness and metrics still
+    answer; an upload refused this way leaves no file behind."""
+    from app.api.app import create_app
+    from app.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        models_dir=tmp_path,
+        embedded_worker=False,
+        auto_migrate=False,
+        auth_enabled=auth_enabled,
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/absent",
+    )
+    app = create_app(settings)
+    headers = {"Authorization": "Bearer vas_" + "A" * 43} if auth_enabled else {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.headers["retry-after"]
+        for path in ("/v1/jobs", "/v1/jobs/some-id"):
+            away = await client.get(path, headers=headers)
+            assert_problem(away, 503, "unavailable")
+            assert int(away.headers["retry-after"]) > 0
+        with short_clip.open("rb") as fh:
+            upload = await client.post("/v1/jobs", files={"file": ("clip.mp4", fh)}, headers=headers)
+        assert_problem(upload, 503, "unavailable")
+        assert (await client.get("/healthz")).status_code == 200
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200 and "vas_store_up 0.0" in metrics.text
+    videos = settings.videos_dir
+    assert not videos.exists() or [p for p in videos.rglob("*") if p.is_file()] == []
+    app.state.store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from app.domain import Job, JobStatus, NewJob
 from app.errors import InvalidOptions, JobNotFinished, NotFound, Unavailable
 from app.store.renders import delete_cached
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 _UPLOAD_BODY: dict[str, Any] = {
@@ -139,6 +141,13 @@ async def submit_job(
         request.app.state.job_submitted.set()
         request.app.state.metrics.jobs_submitted.inc()
         request.app.state.metrics.upload_bytes.inc(upload.writer.size)
+        log.info(
+            "job accepted: %s, %d bytes, model %s",
+            upload.filename or "(no name)",
+            upload.writer.size,
+            job.model,
+            extra={"job_id": job.id, "tenant": tenant},
+        )
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job_out(job)
 
