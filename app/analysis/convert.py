@@ -1,13 +1,20 @@
 """PySlowFast checkpoints -> the zoo's pytorchvideo format (``{"model_state": ...}``).
 
-Two source layouts are understood (ZOO.md section 5):
+These source layouts are understood (ZOO.md section 5):
 
 * PySlowFast's PTV wrappers save pytorchvideo keys under a ``model.`` prefix
   (DataParallel adds ``module.``): the prefix goes, nothing else changes;
 * PySlowFast's native ResNet/SlowFast/X3D modules (``s1.pathway0_stem.conv``,
   ``s2.pathway0_res0.branch2.a_bn``, ``s1_fuse.conv_f2s``, ``head.projection`` ...) are
   renamed with the section 5.2 map. Which pytorchvideo block a native stage lands in
-  is read off the target model (C2D/I3D have an extra pooling block after stage 2).
+  is read off the target model (C2D/I3D have an extra pooling block after stage 2);
+* PySlowFast's native MViT (``patch_embed.proj``, ``cls_token``, ``pos_embed_*``,
+  ``norm``, ``head.projection``; the section 5.2 MViT row) with its fused
+  ``attn.qkv`` split into pytorchvideo's ``attn.q/k/v``: PySlowFast reshapes the qkv
+  output to ``(B, N, 3, heads, head_dim)``, so the rows are q, then k, then v. Both
+  project before pooling (PySlowFast ``POOL_FIRST: False``, pytorchvideo
+  ``pool_first=False``). MViTv2-only parameters (``rel_pos_*``, a joint ``pos_embed``,
+  ``norm_stem``) have no place in pytorchvideo's MViT and are reported unmapped.
 
 Every source key the map does not know, every renamed key the model lacks, every
 shape that differs and every model key left unfilled is reported; the file is only
@@ -18,7 +25,7 @@ checked against real PySlowFast weights.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +50,19 @@ _BRANCH = [
     (re.compile(r"branch2\.se\.fc1\.(.+)$"), r"branch2.norm_b.1.block.0.\1"),
     (re.compile(r"branch2\.se\.fc2\.(.+)$"), r"branch2.norm_b.1.block.2.\1"),
 ]
-_SHOW = 20
+_MVIT_TOP = {
+    "patch_embed.proj": "patch_embed.patch_model",
+    "norm": "norm_embed",
+    "head.projection": "head.proj",
+}
+_MVIT_TOKENS = re.compile(r"(cls_token|pos_embed_spatial|pos_embed_temporal|pos_embed_class)")
+_MVIT_TOP_KEY = re.compile(r"(patch_embed\.proj|norm|head\.projection)\.(weight|bias)")
+# Names a PySlowFast MultiScaleBlock shares with pytorchvideo's.
+_MVIT_BLOCK = re.compile(
+    r"blocks\.\d+\.(?:norm1|norm2|proj|mlp\.fc[12]"
+    r"|attn\.(?:q|k|v|proj|pool_q|pool_k|pool_v|norm_q|norm_k|norm_v))\.(?:weight|bias)"
+)
+_MVIT_QKV = re.compile(r"(blocks\.\d+\.attn\.)qkv\.(weight|bias)")
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,7 @@ class Layout:
     stage_blocks: dict[int, int]
     head_block: int
     x3d_stem: bool
+    mvit: bool
     keys: frozenset[str]
 
     @classmethod
@@ -67,12 +87,25 @@ class Layout:
             stage_blocks=dict(zip(range(2, 2 + len(res)), res, strict=True)),
             head_block=heads[0] if heads else -1,
             x3d_stem=any(k.startswith("blocks.0.conv.conv_xy") for k in target),
+            mvit=any(k.startswith("cls_positional_encoding.") for k in target),
             keys=frozenset(target),
         )
 
 
+def mvit_native_to_ptv(key: str) -> str | None:
+    """The pytorchvideo name of a native PySlowFast MViT key (``attn.qkv`` aside: it
+    becomes three tensors, see ``_renamed``), or None when no rule applies."""
+    if _MVIT_TOKENS.fullmatch(key):
+        return f"cls_positional_encoding.{key}"
+    if m := _MVIT_TOP_KEY.fullmatch(key):
+        return f"{_MVIT_TOP[m.group(1)]}.{m.group(2)}"
+    return key if _MVIT_BLOCK.fullmatch(key) else None
+
+
 def native_to_ptv(key: str, layout: Layout) -> str | None:
     """The pytorchvideo name of a native PySlowFast key, or None when no rule applies."""
+    if layout.mvit:
+        return mvit_native_to_ptv(key)
     if m := _STEM.fullmatch(key):
         path, part, rest = m.groups()
         base = f"blocks.0.multipathway_blocks.{path}." if layout.multipath else "blocks.0."
@@ -134,14 +167,25 @@ class ImportReport:
             ("shape mismatches", self.mismatched),
             ("model keys not provided", self.missing),
         ):
-            if keys:
+            if keys:  # every key, however many: the user fixes the checkpoint from this list
                 out.append(f"{title} ({len(keys)}):")
-                out += [f"  {k}" for k in keys[:_SHOW]]
-                if len(keys) > _SHOW:
-                    out.append(f"  ... and {len(keys) - _SHOW} more")
+                out += [f"  {k}" for k in keys]
         if self.filled:
             out.append(f"num_batches_tracked counters set to 0: {len(self.filled)}")
         return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole report, every list complete (``models import --json``)."""
+        return {
+            "source_layout": self.source_layout,
+            "ok": self.ok,
+            "mapped": self.mapped,
+            "unmapped": list(self.unmapped),
+            "unexpected": list(self.unexpected),
+            "mismatched": list(self.mismatched),
+            "missing": list(self.missing),
+            "filled": list(self.filled),
+        }
 
 
 def source_state(checkpoint: Any) -> dict[str, torch.Tensor]:
@@ -163,6 +207,34 @@ def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tenso
     return state
 
 
+def _is_native(state: Mapping[str, torch.Tensor], layout: Layout) -> bool:
+    """Native PySlowFast names: for MViT, none of pytorchvideo's own top-level names
+    (the block names are shared); otherwise, no ``blocks.`` at all."""
+    if layout.mvit:
+        ptv_only = ("patch_embed.patch_model.", "cls_positional_encoding.", "norm_embed.", "head.proj.")
+        return not any(k.startswith(ptv_only) for k in state)
+    return not any(k.startswith("blocks.") for k in state)
+
+
+def _renamed(
+    state: Mapping[str, torch.Tensor], layout: Layout, native: bool
+) -> Iterator[tuple[str, str | None, torch.Tensor]]:
+    """(source key as reported, pytorchvideo name or None, tensor) for every source
+    tensor; a native MViT ``attn.qkv`` yields its q, k and v thirds."""
+    for key, tensor in state.items():
+        if not native:
+            yield key, key, tensor
+        elif layout.mvit and (m := _MVIT_QKV.fullmatch(key)):
+            if tensor.shape[0] % 3:
+                yield key, None, tensor  # cannot be q, k and v of equal width
+                continue
+            for part, third in zip("qkv", tensor.chunk(3, dim=0), strict=True):
+                # A copy, not a view: saved alone, not with the whole qkv storage.
+                yield f"{key}[{part}]", f"{m.group(1)}{part}.{m.group(2)}", third.clone()
+        else:
+            yield key, native_to_ptv(key, layout), tensor
+
+
 def convert(
     source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
 ) -> tuple[dict[str, torch.Tensor], ImportReport]:
@@ -171,13 +243,12 @@ def convert(
     ptv_wrapped = bool(state) and all(k.startswith("model.") for k in state)
     state = _strip(state, "model.")
     layout = Layout.of(target)
-    native = not ptv_wrapped and not any(k.startswith("blocks.") for k in state)
+    native = not ptv_wrapped and _is_native(state, layout)
     report = ImportReport(
         "pyslowfast native" if native else ("ptv wrapper (model.)" if ptv_wrapped else "pytorchvideo")
     )
     out: dict[str, torch.Tensor] = {}
-    for key, tensor in state.items():
-        name = native_to_ptv(key, layout) if native else key
+    for key, name, tensor in _renamed(state, layout, native):
         if name is None:
             report.unmapped.append(key)
         elif name not in target:

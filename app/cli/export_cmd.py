@@ -33,6 +33,9 @@ def add_subcommands(sub: Any) -> None:
     )
     imports.add_argument("--force", action="store_true", help="overwrite an existing file")
     imports.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that pickle objects")
+    imports.add_argument(
+        "--json", action="store_true", help="print the full report (every key) as JSON on stdout"
+    )
     imports.set_defaults(handler=cmd_import)
 
 
@@ -113,9 +116,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print("\n".join(report.lines()))
+    sha256 = file_sha256(out) if report.ok else None
+    if args.json:
+        written = {"arch": spec.name, "out": str(out) if report.ok else None, "sha256": sha256}
+        json.dump({**report.to_dict(), **written}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(report.lines()))
     if not report.ok:
         print(f"error: the checkpoint does not fit {spec.name}; nothing written", file=sys.stderr)
         return EXIT_FAILED
-    print(f"wrote {out} (sha256 {file_sha256(out)}); record it with `models hash {spec.name}`")
+    if not args.json:
+        print(f"wrote {out} (sha256 {sha256}); record it with `models hash {spec.name}`")
     return EXIT_OK

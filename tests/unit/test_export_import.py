@@ -3,6 +3,7 @@ become zoo-format files; everything that does not fit is reported, nothing half-
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -141,3 +142,126 @@ def test_cli_import_writes_a_loadable_zoo_file(
     assert main(["models", "import", str(bad), "--arch", "x3d_xs", "--out", str(tmp_path / "x.pyth")]) == 1
     assert "does not fit x3d_xs" in capsys.readouterr().err and not (tmp_path / "x.pyth").exists()
     assert os.environ["VAS_MODELS_DIR"] == str(models)
+
+
+def test_the_report_lists_every_key_and_cli_json_has_them_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = hub_state("x3d_xs")
+    native = to_native(target)
+    extra = {f"head.unknown_{i}.weight": torch.zeros(1) for i in range(45)}
+    _, report = convert({**native, **extra}, target)
+    text = "\n".join(report.lines())
+    assert "unmapped source keys (45)" in text and "more" not in text
+    assert all(f"  {key}" in report.lines() for key in extra), "no key is cut from the listing"
+
+    monkeypatch.setenv("VAS_MODELS_DIR", str(tmp_path))
+    bad = tmp_path / "bad.pyth"
+    torch.save({"model_state": {**native, **extra}}, bad)
+    out = tmp_path / "x.pyth"
+    assert main(["models", "import", str(bad), "--arch", "x3d_xs", "--out", str(out), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and doc["out"] is None and sorted(doc["unmapped"]) == sorted(extra)
+    assert doc["source_layout"] == "pyslowfast native" and doc["mapped"] == report.mapped
+
+    good = tmp_path / "good.pyth"
+    torch.save({"model_state": native}, good)
+    assert main(["models", "import", str(good), "--arch", "x3d_xs", "--out", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] and doc["out"] == str(out) and len(doc["sha256"]) == 64 and doc["unmapped"] == []
+
+
+# The inverse of ZOO.md section 5.2's MViT row, written independently of app.analysis.convert:
+# PySlowFast fuses q, k and v into one ``attn.qkv`` whose output rows are q, then k, then v.
+_MVIT_TOP = {
+    "patch_embed.patch_model": "patch_embed.proj",
+    "norm_embed": "norm",
+    "head.proj": "head.projection",
+}
+
+
+def mvit_to_native(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        module, _, param = key.rpartition(".")
+        if m := re.fullmatch(r"(blocks\.\d+\.attn)\.([qkv])", module):
+            qkv.setdefault((m.group(1), param), {})[m.group(2)] = value
+        elif module == "cls_positional_encoding":
+            out[param] = value
+        elif module in _MVIT_TOP:
+            out[f"{_MVIT_TOP[module]}.{param}"] = value
+        elif key.startswith("blocks."):
+            out[key] = value
+        else:
+            raise AssertionError(f"test inverse map misses {key}")
+    for (attn, param), parts in qkv.items():
+        out[f"{attn}.qkv.{param}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    return out
+
+
+def test_native_mvit_checkpoints_import_with_qkv_split(tmp_path: Path) -> None:
+    from pytorchvideo.models import hub
+
+    from app.analysis.convert import import_checkpoint
+
+    torch.manual_seed(0)
+    original = hub.mvit_base_16x4(pretrained=False).eval()
+    torch.manual_seed(1)
+    imported = hub.mvit_base_16x4(pretrained=False).eval()
+    state = dict(original.state_dict())
+    native = mvit_to_native(state)
+    assert "patch_embed.proj.weight" in native and "blocks.0.attn.qkv.weight" in native
+    assert not any(k.startswith("cls_positional_encoding.") or ".attn.q." in k for k in native)
+
+    source = tmp_path / "MVIT_B_16x4_pyslowfast.pyth"
+    torch.save({"epoch": 200, "model_state": native}, source)
+    out = tmp_path / "MVIT_B_16x4.pyth"
+    report = import_checkpoint(source, imported, out)
+    assert report.ok, report.lines()
+    assert report.source_layout == "pyslowfast native" and report.mapped == len(state)
+    saved = torch.load(out, weights_only=True)["model_state"]
+    assert saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in state)
+
+    # PySlowFast's own qkv arithmetic (reshape to (B, N, 3, heads, head_dim)) on the native
+    # tensors gives what pytorchvideo's separate q/k/v compute with the imported weights.
+    attn = imported.blocks[1].attn
+    assert attn.num_heads > 1
+    x = torch.randn(2, 9, attn.q.in_features)
+    fused = torch.nn.functional.linear(
+        x, native["blocks.1.attn.qkv.weight"], native["blocks.1.attn.qkv.bias"]
+    )
+    q, k, v = fused.reshape(2, 9, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    with torch.no_grad():
+        ptv = attn._qkv_proj(x, 9, x, 9, x, 9, 2, x.shape[-1])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip((q, k, v), ptv, strict=True))
+
+    clip = torch.randn(1, 3, 16, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(imported(clip), original(clip), atol=1e-5)
+
+
+def test_native_mvit_v2_extras_are_reported_not_dropped() -> None:
+    from app.analysis.convert import Layout
+
+    target = {
+        "cls_positional_encoding.cls_token": torch.zeros(1, 1, 8),
+        "blocks.0.attn.q.weight": torch.zeros(8, 8),
+        "blocks.0.attn.k.weight": torch.zeros(8, 8),
+        "blocks.0.attn.v.weight": torch.zeros(8, 8),
+    }
+    layout = Layout.of(target)
+    assert layout.mvit
+    assert native_to_ptv("blocks.3.attn.rel_pos_h", layout) is None
+    assert native_to_ptv("pos_embed", layout) is None and native_to_ptv("norm_stem.weight", layout) is None
+    _, report = convert(
+        {
+            "cls_token": torch.zeros(1, 1, 8),
+            "blocks.0.attn.qkv.weight": torch.zeros(24, 8),
+            "blocks.0.attn.rel_pos_h": torch.zeros(3, 8),
+            "blocks.1.attn.qkv.weight": torch.zeros(25, 8),
+        },
+        target,
+    )
+    assert report.source_layout == "pyslowfast native" and report.mapped == 4
+    assert report.unmapped == ["blocks.0.attn.rel_pos_h", "blocks.1.attn.qkv.weight"]
