@@ -42,6 +42,14 @@ def delete_cached(job_id: str, settings: Settings) -> None:
             path.unlink(missing_ok=True)
 
 
+def cached_job_ids(settings: Settings) -> set[str]:
+    """Job ids that have a rendered video in the cache."""
+    folder = renders_dir(settings)
+    if not folder.is_dir():
+        return set()
+    return {path.name.split(".", 1)[0] for path in folder.glob("*.*p.mp4")}
+
+
 @dataclass(frozen=True)
 class Render:
     job_id: str

@@ -20,6 +20,7 @@ from app.options import JobOptions
 from app.settings import Settings
 from app.store.base import JobStore
 from app.store.notify import start_listener
+from app.store.renders import cached_job_ids, delete_cached
 from app.webhooks.dispatcher import start_dispatcher
 from app.worker.lease import LeaseKeeper
 from app.worker.renders import RenderRunner
@@ -131,7 +132,8 @@ class Worker:
         """Retention (``retention_days``): videos of jobs finished before the cutoff go,
         and with ``retention_delete_results`` the jobs and results too. Then orphans:
         stored videos older than ``orphan_grace_seconds`` that no job row refers to
-        (an upload whose row insert failed, a crash between the two, retention leftovers)."""
+        (an upload whose row insert failed, a crash between the two, retention leftovers), and
+        annotated renders of jobs whose video is gone."""
         now = time.time()
         doomed: list[str] = []
         if self.settings.retention_days:
@@ -140,17 +142,25 @@ class Worker:
             if self.settings.retention_delete_results:
                 doomed += self.store.purge_finished(cutoff)
         stored = self.blobs.keys()
+        referenced = self.store.blob_keys()
         old = [key for key, mtime in stored if mtime < now - self.settings.orphan_grace_seconds]
-        if old:
-            referenced = self.store.blob_keys()
-            doomed += [key for key in old if key not in referenced]
+        doomed += [key for key in old if key not in referenced]
         for key in doomed:
             try:
                 self.blobs.delete(key)
             except ValueError:  # a key this blob store could never have written
                 continue
-        if doomed:
-            log.info("storage sweep: %d videos deleted", len(doomed), extra={"worker_id": self.worker_id})
+        # Annotated renders are copies of the video: they go with it (a job's blob key is its id).
+        renders = sorted(cached_job_ids(self.settings) - referenced)
+        for job_id in renders:
+            delete_cached(job_id, self.settings)
+        if doomed or renders:
+            log.info(
+                "storage sweep: %d videos and %d annotated renders deleted",
+                len(doomed),
+                len(renders),
+                extra={"worker_id": self.worker_id},
+            )
 
     def _process(self, lease: Lease) -> None:
         job = lease.job

@@ -99,10 +99,16 @@ async def test_retention_deletes_videos_of_old_finished_jobs(service: Service, s
     worker = service.new_worker()
     worker.sweep_storage()
     assert service.stored_files() == sorted([old["id"], queued["id"]]), "nothing is old enough yet"
+    from app.store.renders import cached_job_ids, render_key, renders_dir
+
+    renders_dir(service.settings).mkdir(parents=True, exist_ok=True)
+    for job in (old, queued):  # stand-ins for annotated renders of both jobs
+        (renders_dir(service.settings) / render_key(job["id"], service.settings)).write_bytes(b"mp4")
     service.settings.retention_days = 1e-9  # everything finished so far is past retention
     time.sleep(0.01)
     worker.sweep_storage()
     assert service.stored_files() == [queued["id"]]
+    assert cached_job_ids(service.settings) == {queued["id"]}, "a render goes with its video"
     kept = (await service.client.get(f"/v1/jobs/{old['id']}")).json()
     assert kept["status"] == "succeeded" and kept["video"]["filename"] == "short.mp4"
     assert (await service.client.get(f"/v1/jobs/{old['id']}/results")).status_code == 200
