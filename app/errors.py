@@ -4,6 +4,7 @@ ServiceError
  ├── RequestError            the client asked for something invalid (HTTP 4xx, see api/problems.py)
  │    ├── NotFound           unknown job, route or model (code: not_found)
  │    ├── JobNotFinished     results asked for too early (code: job_not_finished)
+ │    ├── RenderFailed       the annotated video failed to render; ?retry=1 (code: render_failed; 409)
  │    ├── InvalidOptions     bad form fields or job options (code: invalid_options)
  │    ├── UnknownModel       model name not in the catalog (code: unknown_model)
  │    ├── UploadTooLarge     body over the configured limit (code: upload_too_large)
@@ -64,6 +65,13 @@ class JobNotFinished(RequestError):
 
     code = "job_not_finished"
     title = "Job not finished"
+
+
+class RenderFailed(RequestError):
+    """The annotated video could not be rendered; ``?retry=1`` queues it again."""
+
+    code = "render_failed"
+    title = "Render failed"
 
 
 class InvalidOptions(RequestError):

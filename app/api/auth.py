@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from app.api.schemas import Problem
+from app.api.schemas import RETRY_AFTER_HEADER, problem_response
 from app.errors import Unauthorized
 
 if TYPE_CHECKING:
@@ -85,9 +85,15 @@ async def authenticate(
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}, "description": description}
-    for status, description in (
-        (401, "No, unknown or revoked API key (`WWW-Authenticate: Bearer`)"),
-        (429, "A per-tenant limit was reached (`Retry-After`)"),
-    )
+    401: problem_response(
+        "No, unknown or revoked API key",
+        {
+            "WWW-Authenticate": {
+                "description": 'The Bearer challenge: `Bearer realm="video-analysis"`',
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        },
+    ),
+    429: problem_response("A per-tenant limit was reached (code rate_limited)", RETRY_AFTER_HEADER),
 }

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from app import errors
+from app.api.schemas import Problem
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ PROBLEM_JSON = "application/problem+json"
 STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
     errors.NotFound: 404,
     errors.JobNotFinished: 409,
+    errors.RenderFailed: 409,
     errors.UnknownModel: 422,
     errors.InvalidOptions: 422,
     errors.UploadTooLarge: 413,
@@ -99,7 +101,26 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "internal_error", "Internal error", "an unexpected error occurred")
 
 
+def document_problem(app: FastAPI) -> None:
+    """Add ``Problem`` (and what it references) to the OpenAPI components, where the error
+    responses' application/problem+json ``$ref`` points."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(schema.pop("$defs", {}))
+            schemas["Problem"] = schema
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    document_problem(app)
     app.add_exception_handler(errors.ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

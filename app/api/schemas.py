@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from app.domain import Job, JobStatus
 
@@ -82,14 +83,44 @@ class ResultsOut(BaseModel):
     next_cursor: str | None = Field(default=None, description="More segments: pass as ?cursor= (with limit)")
 
 
+class ProblemItem(BaseModel):
+    loc: list[str] = Field(description='Where in the request: e.g. ["query", "limit"]')
+    msg: str
+
+
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """Optional problem members are left out, never sent as null: say so in the schema."""
+    for member in schema.get("properties", {}).values():
+        if "default" in member and member["default"] is None:
+            del member["default"]
+
+
 class Problem(BaseModel):
-    """RFC 9457 problem details; every error response has this shape."""
+    """RFC 9457 problem details; every error response has this shape (served as
+    application/problem+json). The optional members appear with the codes named."""
+
+    model_config = ConfigDict(json_schema_extra=_absent_not_null)
 
     type: str
     title: str
     status: int
     detail: str
     code: str
+    errors: list[ProblemItem] | SkipJsonSchema[None] = Field(
+        default=None, description="invalid_request: each invalid part"
+    )
+    job_status: str | SkipJsonSchema[None] = Field(
+        default=None, description="job_not_finished: the job's status"
+    )
+    limit: str | SkipJsonSchema[None] = Field(
+        default=None, description="rate_limited: which per-tenant limit was reached"
+    )
+    retry_after: int | SkipJsonSchema[None] = Field(
+        default=None, description="rate_limited: seconds, as in Retry-After"
+    )
+    checks: dict[str, str] | SkipJsonSchema[None] = Field(
+        default=None, description="not_ready: each readiness check"
+    )
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -116,9 +147,34 @@ def job_out(job: Job) -> JobOut:
     )
 
 
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+"""Error bodies point here; ``problems.install`` adds the component to the document
+(a ``model`` would be documented as application/json, which errors never are)."""
+
+RETRY_AFTER_HEADER: dict[str, Any] = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+
+def problem_response(description: str | None = None, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An OpenAPI response whose body is a ``Problem`` as application/problem+json."""
+    response: dict[str, Any] = {
+        "content": {"application/problem+json": {"schema": {"$ref": PROBLEM_SCHEMA_REF}}}
+    }
+    if description:
+        response["description"] = description
+    if headers:
+        response["headers"] = headers
+    return response
+
+
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}}
-    for status in (400, 404, 409, 413, 415, 422, 503)
+    **{status: problem_response() for status in (400, 404, 409, 413, 415, 422)},
+    503: problem_response("Unavailable or shutting down; retry after Retry-After", RETRY_AFTER_HEADER),
 }
 
 RESULTS_RESPONSES: dict[int | str, dict[str, Any]] = {

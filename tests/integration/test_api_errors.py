@@ -194,3 +194,27 @@ async def test_upload_keeps_its_blob_when_the_database_drops_mid_insert(
     assert_problem(response, 503, "unavailable")
     assert response.headers["retry-after"]
     assert len(service.stored_files()) == 1
+
+
+async def test_openapi_documents_every_error_as_problem_json(service: Service) -> None:
+    """Clients generated from the document must find the body they get: each 4xx/5xx is a
+    Problem as application/problem+json, with the headers the service always sends."""
+    document = (await service.client.get("/openapi.json")).json()
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    assert {"limit", "retry_after", "job_status", "errors"} <= document["components"]["schemas"]["Problem"][
+        "properties"
+    ].keys()
+    operation_ids: list[str] = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            operation_ids.append(operation["operationId"])
+            for status, response in operation["responses"].items():
+                where = f"{method.upper()} {path} {status}"
+                if status[0] not in "45":
+                    continue
+                assert response["content"] == {"application/problem+json": {"schema": problem_ref}}, where
+                required = {"401": "WWW-Authenticate", "429": "Retry-After", "503": "Retry-After"}.get(status)
+                if required:
+                    assert response["headers"][required]["required"] is True, where
+    assert len(operation_ids) == len(set(operation_ids)), sorted(operation_ids)
+    assert "429" in document["paths"]["/v1/jobs"]["post"]["responses"]

@@ -73,7 +73,7 @@ async def test_render_failure_is_reported_and_retryable(service: Service, short_
         assert worker.run_once()
     assert not worker.run_once(), "given up after three attempts"
     failed = await service.client.get(url)
-    body = assert_problem(failed, 500, "render_failed")
+    body = assert_problem(failed, 409, "render_failed")
     assert "retry=1" in body["detail"]
     again = await service.client.get(url + "?retry=1")
     assert again.status_code == 202 and again.json()["attempts"] == 0

@@ -4,16 +4,16 @@ HTTP Range, so players can seek."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from app.api.deps import BlobsDep, SettingsDep, StoreDep, TenantDep
-from app.api.schemas import PROBLEM_RESPONSES
+from app.api.schemas import PROBLEM_RESPONSES, problem_response
 from app.domain import JobStatus
-from app.errors import JobNotFinished, NotFound, ServiceError
+from app.errors import JobNotFinished, NotFound, RenderFailed
 from app.store.renders import render_key, renders_dir
 
 if TYPE_CHECKING:
@@ -34,17 +34,19 @@ def media_type_for(container: str) -> str:
     return "application/octet-stream"
 
 
-@router.api_route(
-    "/{job_id}/video",
-    methods=["GET", "HEAD"],
-    response_class=FileResponse,
-    responses={
+VIDEO_ROUTE: dict[str, Any] = {
+    "response_class": FileResponse,
+    "responses": {
         **PROBLEM_RESPONSES,
         200: {"content": {"video/mp4": {}}},
         206: {"description": "A byte range"},
     },
-    summary="The uploaded video (supports Range requests)",
-)
+    "summary": "The uploaded video (supports Range requests)",
+}
+
+
+@router.head("/{job_id}/video", operation_id="head_video_v1_jobs__job_id__video_head", **VIDEO_ROUTE)
+@router.get("/{job_id}/video", **VIDEO_ROUTE)
 def get_video(job_id: str, store: StoreDep, blobs: BlobsDep, tenant: TenantDep) -> FileResponse:
     job = store.get_job(job_id, tenant)
     if job is None:
@@ -58,34 +60,35 @@ def get_video(job_id: str, store: StoreDep, blobs: BlobsDep, tenant: TenantDep) 
     )
 
 
-class RenderFailed(ServiceError):
-    """The annotated video could not be rendered."""
-
-    code = "render_failed"
-    title = "Render failed"
-
-
 class RenderPending(BaseModel):
     job_id: str
     status: str = Field(description="queued or running; GET again after Retry-After")
     attempts: int
 
 
-@router.api_route(
-    "/{job_id}/annotated.mp4",
-    methods=["GET", "HEAD"],
-    response_class=FileResponse,
-    responses={
+ANNOTATED_ROUTE: dict[str, Any] = {
+    "response_class": FileResponse,
+    "responses": {
         **PROBLEM_RESPONSES,
         200: {"content": {"video/mp4": {}}, "description": "The annotated video (Range supported)"},
         202: {
             "model": RenderPending,
             "description": "Rendering was requested or is under way; poll Location after Retry-After",
         },
-        500: {"description": "Rendering failed (code render_failed)"},
+        409: problem_response(
+            "Not succeeded (job_not_finished), or rendering failed (render_failed: ?retry=1)"
+        ),
     },
-    summary="The video with labels and a timeline drawn on it (rendered on first request, cached)",
+    "summary": "The video with labels and a timeline drawn on it (rendered on first request, cached)",
+}
+
+
+@router.head(
+    "/{job_id}/annotated.mp4",
+    operation_id="head_annotated_v1_jobs__job_id__annotated_mp4_head",
+    **ANNOTATED_ROUTE,
 )
+@router.get("/{job_id}/annotated.mp4", **ANNOTATED_ROUTE)
 def get_annotated(
     request: Request, job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
 ) -> Response:
@@ -109,7 +112,7 @@ def get_annotated(
                 path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"}
             )
     if render is not None and render.status == "failed" and request.query_params.get("retry") != "1":
-        raise RenderFailed(f"{render.error} (GET with ?retry=1 to try again)")
+        raise RenderFailed(f"{render.error}; GET with ?retry=1 to queue it again")
     if render is None or render.status in ("succeeded", "failed"):
         if not job.blob_key:
             raise NotFound(f"job {job.id} has no stored video any more (deleted or expired)")
