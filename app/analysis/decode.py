@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 import av
 import numpy as np
 
-from app.analysis.limits import DEFAULT_LIMITS, MediaLimits, check_frame
+from app.analysis.limits import DEFAULT_LIMITS, MediaLimits, check_decode_error, check_frame
 from app.analysis.plan import ClipPlan, SamplingPlan
 from app.analysis.scan import VideoScan, open_video, pts_to_seconds
 from app.errors import NoFrames, VideoUnreadable
@@ -211,7 +211,8 @@ def decode_clips(
 
     ``skip_nonref`` (fast mode): the decoder drops non-reference frames (most B-frames), and
     a planned frame that is never decoded is replaced by the nearest decoded one. An
-    allocation failure (``MemoryError``, also FFmpeg's ENOMEM) is never taken for a bad packet."""
+    allocation failure (``MemoryError``, also FFmpeg's ENOMEM) or a frame refused by the
+    size cap (``FrameTooLarge``) is never taken for a bad packet."""
     state = _Assembler(scan, plan, prepare, limits)
     if stats is not None:
         state.stats = stats
@@ -245,6 +246,7 @@ def decode_clips(
             except MemoryError:
                 raise
             except (av.FFmpegError, ValueError) as exc:
+                check_decode_error(ctx, exc, limits)  # a frame over the size cap is no bad packet
                 state.stats.errors += 1
                 log.debug("skipping undecodable packet in %s: %s", path.name, exc)
                 continue

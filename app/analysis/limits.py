@@ -14,8 +14,11 @@ FFmpeg cannot be left to enforce two of them by itself:
   small PNG can declare 12000x12000 pixels), not the codec contexts PyAV decodes with,
   where it is silently ignored. So it goes to both: ``open_options`` for the probe,
   and ``guard_container`` sets it on every video stream's codec context before that
-  decoder opens. A frame over the limit then fails inside FFmpeg (EINVAL) before its
-  buffer is allocated.
+  decoder opens. A frame over the limit then fails inside FFmpeg before its buffer is
+  allocated, as a decode error: ``check_decode_error`` tells that refusal apart from a
+  bad packet (which is skipped), so a stream that grows past the limit mid-way (a new
+  H.264 SPS, a bigger PNG frame) fails with ``frame_too_large`` instead of being
+  analysed up to the switch only.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.errors import FrameTooLarge, TooManyStreams, VideoTooLong
+
+_EINVAL = 22
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -83,6 +88,24 @@ def check_frame(frame: Any, time_seconds: float | None, limits: MediaLimits) -> 
     """For the decode pass: one decoded ``av.VideoFrame`` and its time from the start."""
     check_frame_size(int(frame.width), int(frame.height), limits)
     check_duration(time_seconds, limits)
+
+
+def check_decode_error(ctx: Any, exc: BaseException, limits: MediaLimits) -> None:
+    """After the decoder refused a packet: raise FrameTooLarge if the frame-size cap refused it.
+
+    The refusal shows on the codec context in one of two ways: it already carries the new
+    size (H.264 takes it from the SPS, then fails to allocate the frame), or, in decoders
+    that size frames with ``ff_set_dimensions`` (PNG, MJPEG, ...), the size was refused
+    with EINVAL and reset to 0x0. Anything else is a bad packet; the caller decides."""
+    width, height = int(ctx.width or 0), int(ctx.height or 0)
+    if width * height > limits.max_frame_pixels:
+        raise FrameTooLarge(
+            f"a frame of {width}x{height} pixels exceeds the limit of {limits.max_frame_pixels} pixels"
+        ) from exc
+    if getattr(exc, "errno", None) == _EINVAL and not (width and height):
+        raise FrameTooLarge(
+            f"a frame cannot be decoded within the limit of {limits.max_frame_pixels} pixels"
+        ) from exc
 
 
 def guard_container(container: Any, limits: MediaLimits) -> None:

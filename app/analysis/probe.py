@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from app.analysis.limits import (
     DEFAULT_LIMITS,
     MediaLimits,
+    check_decode_error,
     check_duration,
     check_frame_size,
     check_streams,
@@ -25,7 +26,7 @@ from app.analysis.limits import (
     guard_container,
 )
 from app.domain import VideoInfo
-from app.errors import FormatNotAllowed, FrameTooLarge, UnsupportedMedia
+from app.errors import FormatNotAllowed, UnsupportedMedia
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -105,14 +106,8 @@ def probe_video(
         check_duration(duration, limits)
         try:
             first: Any = next(iter(container.decode(stream)), None)
-        except av.ArgumentError as exc:
-            if exc.errno == _EINVAL and not (stream.codec_context.width and stream.codec_context.height):
-                # The probing decoders could not size it within max_pixels either.
-                raise FrameTooLarge(
-                    f"the first frame cannot be decoded within the limit of {limits.max_frame_pixels} pixels"
-                ) from exc
-            raise UnsupportedMedia(f"the video stream cannot be decoded ({exc.__class__.__name__})") from exc
         except (av.FFmpegError, ValueError) as exc:
+            check_decode_error(stream.codec_context, exc, limits)
             raise UnsupportedMedia(f"the video stream cannot be decoded ({exc.__class__.__name__})") from exc
         if first is None:
             raise UnsupportedMedia("the video stream has no decodable frames")

@@ -14,7 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.analysis.limits import DEFAULT_LIMITS, MediaLimits, check_duration
+from app.analysis.limits import DEFAULT_LIMITS, MediaLimits, check_decode_error, check_duration
 from app.errors import FormatNotAllowed, NoFrames, UnsupportedMedia, VideoUnreadable
 
 if TYPE_CHECKING:
@@ -110,7 +110,8 @@ def _decoded_pts(path: Path, allowed_formats: Iterable[str], limits: MediaLimits
             for packet in container.demux(stream):
                 try:
                     found.extend(None if f.pts is None else int(f.pts) for f in packet.decode())
-                except (av.FFmpegError, ValueError):
+                except (av.FFmpegError, ValueError) as exc:
+                    check_decode_error(stream.codec_context, exc, limits)
                     continue
         except (av.FFmpegError, ValueError) as exc:
             log.warning("demux stopped early in %s: %s", path.name, exc)

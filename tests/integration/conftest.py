@@ -57,14 +57,21 @@ class Service:
         return sorted(p.name for p in videos.rglob("*") if p.is_file()) if videos.exists() else []
 
 
-_ANALYZERS: dict[tuple[str, int], Any] = {}
+_ANALYZERS: dict[tuple[object, ...], Any] = {}
 
 
 def shared_analyzer(settings: Settings) -> Any:
-    """One Analyzer (and so one model cache) per models dir, as a long-lived worker would have."""
+    """One Analyzer (and so one model cache) per models dir, as a long-lived worker would have;
+    and per media limits, which a test may set (``pytest.mark.settings``) for the decode too."""
     from app.analysis.engine import Analyzer
+    from app.analysis.limits import MediaLimits
 
-    key = (str(settings.models_dir), settings.batch_size)
+    key = (
+        str(settings.models_dir),
+        settings.batch_size,
+        MediaLimits.from_settings(settings),
+        tuple(settings.allowed_format_list),
+    )
     if key not in _ANALYZERS:
         _ANALYZERS[key] = Analyzer.from_settings(settings)
     return _ANALYZERS[key]

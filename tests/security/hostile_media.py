@@ -89,6 +89,29 @@ def png_bomb_mov(target: Path, side: int = 12_000, frames: int = 2) -> Path:
     return target
 
 
+def growing_png_mov(target: Path, small: int = 64, big: int = 200, frames: int = 20) -> Path:
+    """A MOV of PNG frames: the first half ``small`` x ``small``, the rest ``big`` x ``big``
+    (a decoder refusing the bigger size resets its context to 0x0: the EINVAL case)."""
+    bomb = _png(big, big)
+    with av.open(str(target), "w", format="mov") as container:
+        stream = container.add_stream("png", rate=10)
+        stream.width, stream.height, stream.pix_fmt = small, small, "gray"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.zeros((small, small), np.uint8), format="gray")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                if i < frames // 2:
+                    container.mux(packet)
+                    continue
+                forged = av.Packet(bomb)
+                forged.pts, forged.dts, forged.time_base = packet.pts, packet.dts, packet.time_base
+                forged.stream = packet.stream
+                container.mux(forged)
+        for packet in stream.encode():
+            container.mux(packet)
+    return target
+
+
 def many_streams(target: Path, audio_streams: int, fmt: str) -> Path:
     """One short video stream and ``audio_streams`` silent PCM/MP2 tracks."""
     audio_codec = "mp2" if fmt == "mpegts" else "pcm_s16le"

@@ -109,6 +109,18 @@ async def test_bit_flipped_files_have_a_deterministic_outcome(
             id="pixels",
         ),
         pytest.param(
+            lambda d: hm.resolution_change_h264(d / "switch.h264"),
+            "failed frame_too_large",
+            marks=pytest.mark.settings(max_frame_pixels=128 * 96),
+            id="pixels-exceeded-mid-stream",
+        ),
+        pytest.param(
+            lambda d: hm.resolution_change_h264(d / "switch.h264"),
+            "succeeded",
+            marks=pytest.mark.settings(max_frame_pixels=192 * 144),
+            id="pixels-mid-stream-at-limit",
+        ),
+        pytest.param(
             lambda d: hm.many_streams(d / "two.mkv", 1, "matroska"),
             "415 too_many_streams",
             marks=pytest.mark.settings(max_streams=1),

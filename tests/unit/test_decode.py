@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import weakref
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,11 +13,13 @@ import pytest
 import torch
 
 from app.analysis.decode import DecodedClip, DecodeStats, decode_clips
+from app.analysis.limits import MediaLimits
 from app.analysis.plan import SamplingPlan, make_plan
 from app.analysis.scan import VideoScan, scan_video
-from app.errors import NoFrames, ServiceError, VideoUnreadable
+from app.errors import FrameTooLarge, NoFrames, ServiceError, VideoUnreadable
 from app.settings import Settings
 from tests.media import write_video
+from tests.security import hostile_media as hm
 
 ALLOWED = Settings().allowed_format_list
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -195,6 +198,37 @@ def test_corrupt_middle_keeps_what_decoded(tmp_path: Path) -> None:
     scan, plan, clips, stats = run(path)
     assert stats.errors > 0 and stats.substituted > 0 and 0 < stats.decoded < len(scan.frame_times)
     assert all(len(c.frames) == 8 for c in clips) and len(clips) == len(plan.clips)
+
+
+@pytest.mark.parametrize(
+    ("build", "name", "limit", "sizes"),
+    [
+        (hm.resolution_change_h264, "grows.h264", 128 * 96, {(128, 96), (192, 144)}),  # new size on ctx
+        (hm.growing_png_mov, "grows.mov", 64 * 64, {(64, 64), (200, 200)}),  # EINVAL, ctx reset to 0x0
+    ],
+    ids=["h264-new-sps", "png-bigger-frame"],
+)
+def test_a_frame_over_the_size_limit_mid_stream_fails_the_decode(
+    tmp_path: Path, build: Callable[[Path], Path], name: str, limit: int, sizes: set[tuple[int, int]]
+) -> None:
+    """The size cap refuses the bigger frames inside FFmpeg; that is FrameTooLarge, not a
+    bad packet to skip (which would analyse the first half only)."""
+    path = build(tmp_path / name)
+    tight = MediaLimits(max_frame_pixels=limit)
+    scan, plan, _, stats = run(path, frames=4)
+    assert stats.sizes == sizes and stats.errors == 0
+    with pytest.raises(FrameTooLarge):
+        list(decode_clips(path, ALLOWED, scan, plan, lambda rgb: rgb, limits=tight))
+    if scan.source == "frames":  # no packet timestamps: the scan decodes, and is held to it too
+        with pytest.raises(FrameTooLarge):
+            scan_video(path, ALLOWED, tight)
+
+
+def test_the_scan_by_decoding_is_held_to_the_size_limit(tmp_path: Path) -> None:
+    path = hm.resolution_change_h264(tmp_path / "switch.h264")
+    assert scan_video(path, ALLOWED).source == "frames"
+    with pytest.raises(FrameTooLarge):
+        scan_video(path, ALLOWED, MediaLimits(max_frame_pixels=128 * 96))
 
 
 def test_not_a_video_and_no_frames_are_coded_errors(tmp_path: Path) -> None:

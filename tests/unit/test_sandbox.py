@@ -24,6 +24,7 @@ from app.errors import (
 )
 from app.settings import Settings
 from tests.media import write_video
+from tests.security import hostile_media as hm
 
 ALLOWED = Settings().allowed_format_list
 PREP = FramePrep((0.45, 0.45, 0.45), (0.225, 0.225, 0.225), short_side=40, crop=32)
@@ -119,6 +120,18 @@ def test_coded_media_errors_come_back_as_themselves(videos: dict[str, Path], tmp
         sandbox.scan()
     with pytest.raises(FrameTooLarge):
         sandboxed(videos["cfr25"], media=MediaLimits(max_frame_pixels=64 * 48 - 1))
+
+
+def test_a_frame_over_the_size_limit_mid_stream_fails_in_the_child(tmp_path: Path) -> None:
+    """The scan passes (64x64 declared), then the decode pass meets the 200x200 frames."""
+    path = hm.growing_png_mov(tmp_path / "grows.mov")
+    tight = MediaLimits(max_frame_pixels=64 * 64)
+    with DecodeSandbox(path, ALLOWED, tight, PREP, FRAMES) as sandbox:
+        sandbox.scan()
+        sandbox.decode(plan_of(path))
+        with pytest.raises(FrameTooLarge, match="limit of 4096 pixels"):
+            while sandbox.next_clip() is not None:
+                pass
 
 
 @pytest.mark.parametrize(
