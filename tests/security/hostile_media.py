@@ -112,6 +112,23 @@ def growing_png_mov(target: Path, small: int = 64, big: int = 200, frames: int =
     return target
 
 
+def huge_sps_h264(target: Path, side: int = 6144) -> Path:
+    """Raw Annex-B H.264, one black ``side`` x ``side`` frame (about 110 KB for 6144): the
+    size is declared by the codec itself (the SPS), so it survives probing, unlike the AVI's."""
+    with av.open(str(target), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=1)
+        stream.width = stream.height = side
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "51", "threads": "1"}
+        frame = av.VideoFrame(side, side, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.pts = 0
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    return target
+
+
 def many_streams(target: Path, audio_streams: int, fmt: str) -> Path:
     """One short video stream and ``audio_streams`` silent PCM/MP2 tracks."""
     audio_codec = "mp2" if fmt == "mpegts" else "pcm_s16le"

@@ -54,7 +54,10 @@ ROWS: list[tuple[str, Build, str]] = [
         "415 unsupported_media",
     ),
     # -- hostile sizes and shapes
+    # the AVI headers declare 30000x30000 but FFmpeg sizes rawvideo from them as 0x0: unreadable
     ("huge-declared-dimensions", lambda d: hm.huge_declared_avi(d / "huge.avi"), "415 unsupported_media"),
+    # the H.264 SPS declares 6144x6144 (over 7680x4320 pixels): refused at open, nothing decoded
+    ("huge-declared-dimensions-sps", lambda d: hm.huge_sps_h264(d / "huge.h264"), "413 frame_too_large"),
     ("png-decompression-bomb", lambda d: hm.png_bomb_mov(d / "bomb.mov"), "413 frame_too_large"),
     ("44-streams-mkv", lambda d: hm.many_streams(d / "many.mkv", 44, "matroska"), "415 too_many_streams"),
     ("44-streams-mpegts", lambda d: hm.many_streams(d / "many.ts", 44, "mpegts"), "415 too_many_streams"),
