@@ -11,9 +11,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.settings import Settings
 
-ALLOWED_METHODS = ["GET", "HEAD", "POST", "DELETE"]
+ALLOWED_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]  # PUT: /v1/webhook
 ALLOWED_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "Range"]
-EXPOSED_HEADERS = ["Location", "Retry-After", "WWW-Authenticate", "Content-Range"]
+EXPOSED_HEADERS = ["Location", "Retry-After", "WWW-Authenticate", "Content-Range", "X-Next-Cursor", "Link"]
 
 
 def allowed_origins(settings: Settings) -> list[str]:

@@ -210,7 +210,24 @@ async def test_cors_allows_configured_origins_only(service: Service) -> None:
     refused = await service.client.get("/v1/jobs", headers={"Origin": "https://other.example"})
     assert refused.status_code == 401
     assert refused.headers["access-control-allow-origin"] == "https://other.example"
-    assert "WWW-Authenticate" in refused.headers["access-control-expose-headers"]
+    exposed = refused.headers["access-control-expose-headers"]
+    assert {"WWW-Authenticate", "Retry-After", "Location", "X-Next-Cursor"} <= set(exposed.split(", "))
+    # Every method of the API can be called from a page: PUT /v1/webhook included.
+    for method, path in (("PUT", "/v1/webhook"), ("DELETE", f"/v1/jobs/{UNKNOWN_ID}"), ("GET", "/v1/jobs")):
+        allowed = await service.client.options(
+            path,
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": "x-api-key, content-type",
+            },
+        )
+        assert allowed.status_code == 200, (method, allowed.text)
+        assert method in allowed.headers["access-control-allow-methods"].split(", ")
+    put = await service.client.put(
+        "/v1/webhook", json={"default_url": None}, headers={"Origin": "https://app.example"}
+    )
+    assert put.status_code == 401 and put.headers["access-control-allow-origin"] == "https://app.example"
 
 
 async def test_cors_is_off_by_default(service: Service) -> None:
