@@ -3,7 +3,8 @@
 #   docker build --target api    -t video-analysis-api .     FastAPI replicas; no torch (slim)
 #   docker build --target worker -t video-analysis-worker .  workers; CUDA torch from PyPI
 #     CPU-only torch (smaller): --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# Weights are never baked in: mount them at /models. Uploaded videos live in /data, a volume
+# Both listen on all interfaces with API keys required (VAS_AUTH_ENABLED=true; create keys with
+# `python -m app keys create --tenant T`). Weights are never baked in: mount them at /models. Uploaded videos live in /data, a volume
 # shared by every replica and worker. The commands are the ones docker-compose.yml runs and
 # tests/deploy starts on loopback.
 
@@ -17,7 +18,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VAS_DATA_DIR=/data \
     VAS_MODELS_DIR=/models \
     VAS_HOST=0.0.0.0 \
-    VAS_PORT=8000
+    VAS_PORT=8000 \
+    VAS_AUTH_ENABLED=true
 RUN groupadd --system --gid 10001 vas \
     && useradd --system --uid 10001 --gid vas --no-create-home --shell /usr/sbin/nologin vas \
     && mkdir -p /data /models \

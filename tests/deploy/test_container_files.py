@@ -146,6 +146,25 @@ def test_dockerfile_structure() -> None:
     assert ignored[ignored.index("*") + 1 :][:2] == ["!pyproject.toml", "!app/"]
 
 
+def _env(stage: list[str]) -> dict[str, str]:
+    """``ENV k=v k2=v2`` instructions of a stage (continuations already joined)."""
+    return dict(pair.split("=", 1) for line in _instruction(stage, "ENV") for pair in line.split()[1:])
+
+
+def test_images_require_api_keys_by_default() -> None:
+    """The images listen on 0.0.0.0, so a bare ``docker run`` must not serve an open API;
+    compose (and its CPU override) agree."""
+    base = _env(_stages()["base"])
+    assert base["VAS_HOST"] == "0.0.0.0" and base["VAS_AUTH_ENABLED"] == "true"
+    for stage in ("api", "worker"):
+        assert _env(_stages()[stage]).get("VAS_AUTH_ENABLED", "true") == "true", stage
+    for name in ("api", "worker", "migrate"):
+        assert load_compose()["services"][name]["environment"]["VAS_AUTH_ENABLED"] == "true", name
+    override = yaml.load(CPU_OVERRIDE.read_text(), Loader=_ComposeLoader)
+    for name, service in override["services"].items():
+        assert "VAS_AUTH_ENABLED" not in (service.get("environment") or {}), name
+
+
 def test_dockerfile_commands_are_the_ones_compose_and_the_deployment_test_run() -> None:
     stages = _stages()
     compose = load_compose()
