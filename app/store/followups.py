@@ -2,8 +2,10 @@
 
 * its partial results go (the final results, if any, are the single truth);
 * a job with a callback URL gets a webhook delivery queued (the outbox row that
-  workers send, retry and log; see ``app.webhooks``). One row per (job, event), so
-  running this twice for the same end queues nothing new.
+  workers send, retry and log; see ``app.webhooks``), its body the job JSON as of
+  now. One row per (job, event), so running this twice for the same end queues
+  nothing new. The row does not reference the job: deleting the job leaves a
+  pending delivery to be sent.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 
 from app.domain import JobStatus
-from app.store.schema import deliveries, jobs, partial_results
+from app.store.schema import deliveries, job_from_row, jobs, partial_results
+from app.webhooks import payload
 
 PENDING = "pending"
 
@@ -31,9 +34,7 @@ def job_ended(conn: Connection, job_ids: Iterable[str], now: float) -> None:
     conn.execute(delete(partial_results).where(partial_results.c.job_id.in_(ids)))
     final = [s.value for s in JobStatus if s.is_final]
     rows = conn.execute(
-        select(jobs.c.id, jobs.c.status, jobs.c.callback_url, jobs.c.callback_owner).where(
-            jobs.c.id.in_(ids), jobs.c.status.in_(final), jobs.c.callback_url.is_not(None)
-        )
+        select(jobs).where(jobs.c.id.in_(ids), jobs.c.status.in_(final), jobs.c.callback_url.is_not(None))
     ).all()
     for row in rows:
         event = event_name(row.status)
@@ -42,9 +43,10 @@ def job_ended(conn: Connection, job_ids: Iterable[str], now: float) -> None:
         ).first()
         if exists is not None:
             continue
+        delivery_id = str(uuid.uuid4())
         conn.execute(
             insert(deliveries).values(
-                id=str(uuid.uuid4()),
+                id=delivery_id,
                 job_id=row.id,
                 event=event,
                 url=row.callback_url,
@@ -52,7 +54,17 @@ def job_ended(conn: Connection, job_ids: Iterable[str], now: float) -> None:
                 status=PENDING,
                 attempts=0,
                 next_attempt_at=now,
+                body=payload.render(job_from_row(row._mapping), event, delivery_id),
                 created_at=now,
                 updated_at=now,
             )
+        )
+
+
+def jobs_deleted(conn: Connection, job_ids: list[str]) -> None:
+    """Called in the transaction that deletes jobs: their settled deliveries (and attempt
+    logs) go with them; pending ones stay to be sent, and go when they settle."""
+    if job_ids:
+        conn.execute(
+            delete(deliveries).where(deliveries.c.job_id.in_(job_ids), deliveries.c.status != PENDING)
         )

@@ -149,11 +149,13 @@ webhook_owners = Table(
 )
 
 # The webhook outbox: one row per (job, final event), retried with backoff by workers.
+# ``body`` is rendered when the row is queued; ``job_id`` is no foreign key (revision 0004),
+# so deleting the job leaves a pending delivery to be sent (settled ones go with the job).
 deliveries = Table(
     "deliveries",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("job_id", String(36), nullable=False),
     Column("event", String(32), nullable=False),
     Column("url", String(2048), nullable=False),
     Column("owner", String(160), nullable=False),

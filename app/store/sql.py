@@ -464,6 +464,7 @@ class SqlJobStore(SqlTables, JobStore):
                 return False
             conn.execute(delete(results_table).where(results_table.c.job_id == job_id))
             conn.execute(delete(jobs).where(jobs.c.id == job_id))
+            followups.jobs_deleted(conn, [job_id])
         return True
 
     def append_partial(self, lease: Lease, segments: list[dict[str, Any]], progress: float) -> None:
@@ -587,6 +588,7 @@ class SqlJobStore(SqlTables, JobStore):
             for chunk in _chunks([r.id for r in rows]):
                 conn.execute(delete(results_table).where(results_table.c.job_id.in_(chunk)))
                 conn.execute(delete(jobs).where(jobs.c.id.in_(chunk)))
+                followups.jobs_deleted(conn, chunk)
         return sorted(r.blob_key for r in rows if r.blob_key is not None)
 
     def blob_keys(self) -> set[str]:

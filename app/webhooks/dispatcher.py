@@ -3,30 +3,34 @@ sends due webhooks, retries failures with exponential backoff, logs every attemp
 
 Success is a 2xx answer; anything else (other statuses, redirects, timeouts, refused
 connections) is retried after ``backoff * 2**(attempt-1)`` seconds (jittered, capped,
-at least the receiver's ``Retry-After``) until ``webhook_max_attempts``. The job JSON
-is fixed at the first attempt, so every retry sends the same bytes and signature base.
+at least the receiver's ``Retry-After``) until ``webhook_max_attempts``; so is a target
+that does not resolve, or resolves to a refused address, at send time. The body was
+rendered when the delivery was queued, so every retry sends the same bytes.
+
+Each send resolves the host, checks every address (``urls.pin``) and connects to the
+checked one: the URL's host is replaced by the address, with the original ``Host``
+header and, for https, the original name as SNI and for certificate verification.
+Connections are not kept alive, so a TLS connection verified for one name is never
+reused for another name on the same address.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import httpx
 
 from app import __version__
-from app.api.schemas import job_out
 from app.errors import InvalidOptions, ServiceError
 from app.settings import Settings
 from app.store.base import JobStore
-from app.webhooks import signing
+from app.webhooks import payload, signing
 from app.webhooks.store import DELIVERED, FAILED, PENDING, Delivery, WebhookStore
-from app.webhooks.urls import Resolver, parse_networks, resolve, validate_url
+from app.webhooks.urls import Resolver, Target, parse_networks, pin, resolve
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,7 @@ class Dispatcher:
             transport=transport,
             timeout=settings.webhook_timeout_seconds,
             follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
             headers={"User-Agent": f"video-analysis-service/{__version__} (webhook)"},
         )
 
@@ -95,24 +100,29 @@ class Dispatcher:
     def close(self) -> None:
         self._client.close()
 
-    def _body(self, delivery: Delivery) -> str | None:
+    def _legacy_body(self, delivery: Delivery) -> str | None:
+        """Rows queued before revision 0004 have no body: render the job as it is now."""
         job = self.jobs.get_job(delivery.job_id)
-        if job is None:
-            return None
-        document = {
-            "id": delivery.id,
-            "event": delivery.event,
-            "created_at": datetime.fromtimestamp(delivery.created_at, tz=UTC).isoformat(),
-            "job": job_out(job).model_dump(mode="json"),
-        }
-        return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+        return None if job is None else payload.render(job, delivery.event, delivery.id)
+
+    def _send(self, target: Target, raw: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST to the checked address, keeping the URL's name for Host, SNI and the certificate."""
+        url = httpx.URL(target.url)
+        headers = {**headers, "Host": url.netloc.decode("ascii")}
+        extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
+        request = self._client.build_request(
+            "POST", url.copy_with(host=target.address), content=raw, headers=headers, extensions=extensions
+        )
+        response = self._client.send(request, stream=True)
+        response.close()  # the status and headers are all we read
+        return response
 
     def _deliver(self, delivery: Delivery) -> None:
         extra = {"job_id": delivery.job_id}
         started = self._clock()
         body = delivery.body
         if body is None:
-            body = self._body(delivery)
+            body = self._legacy_body(delivery)
             if body is None:
                 self._finish(delivery, started, 0.0, None, "the job no longer exists", FAILED)
                 return
@@ -120,11 +130,6 @@ class Dispatcher:
         owner = self.hooks.get_owner(delivery.owner)
         if owner is None:
             self._finish(delivery, started, 0.0, None, "no signing secret for this delivery's owner", FAILED)
-            return
-        try:
-            validate_url(delivery.url, self._allowed, resolver=self._resolver)
-        except InvalidOptions as exc:
-            self._finish(delivery, started, 0.0, None, exc.detail, FAILED)
             return
         raw = body.encode("utf-8")
         timestamp = int(self._clock())
@@ -139,10 +144,12 @@ class Dispatcher:
         status_code: int | None = None
         retry_after = 0.0
         try:
-            with self._client.stream("POST", delivery.url, content=raw, headers=headers) as response:
-                status_code = response.status_code
-                retry_after = _retry_after(response)
+            response = self._send(pin(delivery.url, self._allowed, resolver=self._resolver), raw, headers)
+            status_code = response.status_code
+            retry_after = _retry_after(response)
             error = None if 200 <= status_code < 300 else f"HTTP {status_code}"
+        except InvalidOptions as exc:  # no longer resolves, or resolves somewhere refused
+            error = exc.detail
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         duration_ms = (time.perf_counter() - t0) * 1000

@@ -1,6 +1,8 @@
 """The webhook tables: owners (secret, default URL), the deliveries outbox and its log.
 
-Deliveries are queued by ``app.store.followups`` in the transaction that ends a job.
+Deliveries are queued by ``app.store.followups`` in the transaction that ends a job, with
+their body already rendered, and do not reference the job row: a pending delivery is sent
+even if the job is deleted meanwhile (it is removed once it settles).
 A sender claims a due one with a short lock (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
 the write lock on SQLite), sends it, then records the outcome fenced by the lock token;
 a sender that dies mid-send leaves the lock to expire and another one retries.
@@ -13,9 +15,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.engine import Connection
 
-from app.store.schema import deliveries, delivery_attempts, webhook_owners
+from app.store.schema import deliveries, delivery_attempts, jobs, webhook_owners
 from app.store.sql import SqlTables
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
@@ -183,6 +186,13 @@ class WebhookStore(SqlTables):
             )
         return result.rowcount == 1
 
+    @staticmethod
+    def _job_exists(conn: Connection, job_id: str) -> bool:
+        """Locks the job row (FOR SHARE) if there is one, so a concurrent delete waits and
+        then removes this settled delivery with the job (``followups.jobs_deleted``)."""
+        found = conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update(read=True)).first()
+        return found is not None
+
     def record(
         self,
         delivery: Delivery,
@@ -213,8 +223,13 @@ class WebhookStore(SqlTables):
             values["delivered_at"] = now
         fence = and_(deliveries.c.id == delivery.id, deliveries.c.lock_token == delivery.lock_token)
         with self._write() as conn:
+            # Settled after its job was deleted: nobody can read its log any more.
+            orphan = status != PENDING and not self._job_exists(conn, delivery.job_id)
             if conn.execute(update(deliveries).where(fence).values(**values)).rowcount != 1:
                 return False
+            if orphan:
+                conn.execute(delete(deliveries).where(deliveries.c.id == delivery.id))
+                return True
             conn.execute(
                 insert(delivery_attempts).values(
                     delivery_id=delivery.id,

@@ -1,20 +1,38 @@
 """Webhook target validation: http(s) only, and no loopback, private, link-local,
 multicast or reserved addresses unless a network is allowed in settings
-(``webhook_allowed_networks``). Checked at submission and again before every send,
-since a name may resolve elsewhere later."""
+(``webhook_allowed_networks``).
+
+At submission (``validate_url``) a literal address must be allowed and a name that
+resolves must resolve only to allowed addresses; a name that does not resolve (yet:
+an offline API host, DNS set up later) is accepted. Before every send (``pin``) the
+name is resolved and checked again, and the request goes to the checked address, so a
+name that re-resolves elsewhere between the check and the connect (DNS rebinding)
+cannot redirect it.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
 
 from app.errors import InvalidOptions
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 MAX_URL_LENGTH = 2048
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to send a webhook: the URL as given and the checked address to connect to."""
+
+    url: str
+    host: str
+    address: str
 
 
 def parse_networks(text: str) -> list[Network]:
@@ -23,41 +41,83 @@ def parse_networks(text: str) -> list[Network]:
 
 
 def resolve(host: str, port: int) -> list[str]:
+    """The host's addresses in the resolver's order of preference, without repeats."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in infos})
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def _public(address: Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_global and not address.is_multicast
 
 
-def validate_url(url: str, allowed: Sequence[Network] = (), *, resolver: Resolver = resolve) -> str:
-    """The URL, stripped, if a webhook may be sent there; else InvalidOptions saying why."""
+def _parse(url: str, field: str) -> tuple[str, SplitResult, int]:
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
-        raise InvalidOptions(f"callback_url is longer than {MAX_URL_LENGTH} characters")
+        raise InvalidOptions(f"{field} is longer than {MAX_URL_LENGTH} characters")
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
-        raise InvalidOptions(f"callback_url is not a valid URL: {exc}") from exc
+        raise InvalidOptions(f"{field} is not a valid URL: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidOptions("callback_url must be an absolute http:// or https:// URL")
+        raise InvalidOptions(f"{field} must be an absolute http:// or https:// URL")
     if parts.username or parts.password:
-        raise InvalidOptions("callback_url must not carry credentials")
+        raise InvalidOptions(f"{field} must not carry credentials")
+    return url, parts, port
+
+
+def _literal(host: str) -> Address | None:
     try:
-        addresses = resolver(parts.hostname, port)
-    except (OSError, UnicodeError) as exc:
-        raise InvalidOptions(f"callback_url host {parts.hostname!r} does not resolve") from exc
-    if not addresses:
-        raise InvalidOptions(f"callback_url host {parts.hostname!r} does not resolve")
+        return ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+
+
+def _check(addresses: Sequence[str], allowed: Sequence[Network], field: str) -> None:
     for text in addresses:
         address = ipaddress.ip_address(text.split("%")[0])
         if not _public(address) and not any(address in net for net in allowed):
             raise InvalidOptions(
-                f"callback_url resolves to {address}, a loopback/private/reserved address "
+                f"{field} resolves to {address}, a loopback/private/reserved address "
                 "(allow its network with VAS_WEBHOOK_ALLOWED_NETWORKS)"
             )
+
+
+def _addresses(host: str, port: int, field: str, resolver: Resolver) -> list[str]:
+    literal = _literal(host)
+    if literal is not None:
+        return [str(literal)]
+    try:
+        found = resolver(host, port)
+    except (OSError, UnicodeError) as exc:
+        raise InvalidOptions(f"{field} host {host!r} does not resolve") from exc
+    if not found:
+        raise InvalidOptions(f"{field} host {host!r} does not resolve")
+    return found
+
+
+def validate_url(
+    url: str, allowed: Sequence[Network] = (), *, field: str = "callback_url", resolver: Resolver = resolve
+) -> str:
+    """The URL, stripped, if a webhook may be sent there; else InvalidOptions saying why
+    (naming ``field``). A name that does not resolve passes: ``pin`` checks it at send time."""
+    url, parts, port = _parse(url, field)
+    assert parts.hostname is not None
+    try:
+        addresses = _addresses(parts.hostname, port, field, resolver)
+    except InvalidOptions:  # only a name fails to resolve; a literal address never does
+        return url
+    _check(addresses, allowed, field)
     return url
+
+
+def pin(url: str, allowed: Sequence[Network] = (), *, resolver: Resolver = resolve) -> Target:
+    """Send-time check: resolve now, refuse unless every address is allowed, and name the
+    first (the resolver's preferred) as the one to connect to."""
+    url, parts, port = _parse(url, "callback_url")
+    assert parts.hostname is not None
+    addresses = _addresses(parts.hostname, port, "callback_url", resolver)
+    _check(addresses, allowed, "callback_url")
+    return Target(url=url, host=parts.hostname, address=addresses[0].split("%")[0])

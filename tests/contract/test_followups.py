@@ -4,6 +4,7 @@ written with the final state, claims that never hand one delivery to two senders
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 
 import pytest
@@ -100,3 +101,48 @@ def test_claims_are_exclusive_and_recorded_with_the_lock(store: SqlJobStore, clo
     )
     [delivered] = hooks.for_job(again.job_id)
     assert delivered.status == DELIVERED and [a.status_code for a in delivered.log] == [200]
+
+
+def test_deliveries_carry_the_job_json_and_outlive_the_job(store: SqlJobStore, clock: FakeClock) -> None:
+    """The body is rendered with the final state; deleting the job keeps a pending delivery
+    and drops settled ones, and a pending one settling after the delete goes too."""
+    hooks = WebhookStore(store.engine, clock=clock)
+    ids = []
+    for _ in range(3):
+        job, _ = store.create_job(with_callback())  # type: ignore[arg-type]
+        store.cancel(job.id)
+        ids.append(job.id)
+        clock.advance(1)  # claimed in this order
+    [first] = hooks.for_job(ids[0])
+    assert first.body is not None
+    body = json.loads(first.body)
+    assert body["id"] == ids[0] and body["status"] == "canceled" and body["finished_at"] is not None
+    assert body["event"] == "job.canceled" and body["delivery_id"] == first.id
+
+    settled = hooks.claim_due(60)
+    assert settled is not None and settled.job_id == ids[0]
+    assert hooks.record(
+        settled, started_at=clock.now, duration_ms=1, status_code=200, error=None, status=DELIVERED
+    )
+    for job_id in ids:
+        assert store.delete_job(job_id)
+    assert hooks.for_job(ids[0]) == [], "a settled delivery goes with its job"
+    assert [d.status for d in hooks.for_job(ids[1])] == [PENDING], "a pending one stays to be sent"
+    retried = hooks.claim_due(60)
+    assert retried is not None and retried.job_id == ids[1]
+    assert hooks.record(
+        retried,
+        started_at=clock.now,
+        duration_ms=1,
+        status_code=500,
+        error="x",
+        status=PENDING,
+        next_attempt_at=clock.now + 100,
+    )
+    assert [d.attempts for d in hooks.for_job(ids[1])] == [1]
+    last = hooks.claim_due(60)
+    assert last is not None and last.job_id == ids[2]
+    assert hooks.record(
+        last, started_at=clock.now, duration_ms=1, status_code=200, error=None, status=DELIVERED
+    )
+    assert hooks.for_job(ids[2]) == [], "settled after the delete: removed"

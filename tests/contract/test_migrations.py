@@ -5,9 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from app.store import migrate
 from app.store.schema import metadata
@@ -65,5 +66,51 @@ def test_concurrent_upgrades_from_several_processes(empty_db_url: str) -> None:
     engine = build_engine(empty_db_url, pool_size=1)
     try:
         assert migrate.is_current(engine)
+    finally:
+        engine.dispose()
+
+
+def test_0004_keeps_deliveries_and_their_attempts_past_the_job(empty_db_url: str) -> None:
+    """0004 drops deliveries.job_id's foreign key. On SQLite that rebuilds the table, whose
+    drop would cascade to delivery_attempts: the attempts must come through, and after it
+    a pending delivery outlives its deleted job. Downgrading drops such orphans."""
+    cfg = migrate.alembic_config(empty_db_url)
+    command.upgrade(cfg, "0003")
+    engine = build_engine(empty_db_url, pool_size=1)
+    job = "INSERT INTO jobs (id, tenant, status, model, options, created_at, attempts, max_attempts, updated_at) "
+    delivery = (
+        "INSERT INTO deliveries (id, job_id, event, url, owner, status, attempts, next_attempt_at, "
+        "created_at, updated_at) VALUES (:id, :job, 'job.canceled', 'https://h.example/x', 'o', 'pending', "
+        "1, 0, 0, 0)"
+    )
+    try:
+        with engine.begin() as conn:
+            for job_id in ("j1", "j2"):
+                conn.execute(
+                    text(job + "VALUES (:id, 't', 'canceled', 'm', '{}', 0, 0, 1, 0)"), {"id": job_id}
+                )
+                conn.execute(text(delivery), {"id": f"d-{job_id}", "job": job_id})
+                conn.execute(
+                    text(
+                        "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, error) "
+                        "VALUES (:d, 1, 0, 1, 'HTTP 500')"
+                    ),
+                    {"d": f"d-{job_id}"},
+                )
+        command.upgrade(cfg, "head")
+        attempts = "SELECT delivery_id FROM delivery_attempts ORDER BY delivery_id"
+        with engine.begin() as conn:
+            assert conn.execute(text(attempts)).scalars().all() == ["d-j1", "d-j2"]
+            conn.execute(text("DELETE FROM jobs WHERE id = 'j1'"))
+            assert conn.execute(text("SELECT id FROM deliveries ORDER BY id")).scalars().all() == [
+                "d-j1",
+                "d-j2",
+            ]
+        command.downgrade(cfg, "0003")
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT id FROM deliveries")).scalars().all() == ["d-j2"]
+            assert conn.execute(text(attempts)).scalars().all() == ["d-j2"]
+            conn.execute(text("DELETE FROM jobs WHERE id = 'j2'"))
+            assert conn.execute(text("SELECT count(*) FROM deliveries")).scalar_one() == 0, "cascade is back"
     finally:
         engine.dispose()

@@ -1,10 +1,17 @@
-"""Webhooks end to end: a real HTTP receiver on loopback, signatures, retries with
-backoff, the delivery log, durability across a restart, and target validation."""
+"""Webhooks end to end: a real HTTP(S) receiver on loopback, the body (the job JSON),
+signatures checked by the README's recipe, retries with backoff, the delivery log,
+durability across a restart and a job's deletion, target validation and pinning."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import http.server
 import json
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from app.domain import JobError
@@ -19,6 +27,7 @@ from app.store.sql import SqlJobStore
 from app.webhooks import signing
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.store import WebhookStore
+from app.webhooks.urls import Resolver, resolve
 from tests.integration.conftest import Service, assert_problem, submit
 
 pytestmark = pytest.mark.anyio
@@ -39,9 +48,9 @@ class Receiver:
         return self.codes.pop(0) if self.codes else 200
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    rec = Receiver()
+@contextlib.contextmanager
+def serving(rec: Receiver, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> Iterator[int]:
+    """Run ``rec`` on a loopback port (HTTPS with ``tls``); yields the port."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -54,21 +63,44 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = http.server.ThreadingHTTPServer((host, 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    rec.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/vas?x=1"
     try:
-        yield rec
+        yield server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()
 
 
-def dispatcher(service: Service) -> Dispatcher:
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+    with serving(rec) as port:
+        rec.url = f"http://127.0.0.1:{port}/hooks/vas?x=1"
+        yield rec
+
+
+def readme_verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """The receiver-side check exactly as the README documents it."""
+    ts = headers["x-vas-timestamp"]
+    expected = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    fresh = abs(time.time() - int(ts)) < 300
+    return fresh and hmac.compare_digest("v1=" + expected, headers["x-vas-signature"])
+
+
+def dispatcher(service: Service, resolver: Resolver = resolve, transport: Any = None) -> Dispatcher:
     store = service.store
     assert isinstance(store, SqlJobStore)
-    return Dispatcher(jobs=store, hooks=WebhookStore(store.engine), settings=service.settings)
+    return Dispatcher(
+        jobs=store,
+        hooks=WebhookStore(store.engine),
+        settings=service.settings,
+        resolver=resolver,
+        transport=transport,
+    )
 
 
 def drain(sender: Dispatcher, until: Any, timeout: float = 10.0) -> None:
@@ -77,6 +109,14 @@ def drain(sender: Dispatcher, until: Any, timeout: float = 10.0) -> None:
         assert time.monotonic() < deadline, "webhook not settled in time"
         if not sender.run_once():
             time.sleep(0.02)
+
+
+def send_one(sender: Dispatcher, timeout: float = 10.0) -> None:
+    """Wait for the next due delivery (retries wait out their backoff) and send it."""
+    deadline = time.monotonic() + timeout
+    while not sender.run_once():
+        assert time.monotonic() < deadline, "no delivery came due in time"
+        time.sleep(0.02)
 
 
 async def deliveries(service: Service, job_id: str) -> list[dict[str, Any]]:
@@ -102,14 +142,20 @@ async def test_signed_delivery_is_retried_until_accepted(
     for headers, body in receiver.requests:
         assert headers["content-type"] == "application/json"
         assert headers["x-vas-event"] == "job.succeeded"
+        assert readme_verify(secret, headers, body)
+        assert not readme_verify("wrong", headers, body)
+        assert not readme_verify(secret, headers, body.replace(b"succeeded", b"failed"))
         assert signing.verify(secret, headers["x-vas-signature"], headers["x-vas-timestamp"], body)
-        assert not signing.verify("wrong", headers["x-vas-signature"], headers["x-vas-timestamp"], body)
     assert len({h["x-vas-delivery"] for h, _ in receiver.requests}) == 1
     document = json.loads(bodies.pop())
-    assert document["event"] == "job.succeeded" and document["job"]["id"] == job["id"]
-    assert document["job"]["status"] == "succeeded" and document["job"]["progress"] == 1.0
+    assert document.pop("event") == "job.succeeded"
+    assert document.pop("delivery_id") == receiver.requests[0][0]["x-vas-delivery"]
+    current = (await service.client.get(f"/v1/jobs/{job['id']}")).json()
+    assert document == current, "the body is the job JSON as GET /v1/jobs/{id} returns it"
+    assert document["status"] == "succeeded" and document["progress"] == 1.0
 
     [log] = await deliveries(service, job["id"])
+    assert log["id"] == receiver.requests[0][0]["x-vas-delivery"]
     assert log["status"] == "delivered" and log["attempts"] == 3 and log["delivered_at"]
     assert [a["status_code"] for a in log["log"]] == [500, 503, 200]
     assert [a["error"] for a in log["log"]] == ["HTTP 500", "HTTP 503", None]
@@ -153,7 +199,7 @@ async def test_default_url_per_key_canceled_event_and_opt_out(
     sender = dispatcher(service)
     drain(sender, lambda: len(receiver.requests) == 1)
     headers, body = receiver.requests[0]
-    assert headers["x-vas-event"] == "job.canceled" and json.loads(body)["job"]["status"] == "canceled"
+    assert headers["x-vas-event"] == "job.canceled" and json.loads(body)["status"] == "canceled"
     assert await deliveries(service, none["id"]) == []
 
     old = (await service.client.get("/v1/webhook")).json()["secret"]
@@ -200,6 +246,133 @@ async def test_deliveries_survive_a_restart_and_the_worker_sends_them(
     assert log["status"] == "delivered" and [a["status_code"] for a in log["log"]] == [500, 200]
 
 
+@pytest.mark.settings(**LOOPBACK)
+async def test_a_deleted_job_still_gets_its_webhook(
+    service: Service, short_clip: Path, receiver: Receiver
+) -> None:
+    """Cancel, then delete the row: the pending delivery (its body rendered when the job
+    ended) is still sent by a worker, and goes once it has settled."""
+    job_id = (await submit(service, short_clip, callback_url=receiver.url)).json()["id"]
+    assert (await service.client.delete(f"/v1/jobs/{job_id}")).status_code == 204
+    canceled = (await service.client.get(f"/v1/jobs/{job_id}")).json()
+    assert (await service.client.delete(f"/v1/jobs/{job_id}")).status_code == 204
+    assert (await service.client.get(f"/v1/jobs/{job_id}")).status_code == 404
+    assert_problem(await service.client.get(f"/v1/jobs/{job_id}/deliveries"), 404, "not_found")
+
+    from app.worker.runner import Worker
+
+    worker = Worker(
+        store=service.store,
+        blobs=service.app.state.blobs,
+        settings=service.settings,
+        analyzer_factory=lambda: None,
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not receiver.requests:
+            assert time.monotonic() < deadline, "the worker did not send the deleted job's webhook"
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(timeout=10)
+    [(headers, body)] = receiver.requests
+    document = json.loads(body)
+    assert headers["x-vas-event"] == document.pop("event") == "job.canceled"
+    assert headers["x-vas-delivery"] == document.pop("delivery_id")
+    assert document == canceled
+    secret = (await service.client.get("/v1/webhook")).json()["secret"]
+    assert readme_verify(secret, headers, body)
+    store = service.store
+    assert isinstance(store, SqlJobStore)
+    assert WebhookStore(store.engine).for_job(job_id) == [], "a settled orphan delivery is removed"
+
+
+async def test_names_that_do_not_resolve_yet_are_accepted(service: Service, short_clip: Path) -> None:
+    """An offline API host (or DNS set up later) must not refuse a callback URL: the name is
+    checked before each send instead. Names under .invalid never resolve (RFC 6761)."""
+    url = "https://hooks.example.invalid/vas"
+    response = await submit(service, short_clip, callback_url=url)
+    assert response.status_code == 202, response.text
+    assert response.json()["callback_url"] == url
+    put = await service.client.put("/v1/webhook", json={"default_url": url})
+    assert put.status_code == 200 and put.json()["default_url"] == url
+
+
+@pytest.mark.settings(**LOOPBACK)
+async def test_send_checks_the_name_again_and_connects_to_the_checked_address(
+    service: Service, short_clip: Path, receiver: Receiver
+) -> None:
+    port = receiver.url.split(":")[2].split("/")[0]
+    url = f"http://receiver.invalid:{port}/hooks"
+    job_id = (await submit(service, short_clip, callback_url=url)).json()["id"]
+    await service.client.delete(f"/v1/jobs/{job_id}")
+
+    def unresolvable(host: str, port: int) -> list[str]:
+        raise OSError("no such name")
+
+    offline = dispatcher(service, resolver=unresolvable)
+    send_one(offline)
+    assert receiver.requests == []
+    [pending] = await deliveries(service, job_id)
+    assert pending["status"] == "pending" and pending["attempts"] == 1
+    assert "does not resolve" in pending["log"][0]["error"]
+    offline.close()
+
+    def rebinding(host: str, port: int) -> list[str]:
+        return ["127.0.0.1", "169.254.169.254"] if host == "receiver.invalid" else []
+
+    rebound = dispatcher(service, resolver=rebinding)
+    send_one(rebound)
+    [refused] = await deliveries(service, job_id)
+    assert refused["attempts"] == 2 and "169.254.169.254" in refused["log"][1]["error"]
+    assert receiver.requests == []
+    rebound.close()
+
+    pinned = dispatcher(service, resolver=lambda host, port: ["127.0.0.1"])
+    drain(pinned, lambda: len(receiver.requests) == 1)
+    headers, _ = receiver.requests[0]
+    assert headers["host"] == f"receiver.invalid:{port}", "the name travels in Host, the address was pinned"
+    [delivered] = await deliveries(service, job_id)
+    assert delivered["status"] == "delivered" and delivered["attempts"] == 3
+    pinned.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@pytest.mark.settings(**LOOPBACK)
+async def test_pinned_https_keeps_the_name_for_sni_and_the_certificate(
+    service: Service, short_clip: Path, tmp_path: Path
+) -> None:
+    name = "receiver.invalid"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    sni: list[str | None] = []
+    server_tls.sni_callback = lambda sock, server_name, ctx: sni.append(server_name)  # type: ignore[assignment,misc]
+    client_tls = ssl.create_default_context(cafile=str(cert))  # trusts the name, not 127.0.0.1
+    rec = Receiver()
+    with serving(rec, tls=server_tls) as port:
+        job_id = (await submit(service, short_clip, callback_url=f"https://{name}:{port}/h")).json()["id"]
+        await service.client.delete(f"/v1/jobs/{job_id}")
+        sender = dispatcher(
+            service,
+            resolver=lambda host, port: ["127.0.0.1"],
+            transport=httpx.HTTPTransport(verify=client_tls),
+        )
+        drain(sender, lambda: len(rec.requests) == 1)
+        sender.close()
+    assert sni == [name] and rec.requests[0][0]["host"] == f"{name}:{port}"
+    [log] = await deliveries(service, job_id)
+    assert log["status"] == "delivered", log
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -215,8 +388,9 @@ async def test_deliveries_survive_a_restart_and_the_worker_sends_them(
 )
 async def test_private_or_malformed_targets_are_refused(service: Service, short_clip: Path, url: str) -> None:
     response = await submit(service, short_clip, callback_url=url)
-    assert_problem(response, 422, "invalid_options")
-    assert_problem(await service.client.put("/v1/webhook", json={"default_url": url}), 422, "invalid_options")
+    assert "callback_url" in assert_problem(response, 422, "invalid_options")["detail"]
+    put = await service.client.put("/v1/webhook", json={"default_url": url})
+    assert "default_url" in assert_problem(put, 422, "invalid_options")["detail"]
     assert service.stored_files() == [], "a refused submission leaves no video behind"
 
 

@@ -93,9 +93,10 @@ def hooks_of(request: Request) -> WebhookStore:
     return hooks
 
 
-def check_url(url: str, settings: Settings) -> str:
-    """Validation that resolves DNS: call it from a worker thread."""
-    return validate_url(url, parse_networks(settings.webhook_allowed_networks))
+def check_url(url: str, settings: Settings, field: str = "callback_url") -> str:
+    """Validation that resolves DNS: call it from a worker thread. ``field`` names the
+    request field in error messages."""
+    return validate_url(url, parse_networks(settings.webhook_allowed_networks), field=field)
 
 
 async def resolve_callback(request: Request, raw: str | None) -> tuple[str | None, str | None]:
@@ -122,6 +123,7 @@ async def resolve_callback(request: Request, raw: str | None) -> tuple[str | Non
     responses=PROBLEM_RESPONSES,
     tags=["jobs"],
     summary="The job's webhook deliveries and every attempt",
+    description=signing.DESCRIPTION,
 )
 def list_deliveries(request: Request, job_id: str, store: StoreDep, tenant: TenantDep) -> DeliveryList:
     job = store.get_job(job_id, tenant)
@@ -130,7 +132,12 @@ def list_deliveries(request: Request, job_id: str, store: StoreDep, tenant: Tena
     return DeliveryList(items=[delivery_out(d) for d in hooks_of(request).for_job(job.id)])
 
 
-@router.get("/v1/webhook", response_model=WebhookSettingsOut, summary="Your webhook secret and default URL")
+@router.get(
+    "/v1/webhook",
+    response_model=WebhookSettingsOut,
+    summary="Your webhook secret and default URL",
+    description=signing.DESCRIPTION,
+)
 def get_webhook(request: Request, principal: PrincipalDep) -> WebhookSettingsOut:
     owner = hooks_of(request).ensure_owner(owner_id(principal.tenant, principal.key_id))
     return WebhookSettingsOut(default_url=owner.default_url, secret=owner.secret)
@@ -141,11 +148,15 @@ def get_webhook(request: Request, principal: PrincipalDep) -> WebhookSettingsOut
     response_model=WebhookSettingsOut,
     responses=PROBLEM_RESPONSES,
     summary="Set (or clear, with null) the default callback URL of your API key",
+    description="The URL is checked like a job's `callback_url`: http(s) only, no credentials, and "
+    "neither a literal nor a resolved loopback/private/link-local/reserved address (unless "
+    "`VAS_WEBHOOK_ALLOWED_NETWORKS` allows it). A name that does not resolve yet is accepted "
+    "and checked again before every send.\n\n" + signing.DESCRIPTION,
 )
 def put_webhook(
     request: Request, body: WebhookSettingsIn, principal: PrincipalDep, settings: SettingsDep
 ) -> WebhookSettingsOut:
-    url = check_url(body.default_url, settings) if body.default_url else None
+    url = check_url(body.default_url, settings, "default_url") if body.default_url else None
     owner = hooks_of(request).update_owner(
         owner_id(principal.tenant, principal.key_id), default_url=url, set_url=True
     )
