@@ -87,7 +87,9 @@ def main() -> None:
 
     spec = load_catalog(args.models_dir).get(args.model)
     model = build_model(spec)  # torch.hub.load(..., pretrained=True) without the download
-    model.load_state_dict(torch.load(args.models_dir / spec.weights, map_location="cpu")["model_state"])
+    model.load_state_dict(
+        torch.load(args.models_dir / spec.weights, map_location="cpu", weights_only=True)["model_state"]
+    )
     model = model.eval().to("cpu")
 
     transform = ApplyTransformToKey(

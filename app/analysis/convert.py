@@ -24,8 +24,10 @@ checked against real PySlowFast weights.
 
 from __future__ import annotations
 
+import pickle
 import re
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,27 +274,36 @@ def convert(
     return out, report
 
 
-def load_checkpoint(path: Path, *, trust_pickle: bool = False) -> Any:
-    """``torch.load`` with ``weights_only`` unless told the file may run code (PySlowFast
-    checkpoints pickle their yacs config, which the safe loader refuses)."""
+CONFIG_CLASSES = ("yacs.config.CfgNode", "fvcore.common.config.CfgNode")
+"""PySlowFast saves its config as ``cfg.dump()`` (a YAML string); older and forked trainers
+pickle the CfgNode itself. ``load_checkpoint`` reads those as plain OrderedDicts."""
+
+
+def load_checkpoint(path: Path) -> Any:
+    """``torch.load(weights_only=True)``: tensors, containers and numbers only, so a checkpoint
+    cannot run code. A pickled yacs/fvcore ``CfgNode`` (a dict subclass) is built as an
+    OrderedDict instead: no yacs/fvcore code runs, and only ``model_state`` is used anyway."""
+    stand_ins: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+        (OrderedDict, name) for name in CONFIG_CLASSES
+    ]
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if not trust_pickle:
-            raise ValueError(
-                f"{path.name} cannot be read safely ({type(exc).__name__}); if you trust its origin, "
-                "pass --trust-pickle"
-            ) from exc
-    return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(stand_ins):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{path.name} pickles objects other than tensors, containers, numbers and a yacs config, "
+            "so it is not loaded; if you trust its origin, re-save just its tensors "
+            "(torch.save({'model_state': ...}, 'clean.pyth')) and import that"
+        ) from exc
+    except (OSError, RuntimeError) as exc:
+        raise ValueError(
+            f"{path.name} is not a readable torch checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
-def import_checkpoint(
-    checkpoint: Path, target_model: torch.nn.Module, out: Path, *, trust_pickle: bool = False
-) -> ImportReport:
+def import_checkpoint(checkpoint: Path, target_model: torch.nn.Module, out: Path) -> ImportReport:
     """Convert ``checkpoint`` for ``target_model``; writes ``out`` only when the report is clean."""
-    state, report = convert(
-        source_state(load_checkpoint(checkpoint, trust_pickle=trust_pickle)), target_model.state_dict()
-    )
+    state, report = convert(source_state(load_checkpoint(checkpoint)), target_model.state_dict())
     if report.ok:
         target_model.load_state_dict(state, strict=True)  # the last word on keys and shapes
         out.parent.mkdir(parents=True, exist_ok=True)

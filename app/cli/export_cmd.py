@@ -32,7 +32,6 @@ def add_subcommands(sub: Any) -> None:
         "--out", type=Path, default=None, help="default: the model's weights file in the models dir"
     )
     imports.add_argument("--force", action="store_true", help="overwrite an existing file")
-    imports.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that pickle objects")
     imports.add_argument(
         "--json", action="store_true", help="print the full report (every key) as JSON on stdout"
     )
@@ -112,7 +111,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"error: {out} exists (use --force to overwrite)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        report = import_checkpoint(args.checkpoint, model, out, trust_pickle=args.trust_pickle)
+        report = import_checkpoint(args.checkpoint, model, out)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
