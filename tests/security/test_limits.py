@@ -1,4 +1,6 @@
-"""Per-tenant limits: counted in the database, so two API replicas share them; 429 + Retry-After."""
+"""Per-tenant limits: counted in the database, so two API replicas share them; 429 + Retry-After.
+Every test runs on SQLite and on PostgreSQL (a fresh database per test, cloned from the
+contract suite's migrated template)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,19 @@ import httpx
 import pytest
 
 from app.api.app import create_app
-from tests.contract.conftest import FakeClock
+from tests.contract.conftest import FakeClock, backend, db_url, pg_databases  # noqa: F401  (fixtures)
 from tests.integration.conftest import Service, assert_problem
 from tests.security.keys import bearer, new_key
 
 pytestmark = pytest.mark.anyio
 NOON = 1_700_049_600.0  # 2023-11-15 12:00:00 UTC: half a day before the daily window ends
+
+
+@pytest.fixture(autouse=True)
+def _on_each_store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """``service`` (and so the second replica) builds its settings after this: both replicas
+    use the parametrized store's database."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
 
 
 @pytest.fixture
