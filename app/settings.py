@@ -132,9 +132,13 @@ class Settings(BaseSettings):
     annotate_max_height: int = Field(
         default=720, ge=64, le=4320, description="Annotated videos are scaled down to this height."
     )
-    backends: dict[str, Literal["torch", "onnx"]] = Field(
+    backends: dict[str, Literal["torch", "onnx", "auto"]] = Field(
         default_factory=dict,
-        description='Inference backend per model, JSON: {"x3d_xs": "onnx"} (default torch).',
+        description='Inference backend per model, JSON: {"x3d_xs": "onnx"} (others: backend_default).',
+    )
+    backend_default: Literal["torch", "onnx", "auto"] = Field(
+        default="auto",
+        description="Backend of models not in backends (auto: onnx where its export measured it faster).",
     )
 
     @field_validator("data_dir", "models_dir")

@@ -1,19 +1,25 @@
 """Inference backends. ``torch`` runs the loaded module; ``onnx`` runs the model's
-verified ONNX export (``models export NAME --format onnx``) with ONNX Runtime on CPU.
+verified ONNX export (``models export NAME --format onnx``) with ONNX Runtime on CPU;
+``auto`` (the default) lets the export's own benchmark decide.
 
 A backend is a module: a batch tensor (or SlowFast's ``[slow, fast]``) in, a
 ``(batch, classes)`` tensor out, so the classifier needs no change. The ONNX file is
-only used when its verification report passed for the very weights file loaded;
-otherwise the job fails with a message saying what to run (never a silent fallback).
-Which backend is faster on a given CPU is the benchmark's call (docs/PERFORMANCE.md),
-set per model with ``VAS_BACKENDS='{"x3d_xs": "onnx"}'``.
+only used when its verification report passed for the very weights file loaded.
+``onnx`` set explicitly fails the job without such an export (naming the command to
+run); ``auto`` uses it only on a CPU device and only when the report's speed figures,
+measured at the worker's thread count and batch size on the same CPU model, show ONNX
+Runtime faster, and runs the same weights in PyTorch otherwise. Per model with
+``VAS_BACKENDS='{"x3d_xs": "onnx"}'``; unlisted models follow ``VAS_BACKEND_DEFAULT``.
+The choice and its reason go into each result's provenance.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +29,9 @@ from torch import nn
 from app.analysis.loader import LoadedModel
 from app.errors import WeightsInvalid, WeightsMissing
 
-TORCH, ONNX = "torch", "onnx"
+TORCH, ONNX, AUTO = "torch", "onnx", "auto"
+
+log = logging.getLogger(__name__)
 
 
 class OnnxModule(nn.Module):
@@ -49,47 +57,139 @@ class OnnxModule(nn.Module):
         return torch.from_numpy(self.session.run(None, feeds)[0])
 
 
-def onnx_module(models_dir: Path, loaded: LoadedModel, threads: int = 1) -> OnnxModule:
-    from app.analysis.export import ExportFormat, artifact_path, input_names, report_path
+def verified_export(models_dir: Path, loaded: LoadedModel) -> tuple[Path, dict[str, Any]]:
+    """The ONNX artifact of the weights loaded and its report; raises when there is none,
+    or when its report did not pass for this very weights file."""
+    from app.analysis.export import ExportFormat, artifact_path, report_path
 
     spec = loaded.spec
     path = artifact_path(models_dir, spec, ExportFormat.ONNX)
     how = f"run `python -m app models export {spec.name} --format onnx`"
     if not path.is_file():
-        raise WeightsMissing(
-            f"{spec.name} is set to the onnx backend but {path.name} is not in {models_dir}: {how}"
-        )
+        raise WeightsMissing(f"{path.name} is not in {models_dir}: {how}")
     try:
         report: dict[str, Any] = json.loads(report_path(path).read_text())
     except (OSError, ValueError) as exc:
         raise WeightsInvalid(f"{path.name} has no readable verification report: {how}") from exc
-    if not report.get("passed") or report.get("weights_sha256") != loaded.sha256:
+    if not isinstance(report, dict) or not report.get("passed"):
+        raise WeightsInvalid(f"{path.name} did not pass verification: {how}")
+    if report.get("weights_sha256") != loaded.sha256:
         raise WeightsInvalid(f"{path.name} was not verified against the current {spec.weights}: {how}")
-    return OnnxModule(path, input_names(spec), threads)
+    return path, report
+
+
+def onnx_module(models_dir: Path, loaded: LoadedModel, threads: int = 1) -> OnnxModule:
+    """The session of a verified export; raises (naming the command to run) without one."""
+    from app.analysis.export import input_names
+
+    try:
+        path, _ = verified_export(models_dir, loaded)
+    except (WeightsMissing, WeightsInvalid) as exc:
+        raise type(exc)(f"{loaded.spec.name} is set to the onnx backend, but {exc.detail}") from None
+    return OnnxModule(path, input_names(loaded.spec), threads)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The backend a model runs on, and why (both go into the results' provenance)."""
+
+    name: str
+    reason: str
+
+
+def speed_verdict(speed: Any, *, threads: int, batch: int, cpu: str) -> Choice:
+    """``auto``'s reading of an export report's ``speed`` figures for this worker."""
+    if not isinstance(speed, dict):
+        return Choice(TORCH, "auto: the export report has no speed figures (exported with --no-speed?)")
+    measured = (speed.get("threads"), speed.get("batch"))
+    if measured != (threads, batch):
+        return Choice(
+            TORCH,
+            f"auto: the export's speed was measured at {measured[0]} threads, batch {measured[1]}; "
+            f"this worker runs {threads} threads, batch {batch} (re-run models export)",
+        )
+    if speed.get("cpu") and cpu and speed["cpu"] != cpu:
+        return Choice(TORCH, f"auto: the export's speed was measured on another CPU ({speed['cpu']})")
+    try:
+        onnx_ms, torch_ms = float(speed["onnx_ms_per_clip"]), float(speed["torch_ms_per_clip"])
+    except (KeyError, TypeError, ValueError):
+        return Choice(TORCH, "auto: the export report's speed figures are unreadable")
+    faster = onnx_ms < torch_ms
+    figures = f"onnx {onnx_ms:.1f} ms/clip {'<' if faster else '>='} torch {torch_ms:.1f} ms/clip"
+    return Choice(ONNX if faster else TORCH, f"auto: {figures} (export report)")
 
 
 class Backends:
-    """Picks each model's backend from settings; ONNX sessions are kept per file version."""
+    """Picks each model's backend from settings (``auto``: from its export report); the
+    choice and any ONNX session are kept per weights file version."""
 
     def __init__(
-        self, models_dir: Path, choices: Mapping[str, str], *, threads: int = 1, device: str = "cpu"
+        self,
+        models_dir: Path,
+        choices: Mapping[str, str],
+        *,
+        default: str = AUTO,
+        threads: int = 1,
+        batch: int = 1,
+        device: str = "cpu",
     ) -> None:
-        self.models_dir, self.choices, self.threads, self.device = models_dir, dict(choices), threads, device
+        self.models_dir, self.choices, self.default = models_dir, dict(choices), default
+        self.threads, self.batch, self.device = threads, batch, device
+        self._chosen: dict[tuple[str, str], Choice] = {}
         self._sessions: dict[tuple[str, str], OnnxModule] = {}
         self._lock = threading.Lock()
 
-    def name_for(self, model: str) -> str:
-        return self.choices.get(model, TORCH)
+    def setting_for(self, model: str) -> tuple[str, str]:
+        """The configured value for ``model`` and where it comes from."""
+        if model in self.choices:
+            return self.choices[model], f"backends[{model}]"
+        return self.default, "backend_default"
 
-    def module(self, loaded: LoadedModel) -> nn.Module:
-        if self.name_for(loaded.spec.name) != ONNX:
-            return loaded.module
-        if self.device != "cpu":
-            raise WeightsInvalid(
-                f"the onnx backend runs on CPU; {loaded.spec.name} is set up for {self.device}"
-            )
+    def resolve(self, loaded: LoadedModel) -> tuple[nn.Module, Choice]:
+        """The module to run for ``loaded`` and the choice behind it (decided once per weights
+        file version; the torch module itself stays the loader's, under its memory bound)."""
         key = (loaded.spec.name, loaded.sha256)
         with self._lock:
-            if key not in self._sessions:
-                self._sessions[key] = onnx_module(self.models_dir, loaded, self.threads)
-            return self._sessions[key]
+            if key not in self._chosen:
+                choice, session = self._decide(loaded)
+                self._chosen[key] = choice
+                if session is not None:
+                    self._sessions[key] = session
+                log.info(
+                    "inference backend for %s: %s (%s)",
+                    loaded.spec.name,
+                    choice.name,
+                    choice.reason,
+                    extra={"model": loaded.spec.name, "backend": choice.name},
+                )
+            choice = self._chosen[key]
+            return (self._sessions[key] if choice.name == ONNX else loaded.module), choice
+
+    def module(self, loaded: LoadedModel) -> nn.Module:
+        return self.resolve(loaded)[0]
+
+    def _decide(self, loaded: LoadedModel) -> tuple[Choice, OnnxModule | None]:
+        from app.analysis.export import cpu_model, input_names
+
+        name = loaded.spec.name
+        value, source = self.setting_for(name)
+        if value == TORCH:
+            return Choice(TORCH, f"set: {source} = torch"), None
+        if value == ONNX:
+            if self.device != "cpu":
+                raise WeightsInvalid(f"the onnx backend runs on CPU; {name} is set up for {self.device}")
+            session = onnx_module(self.models_dir, loaded, self.threads)
+            return Choice(ONNX, f"set: {source} = onnx"), session
+        if self.device != "cpu":
+            return Choice(TORCH, f"auto: the device is {self.device} (onnx runs on CPU)"), None
+        try:
+            path, report = verified_export(self.models_dir, loaded)
+        except (WeightsMissing, WeightsInvalid) as exc:
+            return Choice(TORCH, f"auto: no usable onnx export ({exc.detail})"), None
+        choice = speed_verdict(report.get("speed"), threads=self.threads, batch=self.batch, cpu=cpu_model())
+        if choice.name == TORCH:
+            return choice, None
+        try:
+            return choice, OnnxModule(path, input_names(loaded.spec), self.threads)
+        except Exception as exc:  # a corrupt file, a runtime that cannot load it: same weights in torch
+            return Choice(TORCH, f"auto: ONNX Runtime could not load {path.name} ({str(exc)[:200]})"), None

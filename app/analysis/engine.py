@@ -25,6 +25,7 @@ from app.analysis.scan import VideoScan, scan_video
 from app.options import JobOptions
 
 if TYPE_CHECKING:
+    from app.analysis.backends import Choice
     from app.analysis.decode import DecodedClip, DecodeStats
     from app.analysis.pipeline import AnalysisTask, Scheduler
     from app.analysis.plan import SamplingPlan
@@ -57,6 +58,7 @@ class Analyzer:
         model_cache_bytes: int = 2 * 1024**3,
         limits: MediaLimits | None = None,
         backends: Mapping[str, str] | None = None,
+        backend_default: str = "auto",
         decode_in_subprocess: bool = False,
         sandbox: SandboxLimits | None = None,
         batch_max_wait: float = 0.0,
@@ -76,7 +78,14 @@ class Analyzer:
         self.batch_size, self.decode_threads = batch_size, decode_threads
         self.limits = limits or DEFAULT_LIMITS
         self.loader = ModelLoader(models_dir, device=self.device, cache_bytes=model_cache_bytes)
-        self.backends = Backends(models_dir, backends or {}, threads=torch_threads, device=self.device)
+        self.backends = Backends(
+            models_dir,
+            backends or {},
+            default=backend_default,
+            threads=torch_threads,
+            batch=batch_size,
+            device=self.device,
+        )
         self.decode_in_subprocess, self.sandbox = decode_in_subprocess, sandbox
         self.batch_max_wait, self.fast_decode_min_seconds = batch_max_wait, fast_decode_min_seconds
         self.progress_interval = progress_interval
@@ -96,6 +105,7 @@ class Analyzer:
             model_cache_bytes=settings.model_cache_bytes,
             limits=MediaLimits.from_settings(settings),
             backends=settings.backends,
+            backend_default=settings.backend_default,
             decode_in_subprocess=settings.decode_in_subprocess,
             sandbox=SandboxLimits.from_settings(settings),
             batch_max_wait=settings.batch_max_wait_seconds,
@@ -131,10 +141,11 @@ class Analyzer:
         used = effective_options(spec, options, scan.duration)
         plan = plan_for(spec, options, scan.frame_times, scan.duration)
         stats = DecodeStats()
+        model, backend = self.backends.resolve(loaded)
         means, used_times = self._score(
             video_path,
             spec,
-            self.backends.module(loaded),
+            model,
             len(labels),
             scan,
             plan,
@@ -143,7 +154,7 @@ class Analyzer:
             on_progress,
             on_segments,
         )
-        return self._payload(spec, labels, used, scan, stats, plan, means, used_times, loaded.sha256)
+        return self._payload(spec, labels, used, scan, stats, plan, means, used_times, loaded.sha256, backend)
 
     def _payload(
         self,
@@ -156,6 +167,7 @@ class Analyzer:
         means: dict[int, Any],
         used_times: dict[int, list[float]],
         weights_sha256: str,
+        backend: Choice,
         fast_decode: bool = False,
     ) -> dict[str, Any]:
         video = scan.to_dict() | {
@@ -174,7 +186,8 @@ class Analyzer:
             results.segment_results(plan, means, used_times, labels, used),
             weights_sha256,
         )
-        payload["provenance"]["backend"] = self.backends.name_for(spec.name)
+        payload["provenance"]["backend"] = backend.name
+        payload["provenance"]["backend_reason"] = backend.reason
         return payload
 
     def adopt(self, sandbox: DecodeSandbox) -> None:
@@ -231,7 +244,7 @@ class Analyzer:
                 )
             try:
                 loaded = self.loader.load(spec)
-                model = self.backends.module(loaded)
+                model, backend = self.backends.resolve(loaded)
                 scan = sandbox.scan()
                 plan = plan_for(spec, options, scan.frame_times, scan.duration)
                 fast = self._fast_decode(scan)
@@ -242,7 +255,7 @@ class Analyzer:
             source = SandboxClips(sandbox, spec.alpha)
         else:
             loaded = self.loader.load(spec)
-            model = self.backends.module(loaded)
+            model, backend = self.backends.resolve(loaded)
             scan = scan_video(video_path, self.allowed_formats, self.limits)
             plan = plan_for(spec, options, scan.frame_times, scan.duration)
             fast = self._fast_decode(scan)
@@ -258,7 +271,7 @@ class Analyzer:
                 raise RuntimeError("the decoder finished without its statistics")
             means = {seg.index: task.scorer.mean(seg.index) for seg in plan.segments}
             return self._payload(
-                spec, labels, used, scan, stats, plan, means, task.used_times, loaded.sha256, fast
+                spec, labels, used, scan, stats, plan, means, task.used_times, loaded.sha256, backend, fast
             )
 
         return AnalysisTask(

@@ -15,6 +15,11 @@ exceeds the tolerance, or when the top-1 differs on a clip whose reference top-1
 leads its runner-up by more than the tolerance (near-ties may flip on rounding).
 The report is written next to the artifact (``<artifact>.json``); a failed artifact
 is removed.
+
+An ONNX export is also timed against PyTorch as the worker would run each (its torch
+threads and batch size, the same ONNX Runtime session options), A and B interleaved
+after a warm-up and medians taken, so background load hits both alike. The ``auto``
+backend (``backends.py``) reads those figures to decide which one the worker runs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import platform
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -228,6 +235,19 @@ class Comparison:
 
 
 @dataclass
+class Speed:
+    """Median inference time per clip of each backend, and what it was measured with."""
+
+    torch_ms_per_clip: float
+    onnx_ms_per_clip: float
+    batch: int
+    threads: int
+    rounds: int
+    host: str
+    cpu: str
+
+
+@dataclass
 class ExportReport:
     model: str
     format: str
@@ -242,6 +262,7 @@ class ExportReport:
     real: Comparison
     passed: bool
     versions: dict[str, str] = field(default_factory=dict)
+    speed: Speed | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -269,6 +290,64 @@ def compare(
     return Comparison(len(clips), worst, agree / n, bad)
 
 
+def cpu_model() -> str:
+    """This machine's CPU model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure_speed(
+    reference: nn.Module, artifact: Path, spec: ModelSpec, *, threads: int, batch: int, rounds: int
+) -> Speed:
+    """PyTorch (the loaded module, Swish and all) against the worker's ONNX Runtime
+    session on one random batch: a warm-up call each, then ``rounds`` rounds alternating
+    which goes first; medians per clip."""
+    from app.analysis.backends import OnnxModule
+
+    if rounds < 1 or batch < 1 or threads < 1:
+        raise ValueError("rounds, batch and threads must be at least 1")
+    session = OnnxModule(artifact, input_names(spec), threads)
+    clips = random_clips(spec, batch, seed=3)
+    paths = [torch.cat([clip[i] for clip in clips]) for i in range(len(clips[0]))]
+    arg: torch.Tensor | list[torch.Tensor] = paths if spec.alpha else paths[0]
+
+    def run_torch() -> None:
+        with torch.inference_mode():
+            reference(arg)
+
+    def run_onnx() -> None:
+        session(arg)
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        run_torch()
+        run_onnx()
+        seconds: dict[str, list[float]] = {"torch": [], "onnx": []}
+        pair = [("torch", run_torch), ("onnx", run_onnx)]
+        for i in range(rounds):
+            for name, fn in pair if i % 2 == 0 else pair[::-1]:
+                start = time.perf_counter()
+                fn()
+                seconds[name].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous)
+    return Speed(
+        torch_ms_per_clip=round(1000 * statistics.median(seconds["torch"]) / batch, 3),
+        onnx_ms_per_clip=round(1000 * statistics.median(seconds["onnx"]) / batch, 3),
+        batch=batch,
+        threads=threads,
+        rounds=rounds,
+        host=platform.node(),
+        cpu=cpu_model(),
+    )
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -286,8 +365,14 @@ def export_model(
     video: Path | None = None,
     clips: int = 4,
     atol: float = 1e-4,
+    speed: bool = True,
+    threads: int = 1,
+    batch: int = 1,
+    rounds: int = 5,
 ) -> ExportReport:
-    """Export ``spec``'s weights to ``fmt`` next to them, verify, write the report."""
+    """Export ``spec``'s weights to ``fmt`` next to them, verify, write the report. An ONNX
+    export that passed is also timed (unless ``speed`` is off) with the worker's torch
+    ``threads`` and ``batch`` size, ``rounds`` interleaved rounds."""
     from app.analysis.loader import ModelLoader
     from app.analysis.results import versions
 
@@ -304,6 +389,9 @@ def export_model(
     passed = all(
         c.max_abs_diff <= atol and c.top1_disagreements_beyond_tolerance == 0 for c in (random_cmp, real_cmp)
     )
+    timing = None
+    if speed and passed and fmt is ExportFormat.ONNX:
+        timing = measure_speed(reference, target, spec, threads=threads, batch=batch, rounds=rounds)
     report = ExportReport(
         model=spec.name,
         format=fmt.value,
@@ -318,6 +406,7 @@ def export_model(
         real=real_cmp,
         passed=passed,
         versions=versions() | _extra_versions(fmt),
+        speed=timing,
     )
     report_path(target).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if not passed:

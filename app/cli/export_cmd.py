@@ -24,6 +24,15 @@ def add_subcommands(sub: Any) -> None:
         "--video", type=Path, default=None, help="real clips from this video (default: generated)"
     )
     export.add_argument("--json", action="store_true", help="print the verification report as JSON")
+    export.add_argument(
+        "--no-speed",
+        dest="speed",
+        action="store_false",
+        help="onnx: skip timing it against PyTorch (the auto backend then keeps torch)",
+    )
+    export.add_argument(
+        "--rounds", type=_positive, default=5, help="onnx: interleaved timing rounds (median taken)"
+    )
     export.set_defaults(handler=cmd_export)
     imports = sub.add_parser("import", help="convert a PySlowFast checkpoint to the zoo format")
     imports.add_argument("checkpoint", type=Path)
@@ -36,6 +45,13 @@ def add_subcommands(sub: Any) -> None:
         "--json", action="store_true", help="print the full report (every key) as JSON on stdout"
     )
     imports.set_defaults(handler=cmd_import)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _settings() -> Any:
@@ -62,6 +78,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             video=args.video,
             clips=args.clips,
             atol=args.atol,
+            speed=args.speed,
+            threads=settings.torch_threads,
+            batch=settings.batch_size,
+            rounds=args.rounds,
         )
     except ServiceError as exc:
         print(f"error [{exc.code}]: {exc.detail}", file=sys.stderr)
@@ -80,6 +100,14 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(
                 f"  {name:6} clips {cmp.clips}: max |diff| {cmp.max_abs_diff:.3g}, "
                 f"top-1 agreement {100 * cmp.top1_agreement:.0f}%"
+            )
+        if report.speed is not None:
+            sp = report.speed
+            faster = sp.onnx_ms_per_clip < sp.torch_ms_per_clip
+            print(
+                f"  speed  (threads {sp.threads}, batch {sp.batch}, median of {sp.rounds}): "
+                f"torch {sp.torch_ms_per_clip:.1f} ms/clip, onnx {sp.onnx_ms_per_clip:.1f} ms/clip "
+                f"-> the auto backend runs {'onnx' if faster else 'torch'} on this CPU"
             )
     if not report.passed:
         print(

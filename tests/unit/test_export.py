@@ -105,6 +105,11 @@ def test_export_verifies_against_pytorch(
     assert target.is_file() and target.parent == models
     saved = json.loads(report_path(target).read_text())
     assert saved["passed"] and saved["weights_sha256"] == report.weights_sha256
+    if fmt is ExportFormat.ONNX:
+        assert report.speed is not None and saved["speed"]["rounds"] == 5
+        assert report.speed.torch_ms_per_clip > 0 and report.speed.onnx_ms_per_clip > 0
+    else:
+        assert report.speed is None and saved["speed"] is None, "only ONNX is timed (for the auto backend)"
     batch = torch.cat([random_clips(spec, 1, seed=9)[0][0]] * 5)
     assert Runner(fmt, target, ["clip"])(batch).shape[0] == 5, "the batch dimension stays dynamic"
 
@@ -114,9 +119,12 @@ def test_cli_export_reports_and_fails_above_tolerance(
 ) -> None:
     monkeypatch.setenv("VAS_MODELS_DIR", str(x3d_dir))
     args = ["models", "export", "x3d_xs", "--format", "onnx", "--clips", "2", "--video", str(motion_video)]
-    assert main(args) == 0
+    assert main([*args, "--rounds", "2"]) == 0
     out = capsys.readouterr().out
     assert "Swish -> nn.SiLU: 26 modules" in out and "top-1 agreement 100%" in out
+    assert "speed  (threads 1, batch 1, median of 2): torch " in out and " ms/clip" in out
+    assert main([*args, "--no-speed", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["speed"] is None
     assert main([*args, "--atol", "0", "--json"]) == 1, "any difference is above a zero tolerance"
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] is False and report["random"]["max_abs_diff"] > 0
