@@ -14,6 +14,8 @@ ServiceError
  │    │    ├── VideoTooLong      longer than max_duration_seconds (code: video_too_long)
  │    │    ├── FrameTooLarge     more pixels per frame than max_frame_pixels (code: frame_too_large)
  │    │    └── TooManyStreams    more streams than max_streams (code: too_many_streams)
+ │    ├── ProbeFailed        the sandboxed upload probe crashed or hit a resource limit (code: probe_failed)
+ │    │    └── ProbeTimeout      the probe ran past probe_timeout_seconds (code: probe_timeout)
  │    ├── Unauthorized       no, unknown or revoked API key (code: unauthorized; 401 + WWW-Authenticate)
  │    ├── RateLimited        a per-tenant limit was reached (code: rate_limited; 429 + Retry-After)
  │    └── BadUpload          malformed multipart body, missing/duplicate file part (code: bad_upload)
@@ -138,6 +140,22 @@ class TooManyStreams(MediaLimitExceeded):
 
     code = "too_many_streams"
     title = "Too many streams"
+
+
+class ProbeFailed(RequestError):
+    """The upload could not be examined: its sandboxed probe crashed or exceeded a resource limit.
+
+    The file made FFmpeg misbehave while it was read; only this request is refused."""
+
+    code = "probe_failed"
+    title = "Probe failed"
+
+
+class ProbeTimeout(ProbeFailed):
+    """Examining the upload took longer than this service allows."""
+
+    code = "probe_timeout"
+    title = "Probe timed out"
 
 
 class Unauthorized(RequestError):

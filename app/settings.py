@@ -39,13 +39,18 @@ class Settings(BaseSettings):
         default=True, description="Scan and decode in a sandboxed child process (false: in the worker)."
     )
     decode_memory_bytes: int = Field(
-        default=4 * 1024**3, ge=256 * 1024**2, description="Address-space limit of the decode child."
+        default=4 * 1024**3,
+        ge=256 * 1024**2,
+        description="Address-space limit of the decode child and of the upload probe's child.",
     )
     decode_timeout_seconds: float = Field(
         default=120.0, gt=0, description="Wall-clock allowance of the decode child, plus the next setting."
     )
     decode_timeout_per_video_second: float = Field(
         default=2.0, ge=0, description="Extra decode allowance per second of video (also its CPU-time limit)."
+    )
+    probe_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Wall-clock deadline of the upload probe's child (then 422)."
     )
     decode_queue_bytes: int = Field(
         default=128 * 1024**2, ge=1024**2, description="Shared memory for clips decoded ahead of inference."

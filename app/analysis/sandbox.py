@@ -17,6 +17,12 @@ keeping the code:
 Coded media errors raised in the child (unreadable, no frames, limits) come back as the
 same ``ServiceError`` they would be in process.
 
+The API's upload probe runs in the same child program (``ProbeSandbox``): one child per
+upload, under the same address-space limit, a CPU-time limit and a wall-clock deadline
+(``probe_timeout_seconds``); its faults are the 422s ``probe_failed`` / ``probe_timeout``.
+A spare child is started ahead on a thread of its own, so an upload does not wait for an
+interpreter and PyAV to load (about 0.4 s).
+
 Clips come back through a ring of shared-memory slots (``shm.SlotRing``): the child writes
 a clip's views (already scaled, normalised and cropped: float32 ``(views, 3, T, crop,
 crop)``) into a free slot and sends its number; ``take`` copies it out and frees the slot.
@@ -32,7 +38,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -40,24 +48,28 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-from app.analysis.limits import MediaLimits
+from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
 from app.analysis.prep import FramePrep
-from app.analysis.sandbox_child import FAULTS, ChildConfig
+from app.analysis.sandbox_child import FAULTS, ChildConfig, ProbeConfig
 from app.analysis.shm import SlotRing
 from app.errors import (
     DecoderCrashed,
     DecoderFault,
     DecoderResourceLimit,
     DecoderTimeout,
+    ProbeFailed,
+    ProbeTimeout,
     ServiceError,
+    Unavailable,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from app.analysis.decode import DecodeStats
     from app.analysis.plan import SamplingPlan
     from app.analysis.scan import VideoScan
+    from app.domain import VideoInfo
     from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -148,28 +160,14 @@ class DecodeSandbox:
         self.waited = 0.0
         self.stats: DecodeStats | None = None
         self.exhausted = False
-        self._killed = self._closed = False
+        self._closed = False
         self._ring = SlotRing.create(slots, slot_bytes)
-        ours, theirs = socket.socketpair()
-        exit_r, exit_w = os.pipe()
-        self._sentinel = exit_r
-        self._conn = Connection(ours.detach())
-        fds = (theirs.fileno(), self._ring.fd, exit_w)
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "app.analysis.sandbox_child", *map(str, fds)],
-                pass_fds=fds,
-                stdin=subprocess.DEVNULL,
-                env=_child_env(),
-            )
+            self._child = _Child(self._ring.fd)
         except BaseException:
             self._ring.close()
-            self._conn.close()
-            os.close(exit_r)
             raise
-        finally:
-            theirs.close()
-            os.close(exit_w)
+        self._conn, self._sentinel, self._proc = self._child.conn, self._child.sentinel, self._child.proc
         try:
             self._conn.send(config)
         except BaseException:
@@ -256,23 +254,11 @@ class DecodeSandbox:
         if self._closed:
             return
         self._closed = True
-        if self.exhausted:
-            self._join(2)
-        if self._alive():
-            self._proc.kill()
-        self._join(5)
-        self._conn.close()
-        os.close(self._sentinel)
+        self._child.close(grace=2 if self.exhausted else 0)
         self._ring.close()
 
     def _alive(self) -> bool:
-        return self._proc.poll() is None
-
-    def _join(self, timeout: float) -> None:
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
+        return self._child.alive()
 
     def _await(self) -> tuple[Any, ...]:
         while True:
@@ -316,27 +302,232 @@ class DecodeSandbox:
         raise DecoderCrashed(f"the decoder sent an unexpected {kind!r} message")
 
     def _kill(self) -> None:
-        self._killed = True
-        if self._alive():
-            self._proc.kill()
-            self._join(5)
+        self._child.kill()
 
     def _died(self) -> NoReturn:
         """The child is gone without a final message: say why, as a coded fault."""
         self.exhausted = True
-        self._join(5)
-        code = self._proc.returncode
+        raise self._child.death()
+
+
+class _Child:
+    """One spawned ``python -m app.analysis.sandbox_child``: its socket, a sentinel that
+    becomes readable when it exits, and why it died. Shared by decode and probe."""
+
+    def __init__(self, ring_fd: int | None = None) -> None:
+        ours, theirs = socket.socketpair()
+        exit_r, exit_w = os.pipe()
+        self.sentinel = exit_r
+        self.conn = Connection(ours.detach())
+        self.killed = False
+        self._closed = False
+        argv = (theirs.fileno(), -1 if ring_fd is None else ring_fd, exit_w)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app.analysis.sandbox_child", *map(str, argv)],
+                pass_fds=[fd for fd in argv if fd >= 0],
+                stdin=subprocess.DEVNULL,
+                env=_child_env(),
+            )
+        except BaseException:
+            self.conn.close()
+            os.close(exit_r)
+            raise
+        finally:
+            theirs.close()
+            os.close(exit_w)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def join(self, timeout: float) -> None:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def kill(self) -> None:
+        self.killed = True
+        if self.alive():
+            self.proc.kill()
+            self.join(5)
+
+    def close(self, grace: float = 0) -> None:
+        """Give it ``grace`` seconds to exit, then kill it; release its descriptors."""
+        if self._closed:
+            return
+        self._closed = True
+        if grace:
+            self.join(grace)
+        if self.alive():
+            self.proc.kill()
+        self.join(5)
+        self.conn.close()
+        os.close(self.sentinel)
+
+    def death(self) -> DecoderFault:
+        """It is gone (or mute) without a final message: why, as a coded fault."""
+        self.join(5)
+        code = self.proc.returncode
         if code is None:
-            self._kill()
-            raise DecoderCrashed("the decoder stopped answering")
+            self.kill()
+            return DecoderCrashed("the decoder stopped answering")
         if code < 0:
             name = _signal_name(-code)
             if -code == signal.SIGXCPU:
-                raise DecoderResourceLimit(f"the decoder exceeded its CPU-time limit ({name})")
-            if -code == signal.SIGKILL and not self._killed:
-                raise DecoderResourceLimit(f"the decoder was killed ({name}; most likely out of memory)")
-            raise DecoderCrashed(f"the decoder was killed by {name}")
-        raise DecoderCrashed(f"the decoder exited with status {code} before finishing")
+                return DecoderResourceLimit(f"the decoder exceeded its CPU-time limit ({name})")
+            if -code == signal.SIGKILL and not self.killed:
+                return DecoderResourceLimit(f"the decoder was killed ({name}; most likely out of memory)")
+            return DecoderCrashed(f"the decoder was killed by {name}")
+        return DecoderCrashed(f"the decoder exited with status {code} before finishing")
+
+
+@dataclass(frozen=True)
+class ProbeLimits:
+    memory_bytes: int | None = 4 * 1024**3
+    timeout_seconds: float = 30.0
+    fault: str | None = None
+    """Test hook: make the probe child fail this way (``sandbox_child.FAULTS``)."""
+
+    def __post_init__(self) -> None:
+        if self.fault is not None and self.fault not in FAULTS:
+            raise ValueError(f"unknown probe fault {self.fault!r}; one of {FAULTS}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProbeLimits:
+        return cls(memory_bytes=settings.decode_memory_bytes, timeout_seconds=settings.probe_timeout_seconds)
+
+
+class ProbeSandbox:
+    """``probe.probe_video`` in a sandboxed child: a drop-in for the API's upload probe.
+
+    Each upload gets a fresh child (one that parsed a hostile file is never reused), under
+    an address-space limit, a CPU-time limit and a wall-clock deadline. A crash, a limit
+    or the deadline is ``ProbeFailed`` / ``ProbeTimeout`` (422) and costs only that request.
+
+    One spare child is kept started: it loads Python and PyAV while no upload waits for
+    it. Spares are started on a thread of their own, which lives until ``close()`` (or
+    until this object is garbage-collected), because a child dies with the thread that
+    started it (``PR_SET_PDEATHSIG``): so the spare ends with it. A child started for a
+    busy moment (no spare ready) is started by the request's thread, which waits for it
+    to the end."""
+
+    def __init__(self, limits: ProbeLimits | None = None) -> None:
+        self.limits = limits or ProbeLimits()
+        self._lock = threading.Lock()
+        self._spawner: ThreadPoolExecutor | None = None
+        self._spare: Future[_Child] | None = None
+        self._closed = False
+
+    def probe_video(
+        self,
+        path: Path,
+        *,
+        filename: str,
+        allowed_formats: Iterable[str],
+        limits: MediaLimits = DEFAULT_LIMITS,
+    ) -> VideoInfo:
+        """Same arguments, result and coded media errors as ``probe.probe_video``."""
+        config = ProbeConfig(
+            path=str(path),
+            filename=filename,
+            allowed_formats=tuple(allowed_formats),
+            limits=limits,
+            memory_bytes=self.limits.memory_bytes,
+            cpu_seconds=(os.cpu_count() or 1) * self.limits.timeout_seconds + 5,
+            fault=self.limits.fault,
+        )
+        child = self._take()
+        try:
+            try:
+                child.conn.send(config)
+            except OSError:  # a spare that died while it waited: not this upload's doing
+                child.close()
+                child = self._fresh()
+                try:
+                    child.conn.send(config)
+                except OSError:
+                    raise _probe_fault(child.death()) from None
+            return self._receive(child)
+        finally:
+            child.close()
+
+    def warm(self) -> None:
+        """Start the spare now (at start-up), so that the first upload need not wait for it."""
+        with self._lock:
+            if not self._closed and self._spare is None:
+                self._spare = self._spawner_locked().submit(_Child)
+
+    def close(self) -> None:
+        """Stop the spare (its thread ends, and so does the child); later probes are 503s."""
+        with self._lock:
+            self._closed = True
+            spare, self._spare = self._spare, None
+            spawner, self._spawner = self._spawner, None
+        if spare is not None:
+            try:
+                spare.result().close()
+            except OSError:
+                pass
+        if spawner is not None:
+            spawner.shutdown(wait=True)
+
+    def _take(self) -> _Child:
+        with self._lock:
+            if self._closed:
+                raise Unavailable("the service is shutting down")
+            spare, self._spare = self._spare, self._spawner_locked().submit(_Child)
+        if spare is not None:
+            try:
+                child = spare.result()
+            except OSError as exc:
+                log.warning("could not start a spare probe process: %s", exc)
+            else:
+                if child.alive():
+                    return child
+                child.close()
+        return self._fresh()
+
+    def _spawner_locked(self) -> ThreadPoolExecutor:
+        if self._spawner is None:
+            self._spawner = ThreadPoolExecutor(1, thread_name_prefix="probe-spawner")
+        return self._spawner
+
+    @staticmethod
+    def _fresh() -> _Child:
+        """A child started by the calling thread (it waits for the child to the end)."""
+        try:
+            return _Child()
+        except OSError as exc:
+            raise Unavailable(f"cannot start the probe process ({exc})") from exc
+
+    def _receive(self, child: _Child) -> VideoInfo:
+        deadline = self.limits.timeout_seconds
+        try:
+            if not child.conn.poll(deadline):
+                child.kill()
+                raise ProbeTimeout(f"examining the upload took longer than {deadline:g} s")
+            message: tuple[Any, ...] = child.conn.recv()
+        except (EOFError, OSError):
+            raise _probe_fault(child.death()) from None
+        except ProbeTimeout:
+            raise
+        except Exception as exc:  # a message cut short by the child's death
+            log.warning("unreadable message from the probe: %s", exc)
+            raise _probe_fault(child.death()) from None
+        if message[0] == "probed":
+            info: VideoInfo = message[1]
+            return info
+        if message[0] == "error" and isinstance(message[1], ServiceError):
+            raise message[1]
+        if message[0] == "fault":
+            raise _probe_fault(_FAULT_CODES.get(message[1], DecoderCrashed)(str(message[2])))
+        raise _probe_fault(DecoderCrashed(f"the probe sent an unexpected {message[0]!r} message"))
+
+
+def _probe_fault(fault: DecoderFault) -> ProbeFailed:
+    detail = fault.detail.replace("the decoder", "the probe")
+    return ProbeFailed(f"the upload could not be examined: {detail} ({fault.code})")
 
 
 def _child_env() -> dict[str, str]:

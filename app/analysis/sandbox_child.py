@@ -1,10 +1,17 @@
-"""The decode child: scan + plan-driven decode + numpy transform, under resource limits.
+"""The sandboxed child: the upload probe, or scan + plan-driven decode + numpy transform,
+under resource limits.
 
-Runs as ``python -m app.analysis.sandbox_child CONN RING EXIT`` (three inherited file
-descriptors: a socket to the parent, the shared-memory ring, and a pipe end the child
-only holds, so that the parent sees it die). It imports numpy and PyAV but never torch,
-and never the parent's ``__main__``, so it starts in a few tenths of a second. Protocol
-on the socket (pickled ``multiprocessing`` messages), in order:
+Runs as ``python -m app.analysis.sandbox_child CONN RING EXIT`` (inherited file
+descriptors: a socket to the parent, the shared-memory ring (-1 for a probe), and a pipe
+end the child only holds, so that the parent sees it die). It imports numpy and PyAV
+(before it reads its first message, so a spare child started ahead has paid for them) but
+never torch, and never the parent's ``__main__``, so it starts in a few tenths of a
+second. The first message says what it is for. A probe:
+
+    parent -> child   ProbeConfig
+    child  -> parent  ("probed", VideoInfo)
+
+A decode, on the socket (pickled ``multiprocessing`` messages), in order:
 
     parent -> child   ChildConfig
     child  -> parent  ("scan", VideoScan)
@@ -17,7 +24,8 @@ A coded failure is ``("error", ServiceError)``; a fault is ``("fault", code, det
 code ``resource_limit`` (MemoryError under RLIMIT_AS) or ``decoder_crashed`` (anything
 else). A signal or an exit without a message is classified by the parent.
 
-``ChildConfig.fault`` is a test hook: the parent passes it only when a test sets it.
+``ChildConfig.fault`` / ``ProbeConfig.fault`` are test hooks: the parent passes them only
+when a test sets them.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -59,7 +67,21 @@ class ChildConfig:
     fault: str | None = None
 
 
-def _set_limits(config: ChildConfig) -> None:
+@dataclass(frozen=True)
+class ProbeConfig:
+    """``probe.probe_video`` of one upload, under ``memory_bytes`` and ``cpu_seconds``."""
+
+    path: str
+    filename: str
+    allowed_formats: tuple[str, ...]
+    limits: MediaLimits
+    memory_bytes: int | None
+    cpu_seconds: float | None
+    fault: str | None = None
+    """Test hook: fail this way before probing (``FAULTS``)."""
+
+
+def _set_limits(config: ChildConfig | ProbeConfig) -> None:
     if config.memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (config.memory_bytes, config.memory_bytes))
     if config.cpu_seconds:
@@ -111,23 +133,56 @@ def _tie_to_parent() -> None:
 def main(argv: Sequence[str]) -> None:
     """Entry point of the child process: ``argv`` = [prog, conn fd, ring fd, exit fd]."""
     _tie_to_parent()
-    logging.basicConfig(level=logging.WARNING, format="decode child: %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="sandbox child: %(levelname)s %(message)s")
     conn = Connection(int(argv[1]))
+    import av  # noqa: F401  (loaded before the wait: a spare child is ready to work at once)
+
+    import app.analysis.probe  # noqa: F401
+
     try:
         config = conn.recv()
     except (EOFError, OSError):
         return
-    child_main(conn, config, int(argv[2]))
+    if isinstance(config, ProbeConfig):
+        probe_main(conn, config)
+    else:
+        child_main(conn, config, int(argv[2]))
+
+
+def probe_main(conn: Connection, config: ProbeConfig) -> None:
+    def work() -> None:
+        from app.analysis.probe import probe_video
+
+        _set_limits(config)
+        if config.fault:
+            _inject(config.fault)
+        info = probe_video(
+            Path(config.path),
+            filename=config.filename,
+            allowed_formats=config.allowed_formats,
+            limits=config.limits,
+        )
+        conn.send(("probed", info))
+
+    _guarded(conn, work)
 
 
 def child_main(conn: Connection, config: ChildConfig, ring_fd: int) -> None:
-    try:
+    def work() -> None:
         _set_limits(config)
         ring = SlotRing.attach(ring_fd, config.slots, config.slot_bytes)
         try:
             _serve(conn, config, ring)
         finally:
             ring.close()
+
+    _guarded(conn, work)
+
+
+def _guarded(conn: Connection, work: Callable[[], None]) -> None:
+    """Run ``work``; whatever goes wrong reaches the parent as a coded message."""
+    try:
+        work()
     except (EOFError, BrokenPipeError):  # the parent went away
         return
     except ServiceError as exc:
@@ -191,4 +246,7 @@ def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    # The module proper, not this ``__main__`` copy: the parent's pickled configs are its classes.
+    from app.analysis import sandbox_child
+
+    sandbox_child.main(sys.argv)

@@ -35,6 +35,7 @@ def create_app(
     """Build the API. With ``embedded_worker`` (default: settings), a worker thread runs
     in this process; the API itself never imports torch (the worker does, lazily)."""
     from app.analysis.catalog import load_catalog
+    from app.analysis.sandbox import ProbeLimits, ProbeSandbox
     from app.api.ratelimit import TenantLimiter
     from app.store.factory import open_access_stores, open_render_store, open_store, open_webhook_store
 
@@ -43,6 +44,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.prober.warm()
         worker_thread = None
         if run_worker:
             worker = _embedded_worker(app, settings, analyzer_factory)
@@ -56,6 +58,7 @@ def create_app(
             if worker_thread is not None:
                 app.state.worker.stop()
                 worker_thread.join(timeout=settings.lease_seconds)
+            app.state.prober.close()
             if own_store:
                 app.state.store.close()
 
@@ -76,6 +79,7 @@ def create_app(
     app.state.webhooks = open_webhook_store(settings, app.state.store)
     app.state.renders = open_render_store(settings, app.state.store)
     app.state.limiter = TenantLimiter(settings, usage, app.state.store)
+    app.state.prober = ProbeSandbox(ProbeLimits.from_settings(settings))  # FFmpeg never runs in the API
     app.add_middleware(DrainMiddleware, state=app.state)
     install_cors(app, settings)
     problems.install(app)

@@ -34,6 +34,7 @@ STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
     errors.FrameTooLarge: 413,
     errors.TooManyStreams: 415,
     errors.MediaLimitExceeded: 422,
+    errors.ProbeFailed: 422,
     errors.UnsupportedMedia: 415,
     errors.Unauthorized: 401,
     errors.RateLimited: 429,

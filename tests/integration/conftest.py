@@ -98,6 +98,7 @@ async def service(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield Service(settings, app, client, new_worker)
+    app.state.prober.close()  # what the lifespan's shutdown does (ASGITransport runs no lifespan)
     app.state.store.close()
 
 

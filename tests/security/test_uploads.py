@@ -1,6 +1,7 @@
 """Hostile uploads not already covered in tests/integration/test_api_errors.py: a client that
 disconnects mid-body, playlists that name a sibling upload (proved unread with inotify),
-and videos whose file extension lies about their container."""
+videos whose file extension lies about their container, and a probe child that crashes
+or hangs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import av
 import pytest
 
 from app.analysis import probe
+from app.analysis.sandbox import ProbeLimits, ProbeSandbox
 from app.errors import UnsupportedMedia
 from tests.integration.conftest import Service, assert_problem, submit
 from tests.media import write_video
@@ -194,3 +196,28 @@ async def test_wrong_extension_is_ignored(
     assert service.new_worker().run_once() is True
     done = (await service.client.get(f"/v1/jobs/{job['id']}")).json()
     assert done["status"] == "succeeded", done
+
+
+# -------------------------------------------------------------- a probe that crashes or hangs
+
+
+@pytest.mark.parametrize(
+    ("fault", "limits", "code"),
+    [("segfault", {}, "probe_failed"), ("hang", {"timeout_seconds": 1.0}, "probe_timeout")],
+)
+async def test_a_probe_fault_refuses_that_upload_only(
+    service: Service, short_clip: Path, fault: str, limits: dict[str, float], code: str
+) -> None:
+    """FFmpeg crashing or spinning on an upload costs a 422 for it, never the API process:
+    no row, no file, and the next upload is served."""
+    healthy = service.app.state.prober
+    service.app.state.prober = ProbeSandbox(ProbeLimits(fault=fault, **limits))  # type: ignore[arg-type]
+    try:
+        body = assert_problem(await submit(service, short_clip), 422, code)
+    finally:
+        service.app.state.prober.close()
+        service.app.state.prober = healthy
+    assert "could not be examined" in body["detail"] or "longer than" in body["detail"]
+    assert service.store.list_jobs().items == []
+    assert service.stored_files() == []
+    assert (await submit(service, short_clip)).status_code == 202

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +13,18 @@ from app.analysis.decode import DecodeStats, decode_clips
 from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
 from app.analysis.plan import SamplingPlan, make_plan
 from app.analysis.prep import FramePrep
-from app.analysis.sandbox import DecodeSandbox, SandboxLimits, slots_for
+from app.analysis.probe import probe_video
+from app.analysis.sandbox import DecodeSandbox, ProbeLimits, ProbeSandbox, SandboxLimits, slots_for
 from app.analysis.scan import scan_video
 from app.errors import (
     DecoderCrashed,
     DecoderResourceLimit,
     DecoderTimeout,
     FrameTooLarge,
+    ProbeFailed,
     ServiceError,
+    Unavailable,
+    UnsupportedMedia,
     VideoUnreadable,
 )
 from app.settings import Settings
@@ -185,3 +190,82 @@ def test_ring_size_follows_the_queue_bytes() -> None:
     assert slots_for(10**12, PREP, FRAMES) == 32
     with pytest.raises(ValueError, match="unknown decoder fault"):
         SandboxLimits(fault="nope")
+
+
+# -------------------------------------------------------------- the upload probe's child
+
+
+@pytest.fixture
+def prober() -> Iterator[ProbeSandbox]:
+    sandbox = ProbeSandbox()
+    yield sandbox
+    sandbox.close()
+
+
+def test_the_probe_child_answers_as_the_in_process_probe(
+    videos: dict[str, Path], tmp_path: Path, prober: ProbeSandbox
+) -> None:
+    for name in ("cfr25", "rotated", "odd"):  # the later ones are probed by the spare child
+        path = videos[name]
+        want = probe_video(path, filename=path.name, allowed_formats=ALLOWED)
+        assert prober.probe_video(path, filename=path.name, allowed_formats=ALLOWED) == want
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 4096)
+    with pytest.raises(UnsupportedMedia) as caught:
+        prober.probe_video(junk, filename="junk.mp4", allowed_formats=ALLOWED)
+    assert type(caught.value) is UnsupportedMedia
+    with pytest.raises(FrameTooLarge):
+        tiny = MediaLimits(max_frame_pixels=64 * 48 - 1)
+        prober.probe_video(videos["cfr25"], filename="x", allowed_formats=ALLOWED, limits=tiny)
+
+
+@pytest.mark.parametrize(
+    ("fault", "limits", "code", "detail"),
+    [
+        ("segfault", {}, "probe_failed", "SIGSEGV"),
+        ("hang", {"timeout_seconds": 1.0}, "probe_timeout", "longer than 1 s"),
+        ("oom", {"memory_bytes": 1024**3}, "probe_failed", "resource_limit"),
+    ],
+)
+def test_injected_probe_faults_are_coded_request_errors(
+    videos: dict[str, Path], fault: str, limits: dict[str, float], code: str, detail: str
+) -> None:
+    prober = ProbeSandbox(ProbeLimits(fault=fault, **limits))  # type: ignore[arg-type]
+    try:
+        started = time.monotonic()
+        with pytest.raises(ProbeFailed, match=detail) as caught:
+            prober.probe_video(videos["cfr25"], filename="x.mp4", allowed_formats=ALLOWED)
+        assert caught.value.code == code and time.monotonic() - started < 20
+    finally:
+        prober.close()
+
+
+def test_a_spare_that_died_waiting_costs_the_upload_nothing(
+    videos: dict[str, Path], prober: ProbeSandbox
+) -> None:
+    path = videos["cfr25"]
+    want = prober.probe_video(path, filename=path.name, allowed_formats=ALLOWED)
+    assert prober._spare is not None
+    spare = prober._spare.result().proc
+    spare.kill()
+    spare.wait()
+    assert prober.probe_video(path, filename=path.name, allowed_formats=ALLOWED) == want
+
+
+def test_a_closed_prober_leaves_no_process(videos: dict[str, Path]) -> None:
+    prober = ProbeSandbox()
+    prober.warm()  # what the API's start-up does
+    spare = prober._spare
+    assert spare is not None
+    proc = spare.result().proc
+    assert prober.probe_video(videos["cfr25"], filename="x.mp4", allowed_formats=ALLOWED).width == 64
+    assert proc.poll() is not None, "the spare probed that upload, and only that one"
+    assert prober._spare is not None
+    proc = prober._spare.result().proc
+    assert proc.poll() is None, "a new spare child waits for the next upload"
+    prober.close()
+    assert proc.poll() is not None
+    with pytest.raises(Unavailable):
+        prober.probe_video(videos["cfr25"], filename="x.mp4", allowed_formats=ALLOWED)
+    with pytest.raises(ValueError, match="unknown probe fault"):
+        ProbeLimits(fault="nope")

@@ -11,7 +11,6 @@ from pydantic import BeforeValidator, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.analysis.limits import MediaLimits
-from app.analysis.probe import probe_video
 from app.api import formats
 from app.api.deps import BlobsDep, CatalogDep, SettingsDep, StoreDep, TenantDep
 from app.api.forms import FORM_FIELDS, parse_job_form
@@ -103,7 +102,7 @@ async def submit_job(
         model, options = parse_job_form(upload.fields, settings.default_model, catalog)
         callback_url, callback_owner = await resolve_callback(request, upload.fields.get("callback_url"))
         video = await run_in_threadpool(
-            probe_video,
+            request.app.state.prober.probe_video,  # sandboxed: app.analysis.sandbox.ProbeSandbox
             upload.writer.temp_path,
             filename=upload.filename,
             allowed_formats=settings.allowed_format_list,
