@@ -8,8 +8,9 @@ ServiceError
  │    ├── InvalidOptions     bad form fields or job options (code: invalid_options)
  │    ├── UnknownModel       model name not in the catalog (code: unknown_model)
  │    ├── UploadTooLarge     body over the configured limit (code: upload_too_large)
- │    ├── UnsupportedMedia   not a video, no video stream (code: unsupported_media)
- │    │    └── FormatNotAllowed  demuxer not on the allow-list (code: format_not_allowed)
+ │    ├── UnsupportedMedia   not a video: text, playlist, unreadable (code: unsupported_media)
+ │    │    ├── FormatNotAllowed  demuxer not on the allow-list (code: format_not_allowed)
+ │    │    └── NoVideoStream     a readable container without video, e.g. audio only (code: no_video_stream)
  │    ├── MediaLimitExceeded  a media limit from settings (upload probe or worker decode)
  │    │    ├── VideoTooLong      longer than max_duration_seconds (code: video_too_long)
  │    │    ├── FrameTooLarge     more pixels per frame than max_frame_pixels (code: frame_too_large)
@@ -109,6 +110,13 @@ class FormatNotAllowed(UnsupportedMedia):
 
     code = "format_not_allowed"
     title = "Format not allowed"
+
+
+class NoVideoStream(UnsupportedMedia):
+    """A readable container without a video stream (audio only, subtitles, data)."""
+
+    code = "no_video_stream"
+    title = "No video stream"
 
 
 class MediaLimitExceeded(RequestError):

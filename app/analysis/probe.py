@@ -26,7 +26,7 @@ from app.analysis.limits import (
     guard_container,
 )
 from app.domain import VideoInfo
-from app.errors import FormatNotAllowed, UnsupportedMedia
+from app.errors import FormatNotAllowed, NoVideoStream, UnsupportedMedia
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -100,7 +100,7 @@ def probe_video(
 
     with open_container(path, allowed_formats, limits) as container:
         if not container.streams.video:
-            raise UnsupportedMedia("the file has no video stream")
+            raise NoVideoStream("the file has no video stream")
         stream = container.streams.video[0]
         duration = _duration_seconds(container, stream)
         check_duration(duration, limits)

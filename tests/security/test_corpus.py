@@ -40,7 +40,7 @@ EXPECTED: dict[str, str] = {
     "fuzzcorpus_bear_mpeg4asp_mp3.avi": "succeeded",
     "fuzzcorpus_matroska_16x8.mkv": "succeeded",
     "fuzzcorpus_mozilla_A4.ogv": "succeeded",
-    "fuzzcorpus_mozilla_audio_only_aac.mp4": "415 unsupported_media",
+    "fuzzcorpus_mozilla_audio_only_aac.mp4": "415 no_video_stream",
     "fuzzcorpus_mozilla_bug1079747.mp4": "415 unsupported_media",
     "fuzzcorpus_mozilla_moof-testfragmented.mp4": "succeeded",
     "fuzzcorpus_mozilla_vp9_mp3_32x18.mp4": "succeeded",
@@ -57,7 +57,7 @@ EXPECTED: dict[str, str] = {
     "mp4parse_hevc_white_frame.mp4": "succeeded",
     "mp4parse_tiny_av1.mp4": "succeeded",
     "mp4parse_video_rotation_90.mp4": "succeeded",
-    "small_mp4-with-audio.mp4": "415 unsupported_media",
+    "small_mp4-with-audio.mp4": "415 no_video_stream",
 }
 
 

@@ -61,7 +61,7 @@ ROWS: list[tuple[str, Build, str]] = [
     ("png-decompression-bomb", lambda d: hm.png_bomb_mov(d / "bomb.mov"), "413 frame_too_large"),
     ("44-streams-mkv", lambda d: hm.many_streams(d / "many.mkv", 44, "matroska"), "415 too_many_streams"),
     ("44-streams-mpegts", lambda d: hm.many_streams(d / "many.ts", 44, "mpegts"), "415 too_many_streams"),
-    ("audio-only", lambda d: hm.audio_only(d / "audio.mkv"), "415 unsupported_media"),
+    ("audio-only", lambda d: hm.audio_only(d / "audio.mkv"), "415 no_video_stream"),
     ("gif-not-allowed", lambda d: hm.gif_animation(d / "anim.gif"), "415 format_not_allowed"),
     ("png-image-not-allowed", lambda d: hm.still_png(d / "still.png"), "415 format_not_allowed"),
     ("wav-not-allowed", lambda d: hm.audio_only(d / "audio.wav", fmt="wav"), "415 format_not_allowed"),
