@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     annotate_max_height: int = Field(
         default=720, ge=64, le=4320, description="Annotated videos are scaled down to this height."
     )
+    render_every_jobs: int = Field(
+        default=4,
+        ge=1,
+        description="A worker busy with analysis still renders one waiting annotated video per this many jobs.",
+    )
     backends: dict[str, Literal["torch", "onnx", "auto"]] = Field(
         default_factory=dict,
         description='Inference backend per model, JSON: {"x3d_xs": "onnx"} (others: backend_default).',

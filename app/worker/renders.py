@@ -1,4 +1,6 @@
-"""The worker's follow-up jobs: annotated videos. Run when no analysis job is waiting."""
+"""The worker's follow-up jobs: annotated videos. Run when no analysis job is waiting, and
+also once per ``render_every_jobs`` finished analysis jobs, so a steady backlog cannot starve
+them."""
 
 from __future__ import annotations
 
@@ -17,6 +19,18 @@ log = logging.getLogger(__name__)
 class RenderRunner:
     def __init__(self, store: JobStore, renders: RenderStore, blobs: BlobStore, settings: Settings) -> None:
         self.store, self.renders, self.blobs, self.settings = store, renders, blobs, settings
+        self._jobs_since_render = 0
+
+    def job_finished(self) -> None:
+        """Count an analysis job this worker finished (for ``run_if_due``)."""
+        self._jobs_since_render += 1
+
+    def run_if_due(self) -> bool:
+        """Render one waiting video if ``render_every_jobs`` analysis jobs ran since the last
+        chance to; False when not due or none was waiting."""
+        if self._jobs_since_render < self.settings.render_every_jobs:
+            return False
+        return self.run_once()
 
     @classmethod
     def for_store(cls, store: JobStore, blobs: BlobStore, settings: Settings) -> RenderRunner | None:
@@ -28,6 +42,7 @@ class RenderRunner:
 
     def run_once(self) -> bool:
         """Render one requested video; False when none was waiting."""
+        self._jobs_since_render = 0
         render = self.renders.claim(self.settings.lease_seconds)
         if render is None:
             return False

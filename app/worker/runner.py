@@ -110,10 +110,14 @@ class Worker:
     def run_once(self) -> bool:
         """Claim and process one job. Returns False when the queue was empty."""
         self._housekeeping()
+        if self.renders is not None and self.renders.run_if_due():
+            return True
         lease = self.store.claim(self.worker_id, self.settings.lease_seconds)
         if lease is None:  # no analysis waiting: follow-up work (annotated videos)
             return self.renders.run_once() if self.renders is not None else False
         self._process(lease)
+        if self.renders is not None:
+            self.renders.job_finished()
         return True
 
     def _housekeeping(self) -> None:

@@ -185,3 +185,43 @@ async def test_a_render_longer_than_its_lease_is_not_claimed_again(
     render = render_store(service).get(job_id)
     assert render is not None and (render.status, render.attempts) == ("succeeded", 1)
     assert (await service.client.get(url)).status_code == 200
+
+
+@pytest.mark.settings(annotate_max_height=64, render_every_jobs=2)
+async def test_a_busy_worker_still_renders_between_jobs(service: Service, short_clip: Path) -> None:
+    """A steady analysis backlog does not starve annotated videos: after every
+    ``render_every_jobs`` analysis jobs the worker renders one that is waiting."""
+    first = (await submit(service, short_clip)).json()["id"]
+    worker = service.new_worker()
+    assert worker.run_once()  # analysis 1
+    url = f"/v1/jobs/{first}/annotated.mp4"
+    assert (await service.client.get(url)).status_code == 202
+    backlog = [(await submit(service, short_clip)).json()["id"] for _ in range(3)]
+    assert worker.run_once()  # analysis 2: now two since the last render
+    assert worker.run_once()  # the render, although analysis is still queued
+    assert (await service.client.get(url)).status_code == 200
+    statuses = [(await service.client.get(f"/v1/jobs/{j}")).json()["status"] for j in backlog]
+    assert statuses == ["succeeded", "queued", "queued"]
+
+
+@pytest.mark.settings(annotate_max_height=64, render_every_jobs=1, worker_jobs_in_flight=1)
+async def test_a_busy_multi_job_worker_still_renders_between_jobs(service: Service, short_clip: Path) -> None:
+    from app.worker.multi import MultiJobWorker
+    from tests.integration.conftest import shared_analyzer
+
+    worker = MultiJobWorker(
+        store=service.store,
+        blobs=service.app.state.blobs,
+        settings=service.settings,
+        analyzer_factory=lambda: shared_analyzer(service.settings),
+    )
+    first = (await submit(service, short_clip)).json()["id"]
+    worker.drain()
+    url = f"/v1/jobs/{first}/annotated.mp4"
+    assert (await service.client.get(url)).status_code == 202
+    backlog = [(await submit(service, short_clip)).json()["id"] for _ in range(3)]
+    while (await service.client.head(url)).status_code == 202:
+        assert worker.run_once(), "the queue ran dry before the render"
+    statuses = [(await service.client.get(f"/v1/jobs/{j}")).json()["status"] for j in backlog]
+    assert statuses.count("queued") >= 1, statuses
+    worker.drain()
