@@ -50,7 +50,7 @@ import numpy as np
 
 from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
 from app.analysis.prep import FramePrep
-from app.analysis.sandbox_child import FAULTS, ChildConfig, ProbeConfig
+from app.analysis.sandbox_child import FAULTS, ChildConfig, ProbeConfig, RenderConfig
 from app.analysis.shm import SlotRing
 from app.errors import (
     DecoderCrashed,
@@ -76,6 +76,11 @@ log = logging.getLogger(__name__)
 
 MAX_SLOTS = 32
 MIN_SLOTS = 2
+RENDER_COST = 4.0
+"""A render decodes and also encodes every frame: its deadline is this many decode allowances."""
+RENDER_MIN_MEMORY = 2 * 1024**3
+"""Floor of the render child's address space: libx264's threads reserve stacks and lookahead
+buffers, and under 512 MiB thread creation already fails (EAGAIN)."""
 _FAULT_CODES: dict[str, type[DecoderFault]] = {
     "decoder_crashed": DecoderCrashed,
     "resource_limit": DecoderResourceLimit,
@@ -504,25 +509,78 @@ class ProbeSandbox:
     def _receive(self, child: _Child) -> VideoInfo:
         deadline = self.limits.timeout_seconds
         try:
-            if not child.conn.poll(deadline):
-                child.kill()
-                raise ProbeTimeout(f"examining the upload took longer than {deadline:g} s")
-            message: tuple[Any, ...] = child.conn.recv()
-        except (EOFError, OSError):
-            raise _probe_fault(child.death()) from None
-        except ProbeTimeout:
-            raise
-        except Exception as exc:  # a message cut short by the child's death
-            log.warning("unreadable message from the probe: %s", exc)
-            raise _probe_fault(child.death()) from None
-        if message[0] == "probed":
-            info: VideoInfo = message[1]
-            return info
-        if message[0] == "error" and isinstance(message[1], ServiceError):
-            raise message[1]
-        if message[0] == "fault":
-            raise _probe_fault(_FAULT_CODES.get(message[1], DecoderCrashed)(str(message[2])))
-        raise _probe_fault(DecoderCrashed(f"the probe sent an unexpected {message[0]!r} message"))
+            info: VideoInfo = _one_reply(child, deadline, "probed")
+        except DecoderTimeout:
+            raise ProbeTimeout(f"examining the upload took longer than {deadline:g} s") from None
+        except DecoderFault as fault:
+            raise _probe_fault(fault) from None
+        return info
+
+
+def _one_reply(child: _Child, seconds: float, expected: str) -> Any:
+    """The one answer ``(expected, value)`` of a one-shot child (probe, render), within
+    ``seconds``: its coded error is raised as is; a fault, a death or the deadline (the child
+    is killed) as a ``DecoderFault``."""
+    try:
+        if not child.conn.poll(seconds):
+            child.kill()
+            raise DecoderTimeout(f"the child was stopped after {seconds:g} s")
+        message: tuple[Any, ...] = child.conn.recv()
+    except (EOFError, OSError):
+        raise child.death() from None
+    except DecoderTimeout:
+        raise
+    except Exception as exc:  # a message cut short by the child's death
+        log.warning("unreadable message from a sandbox child: %s", exc)
+        raise child.death() from None
+    if message[0] == expected:
+        return message[1]
+    if message[0] == "error" and isinstance(message[1], ServiceError):
+        raise message[1]
+    if message[0] == "fault":
+        raise _FAULT_CODES.get(message[1], DecoderCrashed)(str(message[2]))
+    raise DecoderCrashed(f"the child sent an unexpected {message[0]!r} message")
+
+
+def render_in_sandbox(
+    source: Path,
+    target: Path,
+    segments: Sequence[dict[str, Any]],
+    *,
+    duration: float,
+    allowed_formats: Iterable[str],
+    limits: MediaLimits,
+    max_height: int,
+    threads: int,
+    sandbox: SandboxLimits,
+) -> int:
+    """``annotate.render`` in a spawned child under the decode child's address-space limit, a
+    CPU-time limit and a wall-clock deadline (``RENDER_COST`` times the decode allowance, since
+    it encodes too): a decoder crash, hang or blow-up while re-reading the video fails that
+    render with its code and never takes the worker down. Returns the frames written."""
+    allowance = sandbox.timeout_seconds + RENDER_COST * sandbox.timeout_per_video_second * max(duration, 0.0)
+    config = RenderConfig(
+        source=str(source),
+        target=str(target),
+        segments=tuple(segments),
+        allowed_formats=tuple(allowed_formats),
+        limits=limits,
+        max_height=max_height,
+        threads=threads,
+        memory_bytes=max(sandbox.memory_bytes, RENDER_MIN_MEMORY) if sandbox.memory_bytes else None,
+        cpu_seconds=(os.cpu_count() or 1) * allowance + 5,
+        fault=sandbox.fault,
+    )
+    child = _Child()
+    try:
+        try:
+            child.conn.send(config)
+        except OSError:
+            raise child.death() from None
+        frames: int = _one_reply(child, allowance, "rendered")
+        return frames
+    finally:
+        child.close()
 
 
 def _probe_fault(fault: DecoderFault) -> ProbeFailed:

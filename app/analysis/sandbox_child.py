@@ -11,6 +11,11 @@ second. The first message says what it is for. A probe:
     parent -> child   ProbeConfig
     child  -> parent  ("probed", VideoInfo)
 
+An annotated-video render (decode, draw, encode to ``target``):
+
+    parent -> child   RenderConfig
+    child  -> parent  ("rendered", frames written)
+
 A decode, on the socket (pickled ``multiprocessing`` messages), in order:
 
     parent -> child   ChildConfig
@@ -81,7 +86,24 @@ class ProbeConfig:
     """Test hook: fail this way before probing (``FAULTS``)."""
 
 
-def _set_limits(config: ChildConfig | ProbeConfig) -> None:
+@dataclass(frozen=True)
+class RenderConfig:
+    """``annotate.render`` of one finished job's video, under ``memory_bytes`` and ``cpu_seconds``."""
+
+    source: str
+    target: str
+    segments: tuple[dict[str, Any], ...]
+    allowed_formats: tuple[str, ...]
+    limits: MediaLimits
+    max_height: int
+    threads: int
+    memory_bytes: int | None
+    cpu_seconds: float | None
+    fault: str | None = None
+    """Test hook: fail this way before rendering (``FAULTS``)."""
+
+
+def _set_limits(config: ChildConfig | ProbeConfig | RenderConfig) -> None:
     if config.memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (config.memory_bytes, config.memory_bytes))
     if config.cpu_seconds:
@@ -145,6 +167,8 @@ def main(argv: Sequence[str]) -> None:
         return
     if isinstance(config, ProbeConfig):
         probe_main(conn, config)
+    elif isinstance(config, RenderConfig):
+        render_main(conn, config)
     else:
         child_main(conn, config, int(argv[2]))
 
@@ -163,6 +187,27 @@ def probe_main(conn: Connection, config: ProbeConfig) -> None:
             limits=config.limits,
         )
         conn.send(("probed", info))
+
+    _guarded(conn, work)
+
+
+def render_main(conn: Connection, config: RenderConfig) -> None:
+    def work() -> None:
+        from app.analysis.annotate import render
+
+        _set_limits(config)
+        if config.fault:
+            _inject(config.fault)
+        frames = render(
+            Path(config.source),
+            Path(config.target),
+            list(config.segments),
+            allowed_formats=config.allowed_formats,
+            max_height=config.max_height,
+            threads=config.threads,
+            limits=config.limits,
+        )
+        conn.send(("rendered", frames))
 
     _guarded(conn, work)
 

@@ -18,7 +18,11 @@ log = logging.getLogger(__name__)
 
 class RenderRunner:
     def __init__(self, store: JobStore, renders: RenderStore, blobs: BlobStore, settings: Settings) -> None:
+        from app.analysis.sandbox import SandboxLimits
+
         self.store, self.renders, self.blobs, self.settings = store, renders, blobs, settings
+        self.sandbox = SandboxLimits.from_settings(settings)
+        """Limits of the render child (the decode child's); tests set ``fault`` here."""
         self._jobs_since_render = 0
 
     def job_finished(self) -> None:
@@ -62,8 +66,8 @@ class RenderRunner:
         return True
 
     def _render(self, render: Render) -> str:
-        from app.analysis.annotate import render as draw
         from app.analysis.limits import MediaLimits
+        from app.analysis.sandbox import render_in_sandbox
 
         job = self.store.get_job(render.job_id)
         if job is None or job.status is not JobStatus.SUCCEEDED:
@@ -72,13 +76,15 @@ class RenderRunner:
         if results is None or not job.blob_key:
             raise ValueError("the job's results or video are gone")
         key = render_key(job.id, self.settings)
-        draw(
+        render_in_sandbox(
             self.blobs.path(job.blob_key),
             renders_dir(self.settings) / key,
             results.get("segments") or [],
+            duration=(job.video.duration or 0.0) if job.video else 0.0,
             allowed_formats=self.settings.allowed_format_list,
+            limits=MediaLimits.from_settings(self.settings),
             max_height=self.settings.annotate_max_height,
             threads=self.settings.decode_threads,
-            limits=MediaLimits.from_settings(self.settings),
+            sandbox=self.sandbox,
         )
         return key

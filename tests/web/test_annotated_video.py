@@ -225,3 +225,54 @@ async def test_a_busy_multi_job_worker_still_renders_between_jobs(service: Servi
     statuses = [(await service.client.get(f"/v1/jobs/{j}")).json()["status"] for j in backlog]
     assert statuses.count("queued") >= 1, statuses
     worker.drain()
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"), [("segfault", "DecoderCrashed"), ("oom", "DecoderResourceLimit")]
+)
+@pytest.mark.settings(annotate_max_height=64, decode_memory_bytes=512 * 1024**2)
+async def test_a_render_that_crashes_its_child_fails_and_the_worker_goes_on(
+    service: Service, short_clip: Path, fault: str, error: str
+) -> None:
+    """Rendering re-reads the video in a sandboxed child: a crash or memory blow-up there fails
+    that render with its code; the worker process is untouched and goes on with its work."""
+    from dataclasses import replace
+
+    job_id = (await submit(service, short_clip)).json()["id"]
+    worker = service.new_worker()
+    assert worker.run_once()
+    url = f"/v1/jobs/{job_id}/annotated.mp4"
+    assert (await service.client.get(url)).status_code == 202
+    assert worker.renders is not None
+    worker.renders.sandbox = replace(worker.renders.sandbox, fault=fault)
+    for _ in range(3):
+        assert worker.run_once()
+    assert_problem(await service.client.get(url), 409, "render_failed")
+    failed = worker.renders.renders.get(job_id)
+    assert failed is not None and (failed.error or "").startswith(f"{error}:"), failed
+    next_job = (await submit(service, short_clip)).json()["id"]
+    worker.renders.sandbox = replace(worker.renders.sandbox, fault=None)
+    assert worker.run_once()
+    assert (await service.client.get(f"/v1/jobs/{next_job}")).json()["status"] == "succeeded"
+    assert (await service.client.get(url + "?retry=1")).status_code == 202
+    assert worker.run_once()
+    assert (await service.client.get(url)).status_code == 200
+
+
+async def test_a_hanging_render_is_stopped_at_its_deadline(service: Service, short_clip: Path) -> None:
+    from dataclasses import replace
+
+    job_id = (await submit(service, short_clip)).json()["id"]
+    worker = service.new_worker()
+    assert worker.run_once()
+    url = f"/v1/jobs/{job_id}/annotated.mp4"
+    assert (await service.client.get(url)).status_code == 202
+    assert worker.renders is not None
+    worker.renders.sandbox = replace(
+        worker.renders.sandbox, fault="hang", timeout_seconds=1.0, timeout_per_video_second=0.0
+    )
+    started = time.monotonic()
+    assert worker.run_once()
+    assert time.monotonic() - started < 20
+    render = worker.renders.renders.get(job_id)
+    assert render is not None and (render.error or "").startswith("DecoderTimeout:"), render
