@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -149,6 +150,21 @@ async def test_database_away_is_503_with_retry_after_and_loses_nothing(
         with short_clip.open("rb") as fh:
             upload = await client.post("/v1/jobs", files={"file": ("clip.mp4", fh)}, headers=headers)
         assert_problem(upload, 503, "unavailable")
+        chunks_read = 0
+
+        async def big_body() -> AsyncIterator[bytes]:
+            nonlocal chunks_read
+            for _ in range(64):
+                chunks_read += 1
+                yield bytes(1024 * 1024)
+
+        refused = await client.post(
+            "/v1/jobs",
+            content=big_body(),
+            headers=headers | {"content-type": "multipart/form-data; boundary=x"},
+        )
+        assert_problem(refused, 503, "unavailable")
+        assert chunks_read <= 1, "refused before the body was read"
         assert (await client.get("/healthz")).status_code == 200
         metrics = await client.get("/metrics")
         assert metrics.status_code == 200 and "vas_store_up 0.0" in metrics.text

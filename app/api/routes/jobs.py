@@ -87,7 +87,11 @@ async def submit_job(
     tenant: TenantDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
-    if idempotency_key:
+    if not idempotency_key:
+        # Fail fast while the database is away, before a body of up to max_upload_bytes is read
+        # and probed only to be refused (with a key, the look-up below does the same).
+        await run_in_threadpool(store.ping)
+    else:
         existing = await run_in_threadpool(store.get_job_by_idempotency_key, tenant, idempotency_key)
         if existing is not None:
             response.status_code = 200
