@@ -44,7 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import numpy as np
 
@@ -95,7 +95,9 @@ class SandboxLimits:
     timeout_per_video_second: float = 2.0
     queue_bytes: int = 128 * 1024**2
     fault: str | None = None
-    """Test hook: make the child fail this way after its first clip (``sandbox_child.FAULTS``)."""
+    """Test hook: make the child fail this way (``sandbox_child.FAULTS``) ..."""
+    fault_stage: Literal["scan", "decode"] = "decode"
+    """... while scanning (before any frame time is known) or after its first decoded clip."""
 
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
@@ -160,6 +162,7 @@ class DecodeSandbox:
             cpu_seconds=cpus * self.limits.timeout_seconds + 30,
             cpu_per_video_second=cpus * per_second,
             fault=self.limits.fault,
+            fault_stage=self.limits.fault_stage,
         )
         self.allowance = self.limits.timeout_seconds
         self.waited = 0.0

@@ -70,6 +70,8 @@ class ChildConfig:
     """CPU-time limit until the scan is known (then ``cpu_per_video_second`` raises it)."""
     cpu_per_video_second: float
     fault: str | None = None
+    fault_stage: str = "decode"
+    """Where ``fault`` strikes: ``scan`` (before the scan) or ``decode`` (after the first clip)."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,8 @@ def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
     from app.analysis.scan import scan_video
 
     path = Path(config.path)
+    if config.fault and config.fault_stage == "scan":
+        _inject(config.fault)
     scan = scan_video(path, config.allowed_formats, config.limits)
     if config.cpu_seconds:
         _cpu_limit(config.cpu_seconds + config.cpu_per_video_second * scan.duration)
@@ -285,7 +289,7 @@ def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
         config.prep.write_views(clip.frames, out)
         del out
         conn.send(("clip", slot, clip.plan.segment, clip.plan.index, clip.times))
-        if config.fault and sent == 1:
+        if config.fault and config.fault_stage == "decode" and sent == 1:
             _inject(config.fault)
     conn.send(("done", stats))
 

@@ -139,13 +139,14 @@ def test_stopping_releases_every_job_in_flight(tmp_path: Path, models: Path) -> 
     setup.store.close()
 
 
+@pytest.mark.parametrize("stage", ["scan", "decode"])
 @pytest.mark.parametrize(("fault", "code"), [("segfault", "decoder_crashed"), ("oom", "resource_limit")])
 def test_a_decoder_fault_fails_its_job_with_its_code_and_the_worker_goes_on(
-    tmp_path: Path, models: Path, clips: list[tuple[Path, dict[str, Any]]], fault: str, code: str
+    tmp_path: Path, models: Path, clips: list[tuple[Path, dict[str, Any]]], fault: str, code: str, stage: str
 ) -> None:
     setup = Setup(tmp_path, models)
     healthy = setup.analyzer.sandbox
-    setup.analyzer.sandbox = SandboxLimits(fault=fault, memory_bytes=1024**3)
+    setup.analyzer.sandbox = SandboxLimits(fault=fault, memory_bytes=1024**3, fault_stage=stage)  # type: ignore[arg-type]
     worker = setup.worker()
     doomed = setup.submit(*clips[0])
     assert worker.run_once()

@@ -147,11 +147,13 @@ def test_a_frame_over_the_size_limit_mid_stream_fails_in_the_child(tmp_path: Pat
         ("oom", DecoderResourceLimit, {"memory_bytes": 1024**3}),
     ],
 )
+@pytest.mark.parametrize("stage", ["scan", "decode"])
 def test_injected_faults_are_coded(
-    videos: dict[str, Path], fault: str, error: type[ServiceError], limits: dict[str, float]
+    videos: dict[str, Path], fault: str, error: type[ServiceError], limits: dict[str, float], stage: str
 ) -> None:
+    sandbox = SandboxLimits(fault=fault, fault_stage=stage, **limits)  # type: ignore[arg-type]
     with pytest.raises(error) as caught:
-        sandboxed(videos["cfr25"], SandboxLimits(fault=fault, **limits))  # type: ignore[arg-type]
+        sandboxed(videos["cfr25"], sandbox)
     assert caught.value.code in ("decoder_crashed", "timeout", "resource_limit")
     assert getattr(caught.value, "retryable", False) and getattr(caught.value, "keep_code", False)
 
