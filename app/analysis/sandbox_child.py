@@ -175,13 +175,18 @@ def main(argv: Sequence[str]) -> None:
         child_main(conn, config, int(argv[2]))
 
 
+def _limit_and_inject(config: ProbeConfig | RenderConfig) -> None:
+    """A one-shot child's start: its resource limits, then the test hook's fault if any."""
+    _set_limits(config)
+    if config.fault:
+        _inject(config.fault)
+
+
 def probe_main(conn: Connection, config: ProbeConfig) -> None:
     def work() -> None:
         from app.analysis.probe import probe_video
 
-        _set_limits(config)
-        if config.fault:
-            _inject(config.fault)
+        _limit_and_inject(config)
         info = probe_video(
             Path(config.path),
             filename=config.filename,
@@ -197,9 +202,7 @@ def render_main(conn: Connection, config: RenderConfig) -> None:
     def work() -> None:
         from app.analysis.annotate import render
 
-        _set_limits(config)
-        if config.fault:
-            _inject(config.fault)
+        _limit_and_inject(config)
         frames = render(
             Path(config.source),
             Path(config.target),

@@ -16,10 +16,35 @@ from app.analysis.annotate import colour
 from app.errors import LeaseLost
 from app.store.renders import Render, RenderStore
 from app.store.sql import SqlJobStore
+from app.worker.multi import MultiJobWorker
 from app.worker.renders import RenderRunner
+from app.worker.runner import Worker
 from tests.integration.conftest import Service, assert_problem, submit
 
 pytestmark = pytest.mark.anyio
+
+
+async def render_requested(service: Service, clip: Path) -> tuple[Worker, str, str]:
+    """A job analysed by a fresh worker, its annotated video requested (202): the worker, the
+    job id and the annotated video's URL."""
+    job_id = (await submit(service, clip)).json()["id"]
+    worker = service.new_worker()
+    assert worker.run_once()
+    url = f"/v1/jobs/{job_id}/annotated.mp4"
+    assert (await service.client.get(url)).status_code == 202
+    return worker, job_id, url
+
+
+def multi_job_worker(service: Service) -> MultiJobWorker:
+    """A worker with several jobs in flight, on the service's store, blobs and settings."""
+    from tests.integration.conftest import shared_analyzer
+
+    return MultiJobWorker(
+        store=service.store,
+        blobs=service.app.state.blobs,
+        settings=service.settings,
+        analyzer_factory=lambda: shared_analyzer(service.settings),
+    )
 
 
 @pytest.mark.settings(annotate_max_height=64)
@@ -63,11 +88,7 @@ async def test_render_on_request_then_serve_from_cache(service: Service, short_c
 
 
 async def test_render_failure_is_reported_and_retryable(service: Service, short_clip: Path) -> None:
-    job_id = (await submit(service, short_clip)).json()["id"]
-    worker = service.new_worker()
-    assert worker.run_once()
-    url = f"/v1/jobs/{job_id}/annotated.mp4"
-    assert (await service.client.get(url)).status_code == 202
+    worker, job_id, url = await render_requested(service, short_clip)
     service.app.state.blobs.path(job_id).write_bytes(b"no longer a video")
     for _ in range(3):
         assert worker.run_once()
@@ -81,15 +102,7 @@ async def test_render_failure_is_reported_and_retryable(service: Service, short_
 
 @pytest.mark.settings(worker_jobs_in_flight=2, annotate_max_height=64)
 async def test_multi_job_workers_render_too(service: Service, short_clip: Path) -> None:
-    from app.worker.multi import MultiJobWorker
-    from tests.integration.conftest import shared_analyzer
-
-    worker = MultiJobWorker(
-        store=service.store,
-        blobs=service.app.state.blobs,
-        settings=service.settings,
-        analyzer_factory=lambda: shared_analyzer(service.settings),
-    )
+    worker = multi_job_worker(service)
     job_id = (await submit(service, short_clip)).json()["id"]
     worker.drain()
     url = f"/v1/jobs/{job_id}/annotated.mp4"
@@ -206,15 +219,7 @@ async def test_a_busy_worker_still_renders_between_jobs(service: Service, short_
 
 @pytest.mark.settings(annotate_max_height=64, render_every_jobs=1, worker_jobs_in_flight=1)
 async def test_a_busy_multi_job_worker_still_renders_between_jobs(service: Service, short_clip: Path) -> None:
-    from app.worker.multi import MultiJobWorker
-    from tests.integration.conftest import shared_analyzer
-
-    worker = MultiJobWorker(
-        store=service.store,
-        blobs=service.app.state.blobs,
-        settings=service.settings,
-        analyzer_factory=lambda: shared_analyzer(service.settings),
-    )
+    worker = multi_job_worker(service)
     first = (await submit(service, short_clip)).json()["id"]
     worker.drain()
     url = f"/v1/jobs/{first}/annotated.mp4"
@@ -238,11 +243,7 @@ async def test_a_render_that_crashes_its_child_fails_and_the_worker_goes_on(
     that render with its code; the worker process is untouched and goes on with its work."""
     from dataclasses import replace
 
-    job_id = (await submit(service, short_clip)).json()["id"]
-    worker = service.new_worker()
-    assert worker.run_once()
-    url = f"/v1/jobs/{job_id}/annotated.mp4"
-    assert (await service.client.get(url)).status_code == 202
+    worker, job_id, url = await render_requested(service, short_clip)
     assert worker.renders is not None
     worker.renders.sandbox = replace(worker.renders.sandbox, fault=fault)
     for _ in range(3):
@@ -262,11 +263,7 @@ async def test_a_render_that_crashes_its_child_fails_and_the_worker_goes_on(
 async def test_a_hanging_render_is_stopped_at_its_deadline(service: Service, short_clip: Path) -> None:
     from dataclasses import replace
 
-    job_id = (await submit(service, short_clip)).json()["id"]
-    worker = service.new_worker()
-    assert worker.run_once()
-    url = f"/v1/jobs/{job_id}/annotated.mp4"
-    assert (await service.client.get(url)).status_code == 202
+    worker, job_id, _ = await render_requested(service, short_clip)
     assert worker.renders is not None
     worker.renders.sandbox = replace(
         worker.renders.sandbox, fault="hang", timeout_seconds=1.0, timeout_per_video_second=0.0
