@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import colorsys
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -129,15 +129,18 @@ def render(
     crf: int = 23,
     threads: int = 0,
     limits: MediaLimits | None = None,
+    part: Path | None = None,
+    on_frame: Callable[[int], None] | None = None,
 ) -> int:
-    """Write the annotated MP4 (via a temp file, renamed into place); returns frames written."""
+    """Write the annotated MP4 via ``part`` (a temp file beside ``target``, renamed into place);
+    returns frames written. ``on_frame(written)`` runs after each frame (the sandbox's test hook)."""
     import av
 
     from app.analysis.decode import frame_to_rgb
     from app.analysis.scan import open_video
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.part.mp4")
+    tmp = part or target.with_name(f".{target.stem}.{os.getpid()}.part.mp4")
     cues = cues_from(segments)
     written = 0
     try:
@@ -181,6 +184,8 @@ def render(
                     for packet in out.encode(painted):
                         writer.mux(packet)
                     written += 1
+                    if on_frame is not None:
+                        on_frame(written)
                 if out is not None:
                     for packet in out.encode():
                         writer.mux(packet)

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -64,7 +65,7 @@ from app.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from app.analysis.decode import DecodeStats
     from app.analysis.plan import SamplingPlan
@@ -77,10 +78,23 @@ log = logging.getLogger(__name__)
 MAX_SLOTS = 32
 MIN_SLOTS = 2
 RENDER_COST = 4.0
-"""A render decodes and also encodes every frame: its deadline is this many decode allowances."""
+"""A render decodes and also encodes every frame: its deadline gives it this many times the
+decode child's per-video-second allowance (plus the same fixed allowance)."""
 RENDER_MIN_MEMORY = 2 * 1024**3
 """Floor of the render child's address space: libx264's threads reserve stacks and lookahead
 buffers, and under 512 MiB thread creation already fails (EAGAIN)."""
+
+
+def _check_fault(kind: str, fault: str | None) -> None:
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"unknown {kind} fault {fault!r}; one of {FAULTS}")
+
+
+def _cpu_seconds(wall_seconds: float, slack: float) -> float:
+    """A child's CPU-time limit for a wall-clock allowance: every core busy all along, plus slack."""
+    return (os.cpu_count() or 1) * wall_seconds + slack
+
+
 _FAULT_CODES: dict[str, type[DecoderFault]] = {
     "decoder_crashed": DecoderCrashed,
     "resource_limit": DecoderResourceLimit,
@@ -100,8 +114,9 @@ class SandboxLimits:
     """... while scanning (before any frame time is known) or after its first decoded clip."""
 
     def __post_init__(self) -> None:
-        if self.fault is not None and self.fault not in FAULTS:
-            raise ValueError(f"unknown decoder fault {self.fault!r}; one of {FAULTS}")
+        _check_fault("decoder", self.fault)
+        if self.fault_stage not in ("scan", "decode"):
+            raise ValueError(f"unknown fault stage {self.fault_stage!r}; scan or decode")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxLimits:
@@ -147,8 +162,6 @@ class DecodeSandbox:
         self.shape = prep.clip_shape(frames)
         slot_bytes = math.prod(self.shape) * 4
         slots = slots_for(self.limits.queue_bytes, prep, frames)
-        per_second = self.limits.timeout_per_video_second
-        cpus = os.cpu_count() or 1
         config = ChildConfig(
             path=str(path),
             allowed_formats=tuple(allowed_formats),
@@ -159,8 +172,8 @@ class DecodeSandbox:
             slots=slots,
             slot_bytes=slot_bytes,
             memory_bytes=self.limits.memory_bytes,
-            cpu_seconds=cpus * self.limits.timeout_seconds + 30,
-            cpu_per_video_second=cpus * per_second,
+            cpu_seconds=_cpu_seconds(self.limits.timeout_seconds, 30),
+            cpu_per_video_second=_cpu_seconds(self.limits.timeout_per_video_second, 0),
             fault=self.limits.fault,
             fault_stage=self.limits.fault_stage,
         )
@@ -278,13 +291,10 @@ class DecodeSandbox:
 
     def _receive(self) -> tuple[Any, ...]:
         try:
-            message: tuple[Any, ...] = self._conn.recv()
-        except (EOFError, OSError):
-            self._died()
-        except Exception as exc:  # a message cut short by the child's death
-            log.warning("unreadable message from the decoder: %s", exc)
-            self._died()
-        return message
+            return self._child.receive()
+        except DecoderFault:
+            self.exhausted = True
+            raise
 
     def _handle(self, message: tuple[Any, ...]) -> SandboxClip | None:
         kind = message[0]
@@ -303,11 +313,7 @@ class DecodeSandbox:
             self.exhausted = True
             return None
         self.exhausted = True
-        if kind == "error" and isinstance(message[1], ServiceError):
-            raise message[1]
-        if kind == "fault":
-            raise _FAULT_CODES.get(message[1], DecoderCrashed)(str(message[2]))
-        raise DecoderCrashed(f"the decoder sent an unexpected {kind!r} message")
+        _raise_final(message, self._child.role)
 
     def _kill(self) -> None:
         self._child.kill()
@@ -320,9 +326,11 @@ class DecodeSandbox:
 
 class _Child:
     """One spawned ``python -m app.analysis.sandbox_child``: its socket, a sentinel that
-    becomes readable when it exits, and why it died. Shared by decode and probe."""
+    becomes readable when it exits, and why it died. Shared by decode, probe and render;
+    ``role`` names it in messages ("the decoder", "the probe", ...)."""
 
-    def __init__(self, ring_fd: int | None = None) -> None:
+    def __init__(self, ring_fd: int | None = None, role: str = "the decoder") -> None:
+        self.role = role
         ours, theirs = socket.socketpair()
         exit_r, exit_w = os.pipe()
         self.sentinel = exit_r
@@ -373,21 +381,41 @@ class _Child:
         self.conn.close()
         os.close(self.sentinel)
 
+    def receive(self) -> tuple[Any, ...]:
+        """The next message; the child gone (or a message cut short by its death) is its fault."""
+        try:
+            message: tuple[Any, ...] = self.conn.recv()
+        except (EOFError, OSError):
+            raise self.death() from None
+        except Exception as exc:
+            log.warning("unreadable message from %s: %s", self.role, exc)
+            raise self.death() from None
+        return message
+
     def death(self) -> DecoderFault:
         """It is gone (or mute) without a final message: why, as a coded fault."""
         self.join(5)
-        code = self.proc.returncode
+        code, who = self.proc.returncode, self.role
         if code is None:
             self.kill()
-            return DecoderCrashed("the decoder stopped answering")
+            return DecoderCrashed(f"{who} stopped answering")
         if code < 0:
             name = _signal_name(-code)
             if -code == signal.SIGXCPU:
-                return DecoderResourceLimit(f"the decoder exceeded its CPU-time limit ({name})")
+                return DecoderResourceLimit(f"{who} exceeded its CPU-time limit ({name})")
             if -code == signal.SIGKILL and not self.killed:
-                return DecoderResourceLimit(f"the decoder was killed ({name}; most likely out of memory)")
-            return DecoderCrashed(f"the decoder was killed by {name}")
-        return DecoderCrashed(f"the decoder exited with status {code} before finishing")
+                return DecoderResourceLimit(f"{who} was killed ({name}; most likely out of memory)")
+            return DecoderCrashed(f"{who} was killed by {name}")
+        return DecoderCrashed(f"{who} exited with status {code} before finishing")
+
+
+def _raise_final(message: tuple[Any, ...], role: str) -> NoReturn:
+    """A child's last word other than its result: its coded error, its fault, or nonsense."""
+    if message[0] == "error" and isinstance(message[1], ServiceError):
+        raise message[1]
+    if message[0] == "fault":
+        raise _FAULT_CODES.get(message[1], DecoderCrashed)(str(message[2]))
+    raise DecoderCrashed(f"{role} sent an unexpected {message[0]!r} message")
 
 
 @dataclass(frozen=True)
@@ -398,8 +426,7 @@ class ProbeLimits:
     """Test hook: make the probe child fail this way (``sandbox_child.FAULTS``)."""
 
     def __post_init__(self) -> None:
-        if self.fault is not None and self.fault not in FAULTS:
-            raise ValueError(f"unknown probe fault {self.fault!r}; one of {FAULTS}")
+        _check_fault("probe", self.fault)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProbeLimits:
@@ -416,9 +443,9 @@ class ProbeSandbox:
     One spare child is kept started: it loads Python and PyAV while no upload waits for
     it. Spares are started on a thread of their own, which lives until ``close()`` (or
     until this object is garbage-collected), because a child dies with the thread that
-    started it (``PR_SET_PDEATHSIG``): so the spare ends with it. A child started for a
-    busy moment (no spare ready) is started by the request's thread, which waits for it
-    to the end."""
+    started it (``PR_SET_PDEATHSIG``): so the spare ends with it. Each upload takes the spare
+    (waiting for it if it is still starting) and orders the next one; only when there is no
+    usable spare (it failed to start or died) does the request's thread start a child itself."""
 
     def __init__(self, limits: ProbeLimits | None = None) -> None:
         self.limits = limits or ProbeLimits()
@@ -442,29 +469,23 @@ class ProbeSandbox:
             allowed_formats=tuple(allowed_formats),
             limits=limits,
             memory_bytes=self.limits.memory_bytes,
-            cpu_seconds=(os.cpu_count() or 1) * self.limits.timeout_seconds + 5,
+            cpu_seconds=_cpu_seconds(self.limits.timeout_seconds, 5),
             fault=self.limits.fault,
         )
-        child = self._take()
+        deadline = self.limits.timeout_seconds
         try:
-            try:
-                child.conn.send(config)
-            except OSError:  # a spare that died while it waited: not this upload's doing
-                child.close()
-                child = self._fresh()
-                try:
-                    child.conn.send(config)
-                except OSError:
-                    raise _probe_fault(child.death()) from None
-            return self._receive(child)
-        finally:
-            child.close()
+            info: VideoInfo = _one_shot(self._take(), config, deadline, "probed", self._fresh)
+        except DecoderTimeout:
+            raise ProbeTimeout(f"examining the upload took longer than {deadline:g} s") from None
+        except DecoderFault as fault:
+            raise ProbeFailed(f"the upload could not be examined: {fault.detail} ({fault.code})") from None
+        return info
 
     def warm(self) -> None:
         """Start the spare now (at start-up), so that the first upload need not wait for it."""
         with self._lock:
             if not self._closed and self._spare is None:
-                self._spare = self._spawner_locked().submit(_Child)
+                self._spare = self._spawner_locked().submit(_probe_child)
 
     def close(self) -> None:
         """Stop the spare (its thread ends, and so does the child); later probes are 503s."""
@@ -484,7 +505,7 @@ class ProbeSandbox:
         with self._lock:
             if self._closed:
                 raise Unavailable("the service is shutting down")
-            spare, self._spare = self._spare, self._spawner_locked().submit(_Child)
+            spare, self._spare = self._spare, self._spawner_locked().submit(_probe_child)
         if spare is not None:
             try:
                 child = spare.result()
@@ -505,44 +526,43 @@ class ProbeSandbox:
     def _fresh() -> _Child:
         """A child started by the calling thread (it waits for the child to the end)."""
         try:
-            return _Child()
+            return _probe_child()
         except OSError as exc:
             raise Unavailable(f"cannot start the probe process ({exc})") from exc
 
-    def _receive(self, child: _Child) -> VideoInfo:
-        deadline = self.limits.timeout_seconds
-        try:
-            info: VideoInfo = _one_reply(child, deadline, "probed")
-        except DecoderTimeout:
-            raise ProbeTimeout(f"examining the upload took longer than {deadline:g} s") from None
-        except DecoderFault as fault:
-            raise _probe_fault(fault) from None
-        return info
 
-
-def _one_reply(child: _Child, seconds: float, expected: str) -> Any:
-    """The one answer ``(expected, value)`` of a one-shot child (probe, render), within
-    ``seconds``: its coded error is raised as is; a fault, a death or the deadline (the child
-    is killed) as a ``DecoderFault``."""
+def _one_shot(
+    child: _Child,
+    config: object,
+    seconds: float,
+    expected: str,
+    replacement: Callable[[], _Child] | None = None,
+) -> Any:
+    """Give a one-shot child (probe, render) its config and wait ``seconds`` for its one answer
+    ``(expected, value)``; the child is closed after. Its coded error is raised as is; a fault,
+    a death or the deadline (the child is killed) as a ``DecoderFault``. ``replacement`` starts
+    another child when this one (a spare) died before it could take the config."""
     try:
+        try:
+            child.conn.send(config)
+        except OSError:  # a spare that died while it waited: not this request's doing
+            if replacement is None:
+                raise child.death() from None
+            child.close()
+            child = replacement()
+            try:
+                child.conn.send(config)
+            except OSError:
+                raise child.death() from None
         if not child.conn.poll(seconds):
             child.kill()
-            raise DecoderTimeout(f"the child was stopped after {seconds:g} s")
-        message: tuple[Any, ...] = child.conn.recv()
-    except (EOFError, OSError):
-        raise child.death() from None
-    except DecoderTimeout:
-        raise
-    except Exception as exc:  # a message cut short by the child's death
-        log.warning("unreadable message from a sandbox child: %s", exc)
-        raise child.death() from None
-    if message[0] == expected:
-        return message[1]
-    if message[0] == "error" and isinstance(message[1], ServiceError):
-        raise message[1]
-    if message[0] == "fault":
-        raise _FAULT_CODES.get(message[1], DecoderCrashed)(str(message[2]))
-    raise DecoderCrashed(f"the child sent an unexpected {message[0]!r} message")
+            raise DecoderTimeout(f"{child.role} was stopped after {seconds:g} s")
+        message = child.receive()
+        if message[0] == expected:
+            return message[1]
+        _raise_final(message, child.role)
+    finally:
+        child.close()
 
 
 def render_in_sandbox(
@@ -557,38 +577,34 @@ def render_in_sandbox(
     threads: int,
     sandbox: SandboxLimits,
 ) -> int:
-    """``annotate.render`` in a spawned child under the decode child's address-space limit, a
-    CPU-time limit and a wall-clock deadline (``RENDER_COST`` times the decode allowance, since
-    it encodes too): a decoder crash, hang or blow-up while re-reading the video fails that
-    render with its code and never takes the worker down. Returns the frames written."""
+    """``annotate.render`` in a spawned child under the decode child's address-space limit (at
+    least ``RENDER_MIN_MEMORY``), a CPU-time limit and a wall-clock deadline (``RENDER_COST``):
+    a crash, hang or blow-up while re-reading the video fails that render with its code and
+    never takes the worker down; its partial file is removed. Returns the frames written."""
     allowance = sandbox.timeout_seconds + RENDER_COST * sandbox.timeout_per_video_second * max(duration, 0.0)
+    part = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part.mp4")
     config = RenderConfig(
         source=str(source),
         target=str(target),
+        part=str(part),
         segments=tuple(segments),
         allowed_formats=tuple(allowed_formats),
         limits=limits,
         max_height=max_height,
         threads=threads,
         memory_bytes=max(sandbox.memory_bytes, RENDER_MIN_MEMORY) if sandbox.memory_bytes else None,
-        cpu_seconds=(os.cpu_count() or 1) * allowance + 5,
+        cpu_seconds=_cpu_seconds(allowance, 5),
         fault=sandbox.fault,
     )
-    child = _Child()
     try:
-        try:
-            child.conn.send(config)
-        except OSError:
-            raise child.death() from None
-        frames: int = _one_reply(child, allowance, "rendered")
-        return frames
+        frames: int = _one_shot(_Child(role="the renderer"), config, allowance, "rendered")
     finally:
-        child.close()
+        part.unlink(missing_ok=True)  # left behind by a child that was killed mid-encode
+    return frames
 
 
-def _probe_fault(fault: DecoderFault) -> ProbeFailed:
-    detail = fault.detail.replace("the decoder", "the probe")
-    return ProbeFailed(f"the upload could not be examined: {detail} ({fault.code})")
+def _probe_child() -> _Child:
+    return _Child(role="the probe")
 
 
 def _child_env() -> dict[str, str]:

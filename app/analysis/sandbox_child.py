@@ -29,7 +29,7 @@ A coded failure is ``("error", ServiceError)``; a fault is ``("fault", code, det
 code ``resource_limit`` (MemoryError under RLIMIT_AS) or ``decoder_crashed`` (anything
 else). A signal or an exit without a message is classified by the parent.
 
-``ChildConfig.fault`` / ``ProbeConfig.fault`` are test hooks: the parent passes them only
+``ChildConfig.fault`` / ``ProbeConfig.fault`` / ``RenderConfig.fault`` are test hooks: the parent passes them only
 when a test sets them.
 """
 
@@ -94,6 +94,8 @@ class RenderConfig:
 
     source: str
     target: str
+    part: str
+    """The temp file the child writes; the parent removes it whatever happens to the child."""
     segments: tuple[dict[str, Any], ...]
     allowed_formats: tuple[str, ...]
     limits: MediaLimits
@@ -102,7 +104,7 @@ class RenderConfig:
     memory_bytes: int | None
     cpu_seconds: float | None
     fault: str | None = None
-    """Test hook: fail this way before rendering (``FAULTS``)."""
+    """Test hook: fail this way mid-encode, once the partial file exists (``FAULTS``)."""
 
 
 def _set_limits(config: ChildConfig | ProbeConfig | RenderConfig) -> None:
@@ -175,18 +177,13 @@ def main(argv: Sequence[str]) -> None:
         child_main(conn, config, int(argv[2]))
 
 
-def _limit_and_inject(config: ProbeConfig | RenderConfig) -> None:
-    """A one-shot child's start: its resource limits, then the test hook's fault if any."""
-    _set_limits(config)
-    if config.fault:
-        _inject(config.fault)
-
-
 def probe_main(conn: Connection, config: ProbeConfig) -> None:
     def work() -> None:
         from app.analysis.probe import probe_video
 
-        _limit_and_inject(config)
+        _set_limits(config)
+        if config.fault:
+            _inject(config.fault)
         info = probe_video(
             Path(config.path),
             filename=config.filename,
@@ -202,7 +199,13 @@ def render_main(conn: Connection, config: RenderConfig) -> None:
     def work() -> None:
         from app.analysis.annotate import render
 
-        _limit_and_inject(config)
+        _set_limits(config)
+        fault, part = config.fault, Path(config.part)
+
+        def strike_mid_encode(written: int) -> None:
+            if fault and part.exists():  # the muxer has started writing the partial file
+                _inject(fault)
+
         frames = render(
             Path(config.source),
             Path(config.target),
@@ -211,6 +214,8 @@ def render_main(conn: Connection, config: RenderConfig) -> None:
             max_height=config.max_height,
             threads=config.threads,
             limits=config.limits,
+            part=part,
+            on_frame=strike_mid_encode,
         )
         conn.send(("rendered", frames))
 

@@ -14,7 +14,7 @@ import pytest
 
 from app.analysis.annotate import colour
 from app.errors import LeaseLost
-from app.store.renders import Render, RenderStore
+from app.store.renders import Render, RenderStore, renders_dir
 from app.store.sql import SqlJobStore
 from app.worker.multi import MultiJobWorker
 from app.worker.renders import RenderRunner
@@ -33,6 +33,11 @@ async def render_requested(service: Service, clip: Path) -> tuple[Worker, str, s
     url = f"/v1/jobs/{job_id}/annotated.mp4"
     assert (await service.client.get(url)).status_code == 202
     return worker, job_id, url
+
+
+def leftover_parts(service: Service) -> list[str]:
+    """Partial render files in the cache folder (a render child writes one while it encodes)."""
+    return sorted(p.name for p in renders_dir(service.settings).glob(".*part*"))
 
 
 def multi_job_worker(service: Service) -> MultiJobWorker:
@@ -251,6 +256,7 @@ async def test_a_render_that_crashes_its_child_fails_and_the_worker_goes_on(
     assert_problem(await service.client.get(url), 409, "render_failed")
     failed = worker.renders.renders.get(job_id)
     assert failed is not None and (failed.error or "").startswith(f"{error}:"), failed
+    assert leftover_parts(service) == [], "a child killed mid-encode leaves no partial file"
     next_job = (await submit(service, short_clip)).json()["id"]
     worker.renders.sandbox = replace(worker.renders.sandbox, fault=None)
     assert worker.run_once()
@@ -268,8 +274,7 @@ async def test_a_hanging_render_is_stopped_at_its_deadline(service: Service, sho
     worker.renders.sandbox = replace(
         worker.renders.sandbox, fault="hang", timeout_seconds=1.0, timeout_per_video_second=0.0
     )
-    started = time.monotonic()
     assert worker.run_once()
-    assert time.monotonic() - started < 20
+    assert leftover_parts(service) == []
     render = worker.renders.renders.get(job_id)
     assert render is not None and (render.error or "").startswith("DecoderTimeout:"), render
