@@ -42,12 +42,20 @@ def delete_cached(job_id: str, settings: Settings) -> None:
             path.unlink(missing_ok=True)
 
 
+def cached_renders(settings: Settings) -> dict[str, list[Path]]:
+    """The rendered videos in the cache by job id (every height cap), from one listing of
+    the folder, so a sweep need not list it again per job."""
+    folder = renders_dir(settings)
+    found: dict[str, list[Path]] = {}
+    if folder.is_dir():
+        for path in folder.glob("*.*p.mp4"):
+            found.setdefault(path.name.split(".", 1)[0], []).append(path)
+    return found
+
+
 def cached_job_ids(settings: Settings) -> set[str]:
     """Job ids that have a rendered video in the cache."""
-    folder = renders_dir(settings)
-    if not folder.is_dir():
-        return set()
-    return {path.name.split(".", 1)[0] for path in folder.glob("*.*p.mp4")}
+    return set(cached_renders(settings))
 
 
 @dataclass(frozen=True)

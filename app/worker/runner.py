@@ -20,7 +20,7 @@ from app.options import JobOptions
 from app.settings import Settings
 from app.store.base import JobStore
 from app.store.notify import start_listener
-from app.store.renders import cached_job_ids, delete_cached
+from app.store.renders import cached_renders
 from app.webhooks.dispatcher import start_dispatcher
 from app.worker.lease import LeaseKeeper
 from app.worker.renders import RenderRunner
@@ -108,7 +108,9 @@ class Worker:
         self.wake.set()
 
     def run_once(self) -> bool:
-        """Claim and process one job. Returns False when the queue was empty."""
+        """Do one unit of work: a waiting annotated-video render when one is due (see
+        ``RenderRunner.run_if_due``), else claim and process one job, else a waiting render.
+        Returns False when there was nothing to do."""
         self._housekeeping()
         if self.renders is not None and self.renders.run_if_due():
             return True
@@ -146,8 +148,10 @@ class Worker:
             if self.settings.retention_delete_results:
                 doomed += self.store.purge_finished(cutoff)
         stored = self.blobs.keys()
-        referenced = self.store.blob_keys()
         old = [key for key, mtime in stored if mtime < now - self.settings.orphan_grace_seconds]
+        cached = cached_renders(self.settings)
+        # The referenced keys are one query over every job: skipped when nothing could be an orphan.
+        referenced = self.store.blob_keys() if old or cached else set()
         doomed += [key for key in old if key not in referenced]
         for key in doomed:
             try:
@@ -155,9 +159,10 @@ class Worker:
             except ValueError:  # a key this blob store could never have written
                 continue
         # Annotated renders are copies of the video: they go with it (a job's blob key is its id).
-        renders = sorted(cached_job_ids(self.settings) - referenced)
+        renders = sorted(job_id for job_id in cached if job_id not in referenced)
         for job_id in renders:
-            delete_cached(job_id, self.settings)
+            for path in cached[job_id]:
+                path.unlink(missing_ok=True)
         if doomed or renders:
             log.info(
                 "storage sweep: %d videos and %d annotated renders deleted",
