@@ -87,11 +87,12 @@ async def submit_job(
     tenant: TenantDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
-    if not idempotency_key:
+    if not idempotency_key and not settings.auth_enabled:
         # Fail fast while the database is away, before a body of up to max_upload_bytes is read
-        # and probed only to be refused (with a key, the look-up below does the same).
+        # and probed only to be refused (with auth on, the API-key look-up already did the same;
+        # with a key, the look-up below does).
         await run_in_threadpool(store.ping)
-    else:
+    if idempotency_key:
         existing = await run_in_threadpool(store.get_job_by_idempotency_key, tenant, idempotency_key)
         if existing is not None:
             response.status_code = 200
@@ -160,10 +161,11 @@ def list_jobs(
     store: StoreDep,
     tenant: TenantDep,
     status: Annotated[JobStatus | None, BeforeValidator(_blank_is_none)] = None,
-    limit: Annotated[Annotated[int, Field(ge=1, le=200)] | None, BeforeValidator(_blank_is_none)] = None,
+    limit: Annotated[Annotated[int, Field(ge=1, le=200)] | None, BeforeValidator(_blank_is_none)] = 50,
     cursor: Annotated[Annotated[str, Field(max_length=200)] | None, BeforeValidator(_blank_is_none)] = None,
 ) -> JobList:
-    """``?status=&limit=&cursor=`` with empty values means the same as leaving them out."""
+    """``?status=&limit=&cursor=`` with empty values means the same as leaving them out
+    (an empty ``limit`` arrives as None: the documented default 50 then applies)."""
     try:
         page = store.list_jobs(tenant=tenant, status=status, limit=limit or 50, cursor=cursor)
     except ValueError as exc:
