@@ -57,6 +57,13 @@ class Service:
         return sorted(p.name for p in videos.rglob("*") if p.is_file()) if videos.exists() else []
 
 
+def close_app(app: FastAPI) -> None:
+    """What the lifespan's shutdown does (ASGITransport runs no lifespan): stop the upload
+    probe's spare child and thread, then close the store."""
+    app.state.prober.close()
+    app.state.store.close()
+
+
 _ANALYZERS: dict[tuple[object, ...], Any] = {}
 
 
@@ -98,8 +105,7 @@ async def service(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield Service(settings, app, client, new_worker)
-    app.state.prober.close()  # what the lifespan's shutdown does (ASGITransport runs no lifespan)
-    app.state.store.close()
+    close_app(app)
 
 
 async def submit(service: Service, path: Path, **fields: Any) -> httpx.Response:

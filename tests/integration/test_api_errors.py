@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import Service, assert_problem, submit
+from tests.integration.conftest import Service, assert_problem, close_app, submit
 
 pytestmark = pytest.mark.anyio
 
@@ -176,7 +176,7 @@ async def test_readiness_fails_when_migrations_are_not_current(tmp_path: Path, z
             body = assert_problem(await client.get("/readyz"), 503, "not_ready")
             assert body["checks"]["migrations"] != "ok"
     finally:
-        app.state.store.close()
+        close_app(app)
 
 
 async def test_upload_keeps_its_blob_when_the_database_drops_mid_insert(

@@ -10,7 +10,7 @@ import pytest
 
 from app.domain import JobStatus
 from app.errors import LeaseLost
-from tests.integration.conftest import Service, assert_problem, submit
+from tests.integration.conftest import Service, assert_problem, close_app, submit
 from tests.media import write_video
 
 pytestmark = pytest.mark.anyio
@@ -111,7 +111,7 @@ async def test_restart_finds_queued_jobs_and_reruns_expired_lease(service: Servi
         results = restarted.state.store.get_results(job_id)
         assert results is not None and len(results["segments"]) > 0
     finally:
-        restarted.state.store.close()
+        close_app(restarted)
 
 
 async def test_two_worker_threads_never_run_the_same_job(service: Service, videos_dir: Path) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from app.domain import JobStatus
-from tests.integration.conftest import Service, assert_problem, submit
+from tests.integration.conftest import Service, assert_problem, close_app, submit
 
 pytestmark = pytest.mark.anyio
 
@@ -170,4 +170,4 @@ async def test_database_away_is_503_with_retry_after_and_loses_nothing(
         assert metrics.status_code == 200 and "vas_store_up 0.0" in metrics.text
     videos = settings.videos_dir
     assert not videos.exists() or [p for p in videos.rglob("*") if p.is_file()] == []
-    app.state.store.close()
+    close_app(app)

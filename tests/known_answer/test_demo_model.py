@@ -22,7 +22,7 @@ from app.api.app import create_app
 from app.demo.synthetic import CLASSES, write_scripted_video
 from app.worker.runner import Worker
 from tests.conftest import REPO
-from tests.integration.conftest import make_settings, shared_analyzer
+from tests.integration.conftest import close_app, make_settings, shared_analyzer
 
 MODELS = REPO / "models"
 # The demo model is committed (models/DEMO_MODEL.md): its absence is a broken checkout, not a skip.
@@ -109,7 +109,7 @@ async def test_known_answer_through_http(tmp_path: Path, scripted: tuple[Path, S
             assert job["status"] == "succeeded", job
             results = (await client.get(f"/v1/jobs/{job_id}/results")).json()
     finally:
-        app.state.store.close()
+        close_app(app)
     assert results["labelset"] == "demo-motion"
     check_segments(results["segments"], script)
     runs = results["runs"]

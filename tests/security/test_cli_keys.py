@@ -10,7 +10,7 @@ import pytest
 
 from app.__main__ import main
 from app.api.app import create_app
-from tests.integration.conftest import make_settings
+from tests.integration.conftest import close_app, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +45,7 @@ async def test_create_use_list_revoke(
             assert "revoked key" in capsys.readouterr().out
             assert (await client.get("/v1/jobs", headers=headers)).status_code == 401
     finally:
-        app.state.store.close()
+        close_app(app)
 
     assert main(["keys", "list"]) == 0
     table = capsys.readouterr().out

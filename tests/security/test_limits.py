@@ -12,7 +12,7 @@ import pytest
 
 from app.api.app import create_app
 from tests.contract.conftest import FakeClock, backend, db_url, pg_databases  # noqa: F401  (fixtures)
-from tests.integration.conftest import Service, assert_problem
+from tests.integration.conftest import Service, assert_problem, close_app
 from tests.security.keys import bearer, new_key
 
 pytestmark = pytest.mark.anyio
@@ -35,7 +35,7 @@ async def second_replica(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     ) as client:
         client.app = app  # type: ignore[attr-defined]
         yield client
-    app.state.store.close()
+    close_app(app)
 
 
 def freeze(clock: FakeClock, *apps: object) -> None:

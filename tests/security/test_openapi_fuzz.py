@@ -26,7 +26,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.openapi import from_dict
 
 from app.api.app import create_app
-from tests.integration.conftest import make_settings
+from tests.integration.conftest import close_app, make_settings
 from tests.media import write_video
 
 VIDEO_FORMAT = "vas-test-video"
@@ -66,7 +66,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory, zoo_models_dir: Path) -> 
     app.state.fuzz_headers = headers = {"Authorization": f"Bearer {secret}"}
     app.state.seeded = anyio.run(_seed, app, headers, video)
     yield app
-    app.state.store.close()
+    close_app(app)
 
 
 async def _seed(app: Any, headers: dict[str, str], video: bytes) -> list[str]:
@@ -243,7 +243,7 @@ def throttled_schema(
     loaded = from_dict(copy.deepcopy(api_schema.raw_schema))
     loaded.app = _without_lifespan(app)
     yield loaded, {"Authorization": f"Bearer {secret}"}
-    app.state.store.close()
+    close_app(app)
 
 
 def test_per_tenant_limits_answer_documented_429s(throttled_schema: tuple[Any, dict[str, str]]) -> None:

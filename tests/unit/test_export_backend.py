@@ -23,7 +23,7 @@ from app.errors import WeightsInvalid, WeightsMissing
 from app.options import JobOptions
 from app.settings import Settings
 from tests.conftest import write_zoo_checkpoint
-from tests.integration.conftest import Service, anyio_backend, make_settings, submit
+from tests.integration.conftest import Service, anyio_backend, close_app, make_settings, submit
 
 __all__ = ["anyio_backend"]
 
@@ -94,7 +94,21 @@ def test_the_export_records_its_speed(onnx_models: Path) -> None:
     assert speed["torch_ms_per_clip"] > 0 and speed["onnx_ms_per_clip"] > 0
     assert (speed["threads"], speed["batch"], speed["rounds"]) == (1, 1, 3)
     assert speed["host"] == platform.node() and speed["cpu"] == cpu_model() != ""
-    assert torch.get_num_threads() == Settings().torch_threads, "the measurement restores torch threads"
+
+
+def test_measuring_restores_the_callers_torch_threads(onnx_models: Path) -> None:
+    from app.analysis.export import ExportFormat, artifact_path, measure_speed
+
+    spec = load_catalog(onnx_models).get("x3d_xs")
+    loaded = ModelLoader(onnx_models).load(spec)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        artifact = artifact_path(onnx_models, spec, ExportFormat.ONNX)
+        measure_speed(loaded.module, artifact, spec, threads=2, batch=1, rounds=1)
+        assert torch.get_num_threads() == 1, "measured at 2 threads, the caller's 1 restored"
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_onnx_results_match_torch(onnx_models: Path, short_clip: Path) -> None:
@@ -223,8 +237,7 @@ async def test_worker_job_on_auto_runs_the_faster_export(
             assert worker.run_once() is True
             results = (await client.get(f"/v1/jobs/{response.json()['id']}/results")).json()
     finally:
-        app.state.prober.close()
-        app.state.store.close()
+        close_app(app)
     assert results["provenance"]["backend"] == "onnx", results["provenance"]
     assert results["provenance"]["backend_reason"].startswith("auto: onnx 10.0 ms/clip < torch 20.0")
     reference = analyzer(models, batch_size=4, x3d_xs="torch").analyze(
