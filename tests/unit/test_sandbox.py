@@ -234,10 +234,9 @@ def test_injected_probe_faults_are_coded_request_errors(
 ) -> None:
     prober = ProbeSandbox(ProbeLimits(fault=fault, **limits))  # type: ignore[arg-type]
     try:
-        started = time.monotonic()
         with pytest.raises(ProbeFailed, match=detail) as caught:
             prober.probe_video(videos["cfr25"], filename="x.mp4", allowed_formats=ALLOWED)
-        assert caught.value.code == code and time.monotonic() - started < 20
+        assert caught.value.code == code
     finally:
         prober.close()
 
