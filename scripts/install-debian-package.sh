@@ -20,12 +20,12 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
   fi
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
+# Passed through env: sudo's env_reset would drop an exported DEBIAN_FRONTEND.
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
 # A package's postinst may try to start a system service (nginx); policy-rc.d usually denies it
 # in containers, and the tests never use the system service.
 for package in "$@"; do
-  if $SUDO apt-get install -y -qq --no-install-recommends "$package" >/dev/null; then
+  if $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null; then
     break
   fi
 done
