@@ -44,14 +44,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.prober.warm()
         worker_thread = None
-        if run_worker:
-            worker = _embedded_worker(app, settings, analyzer_factory)
-            worker_thread = threading.Thread(target=worker.run, name="embedded-worker", daemon=True)
-            worker_thread.start()
-            app.state.worker = worker
-        try:
+        try:  # inside: a failing worker set-up still closes the warmed prober (and the store)
+            app.state.prober.warm()
+            if run_worker:
+                worker = _embedded_worker(app, settings, analyzer_factory)
+                worker_thread = threading.Thread(target=worker.run, name="embedded-worker", daemon=True)
+                worker_thread.start()
+                app.state.worker = worker
             yield
         finally:
             app.state.draining = True
