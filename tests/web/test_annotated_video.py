@@ -19,6 +19,7 @@ from app.store.sql import SqlJobStore
 from app.worker.multi import MultiJobWorker
 from app.worker.renders import RenderRunner
 from app.worker.runner import Worker
+from tests.contract.conftest import FakeClock
 from tests.integration.conftest import Service, assert_problem, submit
 
 pytestmark = pytest.mark.anyio
@@ -141,24 +142,24 @@ async def test_pending_answers_say_where_to_poll_and_head_works(service: Service
     assert int(head.headers["content-length"]) == len(video.content) > 0
 
 
-def render_store(service: Service, clock: list[float] | None = None) -> RenderStore:
+def render_store(service: Service, clock: FakeClock | None = None) -> RenderStore:
     store = service.store
     assert isinstance(store, SqlJobStore)
-    return RenderStore(store.engine) if clock is None else RenderStore(store.engine, clock=lambda: clock[0])
+    return RenderStore(store.engine) if clock is None else RenderStore(store.engine, clock=clock)
 
 
 async def test_render_lease_renewal_is_fenced(service: Service, short_clip: Path) -> None:
     job_id = (await submit(service, short_clip)).json()["id"]
-    now = [1000.0]
-    renders = render_store(service, now)
+    clock = FakeClock()
+    renders = render_store(service, clock)
     renders.request(job_id)
     first = renders.claim(10)
     assert first is not None and renders.claim(10) is None
-    now[0] += 8
+    clock.advance(8)
     renders.renew(first, 10)
-    now[0] += 8
+    clock.advance(8)
     assert renders.claim(10) is None, "renewed at +8 s: still leased at +16 s"
-    now[0] += 3
+    clock.advance(3)
     second = renders.claim(10)
     assert second is not None and second.attempts == 2, "lapsed: another worker takes it over"
     with pytest.raises(LeaseLost):
@@ -170,10 +171,7 @@ async def test_render_lease_renewal_is_fenced(service: Service, short_clip: Path
 async def test_a_render_longer_than_its_lease_is_not_claimed_again(
     service: Service, short_clip: Path
 ) -> None:
-    job_id = (await submit(service, short_clip)).json()["id"]
-    assert service.new_worker().run_once()
-    url = f"/v1/jobs/{job_id}/annotated.mp4"
-    assert (await service.client.get(url)).status_code == 202
+    _, job_id, url = await render_requested(service, short_clip)
     drawn, release = threading.Event(), threading.Event()
 
     class SlowRunner(RenderRunner):
@@ -209,11 +207,7 @@ async def test_a_render_longer_than_its_lease_is_not_claimed_again(
 async def test_a_busy_worker_still_renders_between_jobs(service: Service, short_clip: Path) -> None:
     """A steady analysis backlog does not starve annotated videos: after every
     ``render_every_jobs`` analysis jobs the worker renders one that is waiting."""
-    first = (await submit(service, short_clip)).json()["id"]
-    worker = service.new_worker()
-    assert worker.run_once()  # analysis 1
-    url = f"/v1/jobs/{first}/annotated.mp4"
-    assert (await service.client.get(url)).status_code == 202
+    worker, _, url = await render_requested(service, short_clip)  # analysis 1
     backlog = [(await submit(service, short_clip)).json()["id"] for _ in range(3)]
     assert worker.run_once()  # analysis 2: now two since the last render
     assert worker.run_once()  # the render, although analysis is still queued
