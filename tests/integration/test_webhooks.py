@@ -14,7 +14,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from app.webhooks import signing
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.store import WebhookStore
 from app.webhooks.urls import Resolver, resolve
+from app.worker.runner import Worker
+from tests.conftest import skip_or_fail
 from tests.integration.conftest import Service, assert_problem, submit
 
 pytestmark = pytest.mark.anyio
@@ -117,6 +119,21 @@ def send_one(sender: Dispatcher, timeout: float = 10.0) -> None:
     while not sender.run_once():
         assert time.monotonic() < deadline, "no delivery came due in time"
         time.sleep(0.02)
+
+
+def run_worker_until(worker: Worker, until: Callable[[], bool], failure: str, timeout: float = 10.0) -> None:
+    """Run ``worker`` in its own thread, as a worker process would, until ``until()`` holds;
+    then stop it."""
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, failure
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(timeout=10)
 
 
 async def deliveries(service: Service, job_id: str) -> list[dict[str, Any]]:
@@ -224,22 +241,13 @@ async def test_deliveries_survive_a_restart_and_the_worker_sends_them(
     # A new process: fresh store on the same database, the worker's own delivery thread.
     fresh = SqlJobStore(service.settings.resolved_database_url)
     try:
-        from app.worker.runner import Worker
-
         worker = Worker(
             store=fresh,
             blobs=service.app.state.blobs,
             settings=service.settings,
             analyzer_factory=lambda: None,
         )
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while len(receiver.requests) < 2:
-            assert time.monotonic() < deadline, "the worker did not retry the delivery"
-            time.sleep(0.05)
-        worker.stop()
-        thread.join(timeout=10)
+        run_worker_until(worker, lambda: len(receiver.requests) >= 2, "the worker did not retry the delivery")
     finally:
         fresh.close()
     [log] = await deliveries(service, job_id)
@@ -259,24 +267,11 @@ async def test_a_deleted_job_still_gets_its_webhook(
     assert (await service.client.get(f"/v1/jobs/{job_id}")).status_code == 404
     assert_problem(await service.client.get(f"/v1/jobs/{job_id}/deliveries"), 404, "not_found")
 
-    from app.worker.runner import Worker
-
-    worker = Worker(
-        store=service.store,
-        blobs=service.app.state.blobs,
-        settings=service.settings,
-        analyzer_factory=lambda: None,
+    run_worker_until(
+        service.new_worker(),
+        lambda: bool(receiver.requests),
+        "the worker did not send the deleted job's webhook",
     )
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not receiver.requests:
-            assert time.monotonic() < deadline, "the worker did not send the deleted job's webhook"
-            time.sleep(0.05)
-    finally:
-        worker.stop()
-        thread.join(timeout=10)
     [(headers, body)] = receiver.requests
     document = json.loads(body)
     assert headers["x-vas-event"] == document.pop("event") == "job.canceled"
@@ -339,11 +334,12 @@ async def test_send_checks_the_name_again_and_connects_to_the_checked_address(
     pinned.close()
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 @pytest.mark.settings(**LOOPBACK)
 async def test_pinned_https_keeps_the_name_for_sni_and_the_certificate(
     service: Service, short_clip: Path, tmp_path: Path
 ) -> None:
+    if shutil.which("openssl") is None:
+        skip_or_fail("needs the openssl command")
     name = "receiver.invalid"
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
