@@ -135,8 +135,8 @@ class Backends:
     ) -> None:
         self.models_dir, self.choices, self.default = models_dir, dict(choices), default
         self.threads, self.batch, self.device = threads, batch, device
-        self._chosen: dict[tuple[str, str], Choice] = {}
-        self._sessions: dict[tuple[str, str], OnnxModule] = {}
+        self._decided: dict[tuple[str, str], tuple[Choice, OnnxModule | None]] = {}
+        """Per weights file version: the choice, and the ONNX session when it is ONNX."""
         self._lock = threading.Lock()
 
     def setting_for(self, model: str) -> tuple[str, str]:
@@ -150,11 +150,8 @@ class Backends:
         file version; the torch module itself stays the loader's, under its memory bound)."""
         key = (loaded.spec.name, loaded.sha256)
         with self._lock:
-            if key not in self._chosen:
-                choice, session = self._decide(loaded)
-                self._chosen[key] = choice
-                if session is not None:
-                    self._sessions[key] = session
+            if key not in self._decided:
+                choice, session = self._decided[key] = self._decide(loaded)
                 log.info(
                     "inference backend for %s: %s (%s)",
                     loaded.spec.name,
@@ -162,11 +159,8 @@ class Backends:
                     choice.reason,
                     extra={"model": loaded.spec.name, "backend": choice.name},
                 )
-            choice = self._chosen[key]
-            return (self._sessions[key] if choice.name == ONNX else loaded.module), choice
-
-    def module(self, loaded: LoadedModel) -> nn.Module:
-        return self.resolve(loaded)[0]
+            choice, session = self._decided[key]
+            return (session if session is not None else loaded.module), choice
 
     def _decide(self, loaded: LoadedModel) -> tuple[Choice, OnnxModule | None]:
         from app.analysis.export import cpu_model, input_names

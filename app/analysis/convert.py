@@ -290,12 +290,14 @@ def load_checkpoint(path: Path) -> Any:
         with torch.serialization.safe_globals(stand_ins):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # not a refused class or function: not a checkpoint
+            raise ValueError(f"{path.name} is not a readable torch checkpoint (UnpicklingError)") from exc
         raise ValueError(
             f"{path.name} pickles objects other than tensors, containers, numbers and a yacs config, "
             "so it is not loaded; if you trust its origin, re-save just its tensors "
             "(torch.save({'model_state': ...}, 'clean.pyth')) and import that"
         ) from exc
-    except (OSError, RuntimeError) as exc:
+    except Exception as exc:  # arbitrary bytes make the unpickler fail in arbitrary ways
         raise ValueError(
             f"{path.name} is not a readable torch checkpoint ({type(exc).__name__}: {exc})"
         ) from exc

@@ -23,12 +23,11 @@ FFmpeg cannot be left to enforce two of them by itself:
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.errors import FrameTooLarge, TooManyStreams, VideoTooLong
-
-_EINVAL = 22
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -102,7 +101,7 @@ def check_decode_error(ctx: Any, exc: BaseException, limits: MediaLimits) -> Non
         raise FrameTooLarge(
             f"a frame of {width}x{height} pixels exceeds the limit of {limits.max_frame_pixels} pixels"
         ) from exc
-    if getattr(exc, "errno", None) == _EINVAL and not (width and height):
+    if getattr(exc, "errno", None) == errno.EINVAL and not (width and height):
         raise FrameTooLarge(
             f"a frame cannot be decoded within the limit of {limits.max_frame_pixels} pixels"
         ) from exc

@@ -10,6 +10,7 @@ size on every decoder), so the worker's decode pass is bounded the same way.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 _PLAYLIST_MAGIC = (b"ffconcat", b"#EXTM3U", b"#EXT-X-", b"<?xml", b"<MPD", b"[playlist]")
 _TEXT_BYTES = frozenset(range(0x20, 0x7F)) | frozenset(b"\t\r\n\f")
 _SNIFF_BYTES = 4096
-_EINVAL = 22
 
 
 def _looks_like_playlist(head: bytes) -> bool:
@@ -78,7 +78,7 @@ def open_container(
             metadata_errors="ignore",
         )
     except av.ArgumentError as exc:
-        if exc.errno != _EINVAL:
+        if exc.errno != errno.EINVAL:
             raise UnsupportedMedia(f"not a readable video container ({exc.__class__.__name__})") from exc
         raise FormatNotAllowed(f"the container format is not one of: {allowed.replace(',', ', ')}") from exc
     except (av.FFmpegError, ValueError, OSError) as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,9 @@ def _settings() -> Any:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
+    from app.analysis.backends import speed_verdict
     from app.analysis.catalog import load_catalog
-    from app.analysis.export import ExportFormat, artifact_path, export_model
+    from app.analysis.export import ExportFormat, artifact_path, cpu_model, export_model
 
     settings = _settings()
     torch.set_num_threads(settings.torch_threads)
@@ -103,11 +105,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             )
         if report.speed is not None:
             sp = report.speed
-            faster = sp.onnx_ms_per_clip < sp.torch_ms_per_clip
+            auto = speed_verdict(
+                asdict(sp), threads=settings.torch_threads, batch=settings.batch_size, cpu=cpu_model()
+            )
             print(
                 f"  speed  (threads {sp.threads}, batch {sp.batch}, median of {sp.rounds}): "
                 f"torch {sp.torch_ms_per_clip:.1f} ms/clip, onnx {sp.onnx_ms_per_clip:.1f} ms/clip "
-                f"-> the auto backend runs {'onnx' if faster else 'torch'} on this CPU"
+                f"-> the auto backend runs {auto.name} here"
             )
     if not report.passed:
         print(

@@ -99,3 +99,18 @@ def test_models_import_refuses_a_checkpoint_that_runs_code(
     captured = capsys.readouterr()
     assert "pickles objects other than tensors" in captured.err and "pwned" not in captured.out
     assert not out.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint " * 16], ids=["empty", "garbage"])
+def test_models_import_says_a_broken_file_is_not_a_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    from app.__main__ import main
+
+    path = tmp_path / "broken.pyth"
+    path.write_bytes(content)
+    out = tmp_path / "x.pyth"
+    assert main(["models", "import", str(path), "--arch", "x3d_xs", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "is not a readable torch checkpoint" in err and "Traceback" not in err
+    assert not out.exists()
