@@ -219,8 +219,7 @@ class _Part:
     vx: float
     vy: float
     omega: float  # rad/s
-    wrap_x: float  # wrap period in stage units along x, 0 = no wrap
-    wrap_y: float
+    wrap: float  # period of the wrap-around world in stage units (the look's, along x and y)
     flash_period: float  # 0 = never flashes
     flash_phase: float
     flash_duty: float
@@ -236,9 +235,8 @@ class ObjectState:
     visible: bool
 
 
-def _wrap(value: float, period: float) -> float:
-    if period <= 0:
-        return value
+def _wrap(value: Any, period: float) -> Any:
+    """A coordinate (or an array of them) on the wrap-around axis, in ``[-margin, 1 + margin)``."""
     margin = (period - 1.0) / 2.0
     return (value + margin) % period - margin
 
@@ -250,8 +248,7 @@ def _landing_speed(
     direction) from ``start`` ends with the centre in ``[lo, hi]`` of the wrap-around
     axis; when no drawn speed does (a short move), the first one drawn."""
     speeds = rng.uniform(*SPEED_RANGE, size=64)
-    margin = (wrap - 1.0) / 2.0
-    ends = (start + speeds * travel + margin) % wrap - margin
+    ends = _wrap(start + speeds * travel, wrap)
     landing = np.flatnonzero((ends >= lo) & (ends <= hi))
     return float(speeds[landing[0]] if landing.size else speeds[0])
 
@@ -418,8 +415,7 @@ class SyntheticScene:
                 vx=vx,
                 vy=vy,
                 omega=omega,
-                wrap_x=wrap,
-                wrap_y=wrap,
+                wrap=wrap,
                 flash_period=flash_period,
                 flash_phase=flash_phase,
                 flash_duty=flash_duty,
@@ -438,8 +434,8 @@ class SyntheticScene:
         if part.flash_period > 0:
             visible = ((dt + part.flash_phase) % part.flash_period) < part.flash_duty * part.flash_period
         return ObjectState(
-            x=_wrap(part.x0 + part.vx * dt, part.wrap_x),
-            y=_wrap(part.y0 + part.vy * dt, part.wrap_y),
+            x=_wrap(part.x0 + part.vx * dt, part.wrap),
+            y=_wrap(part.y0 + part.vy * dt, part.wrap),
             angle=part.angle0 + part.omega * dt,
             visible=visible,
         )
@@ -487,11 +483,10 @@ class SyntheticScene:
         verts = _rotate(look.vertices, st.angle)
         cos, sin = math.cos(st.angle), math.sin(st.angle)
         freq = 2 * math.pi / look.period
-        x_shifts = (-part.wrap_x, 0.0, part.wrap_x) if part.wrap_x else (0.0,)
-        y_shifts = (-part.wrap_y, 0.0, part.wrap_y) if part.wrap_y else (0.0,)
+        shifts = (-part.wrap, 0.0, part.wrap)
         sx0, sy0 = round(self.stage_x0), round(self.stage_y0)
-        for ox in x_shifts:
-            for oy in y_shifts:
+        for ox in shifts:
+            for oy in shifts:
                 pix = self._stage_pixels(verts + np.array([st.x + ox, st.y + oy]))
                 x_lo = max(sx0, math.floor(pix[:, 0].min()) - 1)
                 x_hi = min(sx0 + self.side, math.ceil(pix[:, 0].max()) + 1)
