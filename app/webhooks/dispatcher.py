@@ -7,9 +7,11 @@ at least the receiver's ``Retry-After``) until ``webhook_max_attempts``; so is a
 that does not resolve, or resolves to a refused address, at send time. The body was
 rendered when the delivery was queued, so every retry sends the same bytes.
 
-Each send resolves the host, checks every address (``urls.pin``) and connects to the
+Each send resolves the host, checks every address (``urls.pin``) and connects to a
 checked one: the URL's host is replaced by the address, with the original ``Host``
-header and, for https, the original name as SNI and for certificate verification.
+header and, for https, the original name as SNI and for certificate verification. A
+refused or unreachable address (``httpx.ConnectError``) moves on to the next checked one,
+as a connect by name would.
 Connections are not kept alive, so a TLS connection verified for one name is never
 reused for another name on the same address.
 """
@@ -106,13 +108,23 @@ class Dispatcher:
         return None if job is None else payload.render(job, delivery.event, delivery.id)
 
     def _send(self, target: Target, raw: bytes, headers: dict[str, str]) -> httpx.Response:
-        """POST to the checked address, keeping the URL's name for Host, SNI and the certificate."""
+        """POST to the first checked address that accepts the connection, keeping the URL's
+        name for Host, SNI and the certificate; the last ConnectError when none does."""
         url = httpx.URL(target.url)
         headers = {**headers, "Host": url.netloc.decode("ascii")}
         extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
-        request = self._client.build_request(
-            "POST", url.copy_with(host=target.address), content=raw, headers=headers, extensions=extensions
-        )
+        *fallbacks, last = target.addresses
+        for address in fallbacks:
+            try:
+                return self._post(url.copy_with(host=address), raw, headers, extensions)
+            except httpx.ConnectError as exc:
+                log.info("webhook: %s did not connect (%s); trying the next address", address, exc)
+        return self._post(url.copy_with(host=last), raw, headers, extensions)
+
+    def _post(
+        self, url: httpx.URL, raw: bytes, headers: dict[str, str], extensions: dict[str, str]
+    ) -> httpx.Response:
+        request = self._client.build_request("POST", url, content=raw, headers=headers, extensions=extensions)
         response = self._client.send(request, stream=True)
         response.close()  # the status and headers are all we read
         return response

@@ -7,7 +7,8 @@ resolves must resolve only to allowed addresses; a name that does not resolve (y
 an offline API host, DNS set up later) is accepted. Before every send (``pin``) the
 name is resolved and checked again, and the request goes to the checked address, so a
 name that re-resolves elsewhere between the check and the connect (DNS rebinding)
-cannot redirect it.
+cannot redirect it. The request tries the checked addresses in the resolver's order until
+one accepts the connection, as a plain connect to the name would.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ MAX_URL_LENGTH = 2048
 
 @dataclass(frozen=True)
 class Target:
-    """Where to send a webhook: the URL as given and the checked address to connect to."""
+    """Where to send a webhook: the URL as given and the checked addresses to connect to,
+    in the resolver's order of preference (never empty)."""
 
     url: str
-    host: str
-    address: str
+    addresses: tuple[str, ...]
 
 
 def parse_networks(text: str) -> list[Network]:
@@ -114,10 +115,10 @@ def validate_url(
 
 
 def pin(url: str, allowed: Sequence[Network] = (), *, resolver: Resolver = resolve) -> Target:
-    """Send-time check: resolve now, refuse unless every address is allowed, and name the
-    first (the resolver's preferred) as the one to connect to."""
+    """Send-time check: resolve now, refuse unless every address is allowed, and name them
+    all (the resolver's preferred first) as the ones to connect to."""
     url, parts, port = _parse(url, "callback_url")
     assert parts.hostname is not None
     addresses = _addresses(parts.hostname, port, "callback_url", resolver)
     _check(addresses, allowed, "callback_url")
-    return Target(url=url, host=parts.hostname, address=addresses[0].split("%")[0])
+    return Target(url=url, addresses=tuple(address.split("%")[0] for address in addresses))
