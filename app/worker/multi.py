@@ -6,6 +6,10 @@ each with its own lease keeper, progress and partial results, and one scheduler
 (``app.analysis.pipeline``) batches views of the same model across them. A job ends as it
 would in ``Worker`` (same recording of success, failure, release); the others go on, and
 a free place is filled by the next claim.
+
+A due annotated-video render (``RenderRunner.run_if_due``) runs in this loop, between two
+batches: the jobs in flight pause for the render's duration (their lease keepers go on
+renewing, so they are not claimed elsewhere; their progress and batches wait).
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ class MultiJobWorker(Worker):
             if self.renders is not None:
                 self.renders.job_finished()
         if self.renders is not None:
-            self.renders.run_if_due()
+            self.renders.run_if_due()  # synchronous: the jobs in flight pause while it renders
         return True
 
     def drain(self) -> None:

@@ -31,7 +31,8 @@ class RenderRunner:
 
     def run_if_due(self) -> bool:
         """Render one waiting video if ``render_every_jobs`` analysis jobs ran since the last
-        chance to; False when not due or none was waiting."""
+        chance to; False when not due or none was waiting. It runs in the caller's thread: a
+        multi-job worker's jobs in flight pause (leases still renewed) until it is done."""
         if self._jobs_since_render < self.settings.render_every_jobs:
             return False
         return self.run_once()
