@@ -6,7 +6,6 @@ The browser is Debian's ``chromium`` driven by Playwright's Python package throu
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
@@ -35,16 +34,6 @@ def chromium_path() -> str | None:
     return None
 
 
-def demo_model_present() -> bool:
-    manifest = DEMO_MODELS / "manifest.json"
-    if not manifest.is_file():
-        return False
-    entries = json.loads(manifest.read_text()).get("models", [])
-    return any(
-        m.get("name") == "demo_motion" and (DEMO_MODELS / m.get("weights", "")).is_file() for m in entries
-    )
-
-
 @dataclass
 class LiveServer:
     base: str
@@ -53,17 +42,15 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path, zoo_models_dir: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     import uvicorn
 
     from app.api.app import create_app
 
     marker = request.node.get_closest_marker("settings")
     overrides: dict[str, Any] = dict(marker.kwargs) if marker else {}
-    demo = demo_model_present()
-    models = DEMO_MODELS if demo else zoo_models_dir
-    model = "demo_motion" if demo else "x3d_xs"
-    settings = make_settings(tmp_path, models, default_model=model, poll_interval=0.1, **overrides)
+    model = "demo_motion"  # committed (models/DEMO_MODEL.md); tests/known_answer checks it is there
+    settings = make_settings(tmp_path, DEMO_MODELS, default_model=model, poll_interval=0.1, **overrides)
     app = create_app(settings, embedded_worker=True, analyzer_factory=lambda: shared_analyzer(settings))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -14,22 +14,17 @@ from tests.web.conftest import ARTIFACTS, LiveServer
 SCRIPT = [("moving right", 3.0), ("rotating", 3.0), ("moving up", 3.0)]
 
 
-def make_clip(directory: Path, server: LiveServer) -> Path:
+def make_clip(directory: Path) -> Path:
+    from app.demo.synthetic import write_scripted_video
+
     path = directory / "scripted.mp4"
-    if server.model == "demo_motion":
-        from app.demo.synthetic import write_scripted_video
-
-        write_scripted_video(path, SCRIPT, fps=30, width=160, height=120, seed=3)
-    else:
-        from tests.media import write_video
-
-        write_video(path, seconds=6.0, fps=30, width=128, height=96)
+    write_scripted_video(path, SCRIPT, fps=30, width=160, height=120, seed=3)
     return path
 
 
 def test_upload_watch_and_explore_results(live_server: LiveServer, browser_page: Any, tmp_path: Path) -> None:
     page = browser_page
-    clip = make_clip(tmp_path, live_server)
+    clip = make_clip(tmp_path)
     page.goto(live_server.base + "/")
     page.wait_for_selector(f"#model option[value='{live_server.model}']", state="attached")
     page.select_option("#model", live_server.model)
@@ -58,10 +53,9 @@ def test_upload_watch_and_explore_results(live_server: LiveServer, browser_page:
     top1 = [s["labels"][0]["label"] for s in segments]
     assert [blocks.nth(i).get_attribute("data-label") for i in range(len(segments))] == top1
     assert set(page.locator("#legend").inner_text().splitlines()) == set(top1)
-    if live_server.model == "demo_motion":
-        # The demo model knows these motions: the timeline shows the script.
-        for second, (label, _) in zip((1, 4, 7), SCRIPT, strict=True):
-            assert top1[second] == label, (second, top1)
+    # The demo model knows these motions: the timeline shows the script.
+    for second, (label, _) in zip((1, 4, 7), SCRIPT, strict=True):
+        assert top1[second] == label, (second, top1)
 
     # The WebVTT track is loaded, and seeking (a timeline click) shows the current label.
     cue_count = page.evaluate("() => document.getElementById('video').textTracks[0].cues.length")
