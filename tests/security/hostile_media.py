@@ -70,63 +70,49 @@ def _png(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-def png_bomb_mov(target: Path, side: int = 12_000, frames: int = 2) -> Path:
-    """A MOV whose track says 64x64 but whose PNG frames decode to ``side`` x ``side``."""
+def png_bomb_mov(
+    target: Path, side: int = 12_000, frames: int = 2, *, real_frames: int = 0, rate: int = 1
+) -> Path:
+    """A MOV whose track says 64x64 but whose PNG frames decode to ``side`` x ``side``, after
+    ``real_frames`` true 64x64 frames."""
     bomb = _png(side, side)
     with av.open(str(target), "w", format="mov") as container:
-        stream = container.add_stream("png", rate=1)
+        stream = container.add_stream("png", rate=rate)
         stream.width, stream.height, stream.pix_fmt = 64, 64, "gray"
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(np.zeros((64, 64), np.uint8), format="gray")
             frame.pts = i
             for packet in stream.encode(frame):
-                forged = av.Packet(bomb)
-                forged.pts, forged.dts, forged.time_base = packet.pts, packet.dts, packet.time_base
-                forged.stream = packet.stream
-                container.mux(forged)
-        for _ in stream.encode():
-            pass
-    return target
-
-
-def growing_png_mov(target: Path, small: int = 64, big: int = 200, frames: int = 20) -> Path:
-    """A MOV of PNG frames: the first half ``small`` x ``small``, the rest ``big`` x ``big``
-    (a decoder refusing the bigger size resets its context to 0x0: the EINVAL case)."""
-    bomb = _png(big, big)
-    with av.open(str(target), "w", format="mov") as container:
-        stream = container.add_stream("png", rate=10)
-        stream.width, stream.height, stream.pix_fmt = small, small, "gray"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.zeros((small, small), np.uint8), format="gray")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                if i < frames // 2:
+                if i < real_frames:
                     container.mux(packet)
                     continue
                 forged = av.Packet(bomb)
                 forged.pts, forged.dts, forged.time_base = packet.pts, packet.dts, packet.time_base
                 forged.stream = packet.stream
                 container.mux(forged)
-        for packet in stream.encode():
-            container.mux(packet)
+        for _ in stream.encode():  # PNG is intra-only: nothing is held back
+            pass
     return target
+
+
+def growing_png_mov(target: Path) -> Path:
+    """A MOV of PNG frames: the first 10 are 64x64, the next 10 200x200 (a decoder refusing the
+    bigger size resets its context to 0x0: the EINVAL case)."""
+    return png_bomb_mov(target, side=200, frames=20, real_frames=10, rate=10)
 
 
 def huge_sps_h264(target: Path, side: int = 6144) -> Path:
     """Raw Annex-B H.264, one black ``side`` x ``side`` frame (about 110 KB for 6144): the
     size is declared by the codec itself (the SPS), so it survives probing, unlike the AVI's."""
-    with av.open(str(target), "w", format="h264") as container:
-        stream = container.add_stream("libx264", rate=1)
-        stream.width = stream.height = side
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "51", "threads": "1"}
-        frame = av.VideoFrame(side, side, "yuv420p")
-        for plane in frame.planes:
-            plane.update(bytes(plane.buffer_size))
-        frame.pts = 0
-        for packet in [*stream.encode(frame), *stream.encode()]:
-            container.mux(packet)
-    return target
+    return write_video(
+        target,
+        seconds=1.0,
+        fps=1,
+        width=side,
+        height=side,
+        frame_fn=lambda i, t, w, h: np.zeros((h, w, 3), np.uint8),
+        options={"crf": "51", "threads": "1"},
+    )
 
 
 def many_streams(target: Path, audio_streams: int, fmt: str) -> Path:
