@@ -1,45 +1,14 @@
-"""Response bodies of API v1 (these field names are the public contract)."""
+"""Response bodies of API v1 (these field names are the public contract); the job document
+itself (``JobOut``) lives in ``app.job_json``, shared with the webhooks and the store."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from app.domain import Job, JobStatus
-
-
-class ErrorOut(BaseModel):
-    code: str
-    message: str
-
-
-class VideoOut(BaseModel):
-    filename: str
-    size_bytes: int
-    duration: float | None
-    width: int
-    height: int
-    fps: float | None
-    codec: str
-    rotation: int
-
-
-class JobOut(BaseModel):
-    id: str
-    status: JobStatus
-    model: str
-    options: dict[str, Any]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    progress: float = Field(ge=0, le=1)
-    attempts: int
-    error: ErrorOut | None
-    video: VideoOut | None
-    callback_url: str | None = None
+from app.job_json import JobOut
 
 
 class JobList(BaseModel):
@@ -120,30 +89,6 @@ class Problem(BaseModel):
     )
     checks: dict[str, str] | SkipJsonSchema[None] = Field(
         default=None, description="not_ready: each readiness check"
-    )
-
-
-def _ts(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
-
-
-def job_out(job: Job) -> JobOut:
-    video = None
-    if job.video is not None:
-        video = VideoOut(**{k: v for k, v in job.video.to_dict().items() if k in VideoOut.model_fields})
-    return JobOut(
-        id=job.id,
-        status=job.status,
-        model=job.model,
-        options=job.options,
-        created_at=datetime.fromtimestamp(job.created_at, tz=UTC),
-        started_at=_ts(job.started_at),
-        finished_at=_ts(job.finished_at),
-        progress=min(max(job.progress, 0.0), 1.0),
-        attempts=job.attempts,
-        error=ErrorOut(code=job.error.code, message=job.error.message) if job.error else None,
-        video=video,
-        callback_url=job.callback_url,
     )
 
 

@@ -16,7 +16,7 @@ from app.store.usage import SqlUsageStore
 
 if TYPE_CHECKING:
     from app.store.renders import RenderStore
-    from app.webhooks.store import WebhookStore
+    from app.store.webhooks import WebhookStore
 
 
 def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) -> SqlJobStore:
@@ -35,7 +35,7 @@ def _engine_of(settings: Settings, store: JobStore) -> Engine:
 
 def open_webhook_store(settings: Settings, store: JobStore) -> WebhookStore:
     """Webhook owners and deliveries, in the job store's database (its pool when SQL)."""
-    from app.webhooks.store import WebhookStore
+    from app.store.webhooks import WebhookStore
 
     return WebhookStore(_engine_of(settings, store))
 

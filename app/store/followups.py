@@ -2,7 +2,7 @@
 
 * its partial results go (the final results, if any, are the single truth);
 * a job with a callback URL gets a webhook delivery queued (the outbox row that
-  workers send, retry and log; see ``app.webhooks``), its body the job JSON as of
+  workers send, retry and log; see ``app.store.webhooks``), its body the job JSON as of
   now. One row per (job, event), so running this twice for the same end queues
   nothing new. The row does not reference the job: deleting the job leaves a
   pending delivery to be sent.
@@ -17,8 +17,8 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 
 from app.domain import JobStatus
+from app.job_json import webhook_body
 from app.store.schema import deliveries, job_from_row, jobs, partial_results
-from app.webhooks import payload
 
 PENDING = "pending"
 
@@ -54,7 +54,7 @@ def job_ended(conn: Connection, job_ids: Iterable[str], now: float) -> None:
                 status=PENDING,
                 attempts=0,
                 next_attempt_at=now,
-                body=payload.render(job_from_row(row._mapping), event, delivery_id),
+                body=webhook_body(job_from_row(row._mapping), event, delivery_id),
                 created_at=now,
                 updated_at=now,
             )

@@ -28,10 +28,11 @@ import httpx
 
 from app import __version__
 from app.errors import InvalidOptions, ServiceError
+from app.job_json import webhook_body
 from app.settings import Settings
 from app.store.base import JobStore
-from app.webhooks import payload, signing
-from app.webhooks.store import DELIVERED, FAILED, PENDING, Delivery, WebhookStore
+from app.store.webhooks import DELIVERED, FAILED, PENDING, Delivery, WebhookStore
+from app.webhooks import signing
 from app.webhooks.urls import Resolver, Target, parse_networks, pin, resolve
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class Dispatcher:
     def _legacy_body(self, delivery: Delivery) -> str | None:
         """Rows queued before revision 0004 have no body: render the job as it is now."""
         job = self.jobs.get_job(delivery.job_id)
-        return None if job is None else payload.render(job, delivery.event, delivery.id)
+        return None if job is None else webhook_body(job, delivery.event, delivery.id)
 
     def _send(self, target: Target, raw: bytes, headers: dict[str, str]) -> httpx.Response:
         """POST to the first checked address that accepts the connection, keeping the URL's

@@ -12,7 +12,7 @@ import pytest
 from app.domain import JobError
 from app.errors import LeaseLost
 from app.store.sql import SqlJobStore
-from app.webhooks.store import DELIVERED, PENDING, WebhookStore
+from app.store.webhooks import DELIVERED, PENDING, WebhookStore
 from tests.contract.conftest import FakeClock
 from tests.contract.test_job_store import new_job
 

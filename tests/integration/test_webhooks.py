@@ -24,9 +24,9 @@ import pytest
 
 from app.domain import JobError
 from app.store.sql import SqlJobStore
+from app.store.webhooks import WebhookStore
 from app.webhooks import signing
 from app.webhooks.dispatcher import Dispatcher
-from app.webhooks.store import WebhookStore
 from app.webhooks.urls import Resolver, resolve
 from app.worker.runner import Worker
 from tests.conftest import skip_or_fail

@@ -14,8 +14,8 @@ from app.api.deps import SettingsDep, StoreDep, TenantDep
 from app.api.schemas import PROBLEM_RESPONSES
 from app.errors import NotFound
 from app.settings import Settings
+from app.store.webhooks import Delivery, WebhookStore, owner_id
 from app.webhooks import signing
-from app.webhooks.store import Delivery, WebhookStore, owner_id
 from app.webhooks.urls import parse_networks, validate_url
 
 router = APIRouter(tags=["webhooks"])

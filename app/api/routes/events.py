@@ -26,9 +26,10 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep, StoreDep, TenantDep
-from app.api.schemas import PROBLEM_RESPONSES, job_out
+from app.api.schemas import PROBLEM_RESPONSES
 from app.domain import Job
 from app.errors import NotFound
+from app.job_json import job_out
 from app.store.base import JobStore
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

@@ -16,10 +16,11 @@ from app.api.deps import BlobsDep, CatalogDep, SettingsDep, StoreDep, TenantDep
 from app.api.forms import FORM_FIELDS, parse_job_form
 from app.api.ratelimit import charge_upload, check_submission_quota
 from app.api.routes.deliveries import resolve_callback
-from app.api.schemas import PROBLEM_RESPONSES, RESULTS_RESPONSES, JobList, JobOut, ResultsOut, job_out
+from app.api.schemas import PROBLEM_RESPONSES, RESULTS_RESPONSES, JobList, ResultsOut
 from app.api.upload import receive_upload
 from app.domain import Job, JobStatus, NewJob
 from app.errors import InvalidOptions, JobNotFinished, NotFound, Unavailable
+from app.job_json import JobOut, job_out
 from app.store.renders import delete_cached
 
 log = logging.getLogger(__name__)
