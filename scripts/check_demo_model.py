@@ -32,7 +32,8 @@ from app.analysis.catalog import load_catalog  # noqa: E402
 from app.analysis.loader import ModelLoader  # noqa: E402
 from app.analysis.spec import ModelSpec, read_labels  # noqa: E402
 from app.demo.clips import clip_at  # noqa: E402
-from app.demo.synthetic import read_video_rgb, write_scripted_video  # noqa: E402
+from app.demo.synthetic import write_scripted_video  # noqa: E402
+from app.demo.video import read_video_rgb  # noqa: E402
 
 NAME = "demo_motion"
 SEGMENT_SECONDS = 2.0

@@ -4,7 +4,7 @@
 Why it exists: zoo weights cannot be downloaded here, yet the service needs a model
 that *really* recognises something so that "right labels at the right times" can
 be tested offline. This model recognises only the classes of
-``app.demo.synthetic.CLASSES`` (object moving left/right/up/down, rotating, static,
+``app.demo.classes.CLASSES`` (object moving left/right/up/down, rotating, static,
 flashing); it knows nothing about Kinetics actions.
 
 Training clips go through exactly the service's inference preprocessing
@@ -44,8 +44,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from app.analysis.lockfile import record_sha256  # noqa: E402
+from app.demo.classes import CLASSES  # noqa: E402
 from app.demo.clips import CROP, FRAMES, MEAN, SAMPLING_RATE, SHORT_SIDE, STD, preprocess, sample_indices  # noqa: E402
-from app.demo.synthetic import CLASSES, SyntheticScene, h264_round_trip  # noqa: E402
+from app.demo.synthetic import SyntheticScene  # noqa: E402
+from app.demo.video import h264_round_trip  # noqa: E402
 
 NAME = "demo_motion"
 SEED = 20240611

@@ -1,5 +1,8 @@
 """Known-answer demo: synthetic motion clips and the small model trained on them.
 
-``app.demo.synthetic`` is numpy-only (it also writes test videos); the torch side
-(``app.demo.clips``) is imported explicitly by the training and check scripts.
+``app.demo.synthetic`` builds a scene from a seed and a script (label catalogue in
+``classes``; outlines, stage, backdrop, looks, motion and drawing in their own
+modules) and writes test videos through ``video``. All of it is numpy-only, with
+PyAV imported where videos are encoded or decoded; the torch side (``clips``) is
+imported explicitly by the training and check scripts.
 """

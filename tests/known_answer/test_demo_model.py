@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from app.api.app import create_app
-from app.demo.synthetic import CLASSES, write_scripted_video
+from app.demo.classes import CLASSES
+from app.demo.synthetic import write_scripted_video
 from app.worker.runner import Worker
 from tests.conftest import REPO
 from tests.integration.conftest import close_app, make_settings, shared_analyzer

@@ -8,16 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.demo.synthetic import (
-    CLASSES,
-    SPEED_RANGE,
-    SyntheticScene,
-    class_id,
-    h264_round_trip,
-    read_video_rgb,
-    render_frames,
-    write_scripted_video,
-)
+from app.demo.classes import CLASSES, class_id
+from app.demo.motion import SPEED_RANGE, state_at
+from app.demo.synthetic import SyntheticScene, render_frames, write_scripted_video
+from app.demo.video import h264_round_trip, read_video_rgb
 
 SEEDS = range(6)
 
@@ -28,10 +22,9 @@ def _centroids(scene: SyntheticScene, frames: int, obj: int) -> np.ndarray:
     NaN while the object touches the stage border (it wraps around: part of it
     shows at the opposite edge, which would drag the centroid across the frame).
     """
-    top, left = round(scene.stage_y0), round(scene.stage_x0)
     out = []
     for k in range(frames):
-        alpha = scene.object_alpha(k, obj)[top : top + scene.side, left : left + scene.side]
+        alpha = scene.object_alpha(k, obj)[scene.stage.rows, scene.stage.columns]
         border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
         if border.max() > 0 or alpha.sum() == 0:
             out.append((np.nan, np.nan))
@@ -215,13 +208,13 @@ def test_still_objects_are_wholly_on_stage_and_long_moves_land_there_without_jum
             lo, hi = look.radius, 1.0 - look.radius
             track = scene.tracks[obj]
             for prev, part in itertools.pairwise(track):
-                end = scene._state_in(prev, part.start)
+                end = state_at(prev, part.start)
                 # Moves of >= 4 s always find a landing speed: nothing jumps at a boundary.
                 assert (part.x0, part.y0) == pytest.approx((end.x, end.y), abs=1e-9), (seed, script)
             for part in track:
                 if part.label not in ("moving left", "moving right", "moving up", "moving down"):
                     for t in np.linspace(part.start, part.end, 9):
-                        st = scene._state_in(part, float(t))
+                        st = state_at(part, float(t))
                         assert lo <= st.x <= hi and lo <= st.y <= hi, (seed, part.label, st)
 
 
@@ -231,3 +224,19 @@ def test_a_short_move_leaving_an_object_at_the_edge_is_followed_by_a_whole_objec
         for obj, look in enumerate(scene.looks):
             st = scene.state(scene.frame_count - 1, obj)
             assert look.radius <= st.x <= 1 - look.radius and look.radius <= st.y <= 1 - look.radius
+
+
+@pytest.mark.parametrize(("width", "height"), [(160, 120), (96, 128), (64, 64)])
+def test_objects_stay_on_the_centred_square_stage_a_centre_crop_keeps(width: int, height: int) -> None:
+    scene = SyntheticScene([("moving right", 1.0), ("rotating", 1.0)], width=width, height=height, seed=4)
+    side = min(width, height)
+    assert (scene.stage.side, scene.stage.left, scene.stage.top) == (
+        side,
+        (width - side) // 2,
+        (height - side) // 2,
+    )
+    off_stage = np.ones((height, width), dtype=bool)
+    off_stage[scene.stage.rows, scene.stage.columns] = False
+    coverage = np.maximum.reduce([scene.object_alpha(k) for k in range(0, scene.frame_count, 5)])
+    assert coverage[~off_stage].max() > 0.99
+    assert not coverage[off_stage].any()
