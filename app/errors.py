@@ -6,7 +6,7 @@ ServiceError
  │    ├── JobNotFinished     results asked for too early (code: job_not_finished)
  │    ├── RenderFailed       the annotated video failed to render; ?retry=1 (code: render_failed; 409)
  │    ├── InvalidOptions     bad form fields or job options (code: invalid_options)
- │    ├── UnknownModel       model name not in the catalog (code: unknown_model)
+ │    │    └── UnknownModel      model name not in the catalog (code: unknown_model)
  │    ├── UploadTooLarge     body over the configured limit (code: upload_too_large)
  │    ├── UnsupportedMedia   not a video: text, playlist, unreadable (code: unsupported_media)
  │    │    ├── FormatNotAllowed  demuxer not on the allow-list (code: format_not_allowed)
@@ -25,13 +25,17 @@ ServiceError
  └── AnalysisError           a job failed inside the engine; ``retryable`` says if another attempt may help
       ├── WeightsMissing     weights file absent from the models dir (code: weights_missing)
       ├── WeightsInvalid     hash or key/shape mismatch (code: weights_invalid)
+      ├── ManifestInvalid    manifest.json / zoo.json / labels file malformed (code: manifest_invalid)
       ├── VideoUnreadable    container/codec cannot be decoded (code: video_unreadable)
-      ├── VideoTooLong / NoFrames ... (see below)
+      ├── NoFrames           the video or the asked-for time range has no decodable frame (code: no_frames)
       ├── DecoderFault       the sandboxed decode child failed; retried, then the job fails with its code
       │    ├── DecoderCrashed        killed by a signal or died unexpectedly (code: decoder_crashed)
       │    ├── DecoderTimeout        over its wall-clock allowance (code: timeout)
       │    └── DecoderResourceLimit  over its memory or CPU-time limit (code: resource_limit)
       └── WorkerStopping     the worker is shutting down; the job is released, not failed
+
+A media limit hit while a worker decodes is a ``MediaLimitExceeded`` too (not an
+``AnalysisError``): the job fails with its code, and another attempt would not help.
 """
 
 from __future__ import annotations
@@ -237,6 +241,14 @@ class WeightsInvalid(AnalysisError):
 
     code = "weights_invalid"
     title = "Weights invalid"
+    retryable = False
+
+
+class ManifestInvalid(AnalysisError):
+    """The model manifest (or a labels file it names) is malformed."""
+
+    code = "manifest_invalid"
+    title = "Model manifest invalid"
     retryable = False
 
 

@@ -142,6 +142,9 @@ class Settings(BaseSettings):
         ge=1,
         description="A worker busy with analysis still renders one waiting annotated video per this many jobs.",
     )
+    render_max_attempts: int = Field(
+        default=3, ge=1, description="Claims of an annotated-video render before it fails."
+    )
     backends: dict[str, Literal["torch", "onnx", "auto"]] = Field(
         default_factory=dict,
         description='Inference backend per model, JSON: {"x3d_xs": "onnx"} (others: backend_default).',

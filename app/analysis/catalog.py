@@ -20,10 +20,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from app.analysis.errors import ManifestInvalid
 from app.analysis.lockfile import read_lock
 from app.analysis.spec import ModelSpec, clip_seconds, default_segment_seconds, read_labels
-from app.errors import UnknownModel
+from app.errors import ManifestInvalid, UnknownModel
 
 __all__ = ["Catalog", "ModelSpec", "clip_seconds", "default_segment_seconds", "load_catalog", "read_labels"]
 

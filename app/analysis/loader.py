@@ -20,10 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from app.analysis.errors import ManifestInvalid
 from app.analysis.lockfile import file_sha256, read_lock, record_sha256
 from app.analysis.spec import ModelSpec
-from app.errors import WeightsInvalid, WeightsMissing
+from app.errors import ManifestInvalid, WeightsInvalid, WeightsMissing
 
 __all__ = [
     "LoadedModel",

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.analysis.errors import ManifestInvalid
+from app.errors import ManifestInvalid
 
 LOCK_NAME = "weights.lock.json"
 

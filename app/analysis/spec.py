@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from app.analysis.errors import ManifestInvalid
+from app.errors import ManifestInvalid
 
 SOURCE_FPS = 30.0
 

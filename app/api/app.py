@@ -15,6 +15,7 @@ from app.api import problems
 from app.api.auth import AUTH_RESPONSES, authenticate
 from app.api.cors import install_cors
 from app.api.drain import DrainMiddleware
+from app.api.ratelimit import TenantLimiter, limit_requests
 from app.api.routes import deliveries, events, health, jobs, media, metrics, models, pages
 from app.blobs import BlobStore, LocalBlobStore
 from app.metrics import Metrics
@@ -35,8 +36,7 @@ def create_app(
     """Build the API. With ``embedded_worker`` (default: settings), a worker thread runs
     in this process; the API itself never imports torch (the worker does, lazily)."""
     from app.analysis.catalog import load_catalog
-    from app.analysis.sandbox import ProbeLimits, ProbeSandbox
-    from app.api.ratelimit import TenantLimiter
+    from app.analysis.probe_sandbox import ProbeLimits, ProbeSandbox
     from app.store.factory import open_access_stores, open_render_store, open_store, open_webhook_store
 
     own_store = store is None
@@ -83,13 +83,16 @@ def create_app(
     app.add_middleware(DrainMiddleware, state=app.state)
     install_cors(app, settings)
     problems.install(app)
-    app.include_router(jobs.router, dependencies=[Depends(authenticate)], responses=AUTH_RESPONSES)
-    app.include_router(models.router, dependencies=[Depends(authenticate)], responses=AUTH_RESPONSES)
+    # Every /v1 route: who calls (401), then how often (429); FastAPI runs each once per request.
+    # Probes, metrics and pages are neither. (The order of inclusion is the OpenAPI paths' order.)
+    v1 = [Depends(authenticate), Depends(limit_requests)]
+    app.include_router(jobs.router, dependencies=v1, responses=AUTH_RESPONSES)
+    app.include_router(models.router, dependencies=v1, responses=AUTH_RESPONSES)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(media.router, responses=AUTH_RESPONSES)
-    app.include_router(events.router, responses=AUTH_RESPONSES)
-    app.include_router(deliveries.router, responses=AUTH_RESPONSES)
+    app.include_router(media.router, dependencies=v1, responses=AUTH_RESPONSES)
+    app.include_router(events.router, dependencies=v1, responses=AUTH_RESPONSES)
+    app.include_router(deliveries.router, dependencies=v1, responses=AUTH_RESPONSES)
     app.include_router(pages.router)
     return app
 

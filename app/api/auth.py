@@ -3,7 +3,8 @@ names the tenant whose jobs the request may see. Every /v1 route depends on
 ``authenticate`` (also through ``TenantDep``); FastAPI runs it once per request.
 
 With ``auth_enabled`` off (the embedded default on loopback) every caller is the one
-tenant ``default``. Either way the tenant's request rate is then counted.
+tenant ``default``. Authentication only says who calls: the tenant's request rate is
+counted by its own dependency, ``ratelimit.limit_requests``, which runs after this one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from app.api.schemas import RETRY_AFTER_HEADER, problem_response
 from app.errors import Unauthorized
 
 if TYPE_CHECKING:
-    from app.api.ratelimit import TenantLimiter
     from app.settings import Settings
     from app.store.keys import KeyStore
 
@@ -64,7 +64,6 @@ async def authenticate(
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
     settings: Settings = request.app.state.settings
-    limiter: TenantLimiter = request.app.state.limiter
     if settings.auth_enabled:
         secret = presented_key(bearer, api_key)
         if secret is None:
@@ -77,8 +76,6 @@ async def authenticate(
     else:
         principal = Principal(tenant=DEFAULT_TENANT, key_id=None)
     request.state.principal = principal
-    if settings.tenant_requests_per_second:
-        await run_in_threadpool(limiter.check_request, principal.tenant)
     return principal
 
 

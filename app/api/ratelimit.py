@@ -115,6 +115,15 @@ class TenantLimiter:
         )
 
 
+async def limit_requests(request: Request, principal: PrincipalDep) -> None:
+    """Dependency of every /v1 router: counts the request against the tenant's rate.
+    It depends on ``authenticate``, so a missing key is a 401 before it is counted."""
+    settings: Settings = request.app.state.settings
+    if settings.tenant_requests_per_second:
+        limiter: TenantLimiter = request.app.state.limiter
+        await run_in_threadpool(limiter.check_request, principal.tenant)
+
+
 async def check_submission_quota(request: Request, principal: PrincipalDep) -> None:
     """Route dependency of ``POST /v1/jobs``: refuse before a byte of the body is read."""
     declared = request.headers.get("content-length")

@@ -127,3 +127,44 @@ async def test_bytes_per_day_across_replicas(
     assert_rate_limited(huge, "bytes_per_day", 43_200)
     clock.advance(43_200)  # the next UTC day
     assert (await post_video(second_replica, short_clip, acme)).status_code == 202
+
+
+UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def v1_operations(service: Service) -> list[tuple[str, str]]:
+    """(method, path) of every /v1 operation in the OpenAPI document, so new routes are covered."""
+    paths = service.app.openapi()["paths"]
+    return [
+        (method.upper(), path.replace("{job_id}", UNKNOWN_ID))
+        for path, item in paths.items()
+        if path.startswith("/v1/")
+        for method in item
+    ]
+
+
+@pytest.mark.settings(tenant_requests_per_second=2)
+async def test_every_v1_route_counts_each_request_exactly_once(service: Service) -> None:
+    clock = FakeClock(NOON)
+    freeze(clock, service.app)
+    operations = v1_operations(service)
+    assert len(operations) >= 15
+    for method, path in operations:
+        clock.advance(1.0)  # a fresh window per route
+        statuses = [(await service.client.request(method, path)).status_code for _ in range(3)]
+        assert 429 not in statuses[:2], (method, path, statuses)  # counted twice: the second is refused
+        assert statuses[2] == 429, (method, path, statuses)  # not counted: never refused
+    assert (await service.client.get("/metrics")).status_code == 200
+
+
+@pytest.mark.settings(auth_enabled=True, tenant_requests_per_second=1)
+async def test_a_missing_key_is_a_401_and_is_not_counted(service: Service) -> None:
+    freeze(FakeClock(NOON), service.app)
+    acme = bearer(new_key(service.app, "acme"))
+    for method, path in v1_operations(service):
+        response = await service.client.request(method, path)
+        assert response.status_code == 401, (method, path)  # HEAD answers have no problem body
+        assert response.headers["www-authenticate"].startswith("Bearer ")
+    assert (await service.client.get("/v1/jobs", headers=acme)).status_code == 200
+    assert_rate_limited(await service.client.get("/v1/jobs", headers=acme), "requests_per_second", 1)
+    assert_problem(await service.client.get("/v1/jobs"), 401, "unauthorized")

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.analysis.catalog import ModelSpec, default_segment_seconds, load_catalog, read_labels
-from app.analysis.errors import ManifestInvalid
 from app.analysis.lockfile import read_lock, record_sha256
-from app.errors import UnknownModel
+from app.errors import ManifestInvalid, UnknownModel
 
 ZOO_PREFIX = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/"
 K400 = {

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BeforeValidator, Field
-from starlette.concurrency import run_in_threadpool
 
-from app.analysis.limits import MediaLimits
 from app.api import formats
-from app.api.deps import BlobsDep, CatalogDep, SettingsDep, StoreDep, TenantDep
-from app.api.forms import FORM_FIELDS, parse_job_form
-from app.api.ratelimit import charge_upload, check_submission_quota
-from app.api.routes.deliveries import resolve_callback
+from app.api.deps import BlobsDep, SettingsDep, StoreDep, TenantDep
+from app.api.ratelimit import check_submission_quota
 from app.api.schemas import PROBLEM_RESPONSES, RESULTS_RESPONSES, JobList, ResultsOut
-from app.api.upload import receive_upload
-from app.domain import Job, JobStatus, NewJob
-from app.errors import InvalidOptions, JobNotFinished, NotFound, Unavailable
+from app.api.submission import submit
+from app.domain import Job, JobStatus
+from app.errors import InvalidOptions, JobNotFinished, NotFound
 from app.job_json import JobOut, job_out
 from app.store.renders import delete_cached
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 _UPLOAD_BODY: dict[str, Any] = {
@@ -81,80 +74,15 @@ def _get(store: StoreDep, job_id: str, tenant: str) -> Job:
 async def submit_job(
     request: Request,
     response: Response,
-    store: StoreDep,
-    blobs: BlobsDep,
-    settings: SettingsDep,
-    catalog: CatalogDep,
     tenant: TenantDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
-    if not idempotency_key and not settings.auth_enabled:
-        # Fail fast while the database is away, before a body of up to max_upload_bytes is read
-        # and probed only to be refused (with auth on, the API-key look-up already did the same;
-        # with a key, the look-up below does).
-        await run_in_threadpool(store.ping)
-    if idempotency_key:
-        existing = await run_in_threadpool(store.get_job_by_idempotency_key, tenant, idempotency_key)
-        if existing is not None:
-            response.status_code = 200
-            response.headers["Location"] = f"/v1/jobs/{existing.id}"
-            return job_out(existing)
-    job_id = str(uuid.uuid4())
-    upload = await receive_upload(
-        request, blobs, job_id, max_bytes=settings.max_upload_bytes, allowed_fields=FORM_FIELDS
-    )
-    try:
-        await charge_upload(request, tenant, upload.writer.size)
-        model, options = parse_job_form(upload.fields, settings.default_model, catalog)
-        callback_url, callback_owner = await resolve_callback(request, upload.fields.get("callback_url"))
-        video = await run_in_threadpool(
-            request.app.state.prober.probe_video,  # sandboxed: app.analysis.sandbox.ProbeSandbox
-            upload.writer.temp_path,
-            filename=upload.filename,
-            allowed_formats=settings.allowed_format_list,
-            limits=MediaLimits.from_settings(settings),
-        )
-        upload.writer.commit()
-    except BaseException:
-        upload.writer.abort()
-        raise
-    new = NewJob(
-        id=job_id,
-        model=model,
-        options=options.model_dump(),
-        video=video,
-        blob_key=job_id,
-        max_attempts=settings.max_attempts,
-        tenant=tenant,
-        idempotency_key=idempotency_key,
-        callback_url=callback_url,
-        callback_owner=callback_owner,
-    )
-    try:
-        job, created = await run_in_threadpool(store.create_job, new)
-    except Unavailable:
-        # The database went away mid-insert: the row may or may not have been committed, so the
-        # blob stays; the worker's orphan sweep removes it later if no job refers to it.
-        raise
-    except BaseException:
-        blobs.delete(job_id)
-        raise
-    if not created:
-        blobs.delete(job_id)
-        response.status_code = 200
-    else:
-        request.app.state.job_submitted.set()
-        request.app.state.metrics.jobs_submitted.inc()
-        request.app.state.metrics.upload_bytes.inc(upload.writer.size)
-        log.info(
-            "job accepted: %s, %d bytes, model %s",
-            upload.filename or "(no name)",
-            upload.writer.size,
-            job.model,
-            extra={"job_id": job.id, "tenant": tenant},
-        )
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return job_out(job)
+    # No docstring: it would become the operation's description in the OpenAPI document.
+    submission = await submit(request, tenant, idempotency_key)
+    if not submission.created:
+        response.status_code = 200  # an idempotent replay: the job the key already named
+    response.headers["Location"] = f"/v1/jobs/{submission.job.id}"
+    return job_out(submission.job)
 
 
 @router.get("", response_model=JobList, responses=PROBLEM_RESPONSES, summary="List jobs, newest first")
