@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from app.analysis.artifacts import ExportFormat, artifact_path, cpu_model, input_names, report_path
 from app.analysis.loader import LoadedModel
 from app.errors import WeightsInvalid, WeightsMissing
 
@@ -60,8 +61,6 @@ class OnnxModule(nn.Module):
 def verified_export(models_dir: Path, loaded: LoadedModel) -> tuple[Path, dict[str, Any]]:
     """The ONNX artifact of the weights loaded and its report; raises when there is none,
     or when its report did not pass for this very weights file."""
-    from app.analysis.export import ExportFormat, artifact_path, report_path
-
     spec = loaded.spec
     path = artifact_path(models_dir, spec, ExportFormat.ONNX)
     how = f"run `python -m app models export {spec.name} --format onnx`"
@@ -80,8 +79,6 @@ def verified_export(models_dir: Path, loaded: LoadedModel) -> tuple[Path, dict[s
 
 def onnx_module(models_dir: Path, loaded: LoadedModel, threads: int = 1) -> OnnxModule:
     """The session of a verified export; raises (naming the command to run) without one."""
-    from app.analysis.export import input_names
-
     try:
         path, _ = verified_export(models_dir, loaded)
     except (WeightsMissing, WeightsInvalid) as exc:
@@ -163,8 +160,6 @@ class Backends:
             return (session if session is not None else loaded.module), choice
 
     def _decide(self, loaded: LoadedModel) -> tuple[Choice, OnnxModule | None]:
-        from app.analysis.export import cpu_model, input_names
-
         name = loaded.spec.name
         value, source = self.setting_for(name)
         if value == TORCH:

@@ -29,8 +29,7 @@ A coded failure is ``("error", ServiceError)``; a fault is ``("fault", code, det
 code ``resource_limit`` (MemoryError under RLIMIT_AS) or ``decoder_crashed`` (anything
 else). A signal or an exit without a message is classified by the parent.
 
-``ChildConfig.fault`` / ``ProbeConfig.fault`` / ``RenderConfig.fault`` are test hooks: the parent passes them only
-when a test sets them.
+The configs (and their test faults) are in ``sandbox_protocol``.
 """
 
 from __future__ import annotations
@@ -42,69 +41,13 @@ import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from app.analysis.limits import MediaLimits
-from app.analysis.prep import FramePrep
+from app.analysis.sandbox_protocol import ChildConfig, ProbeConfig, RenderConfig
 from app.analysis.shm import SlotRing
 from app.errors import ServiceError
-
-FAULTS = ("segfault", "hang", "oom")
-
-
-@dataclass(frozen=True)
-class ChildConfig:
-    path: str
-    allowed_formats: tuple[str, ...]
-    limits: MediaLimits
-    prep: FramePrep
-    frames: int
-    threads: int
-    slots: int
-    slot_bytes: int
-    memory_bytes: int | None
-    cpu_seconds: float | None
-    """CPU-time limit until the scan is known (then ``cpu_per_video_second`` raises it)."""
-    cpu_per_video_second: float
-    fault: str | None = None
-    fault_stage: str = "decode"
-    """Where ``fault`` strikes: ``scan`` (before the scan) or ``decode`` (after the first clip)."""
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """``probe.probe_video`` of one upload, under ``memory_bytes`` and ``cpu_seconds``."""
-
-    path: str
-    filename: str
-    allowed_formats: tuple[str, ...]
-    limits: MediaLimits
-    memory_bytes: int | None
-    cpu_seconds: float | None
-    fault: str | None = None
-    """Test hook: fail this way before probing (``FAULTS``)."""
-
-
-@dataclass(frozen=True)
-class RenderConfig:
-    """``annotate.render`` of one finished job's video, under ``memory_bytes`` and ``cpu_seconds``."""
-
-    source: str
-    target: str
-    part: str
-    """The temp file the child writes; the parent removes it whatever happens to the child."""
-    segments: tuple[dict[str, Any], ...]
-    allowed_formats: tuple[str, ...]
-    limits: MediaLimits
-    max_height: int
-    threads: int
-    memory_bytes: int | None
-    cpu_seconds: float | None
-    fault: str | None = None
-    """Test hook: fail this way mid-encode, once the partial file exists (``FAULTS``)."""
 
 
 def _set_limits(config: ChildConfig | ProbeConfig | RenderConfig) -> None:
@@ -303,7 +246,7 @@ def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
 
 
 if __name__ == "__main__":
-    # The module proper, not this ``__main__`` copy: the parent's pickled configs are its classes.
+    # The module proper, not this ``__main__`` copy: one copy of the child's code and state.
     from app.analysis import sandbox_child
 
     sandbox_child.main(sys.argv)

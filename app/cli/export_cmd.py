@@ -64,9 +64,10 @@ def _settings() -> Any:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
+    from app.analysis.artifacts import ExportFormat, artifact_path, cpu_model
     from app.analysis.backends import speed_verdict
     from app.analysis.catalog import load_catalog
-    from app.analysis.export import ExportFormat, artifact_path, cpu_model, export_model
+    from app.analysis.export import export_model
 
     settings = _settings()
     torch.set_num_threads(settings.torch_threads)

@@ -14,7 +14,7 @@ import av
 import pytest
 
 from app.analysis import probe
-from app.analysis.sandbox import ProbeLimits, ProbeSandbox
+from app.analysis.probe_sandbox import ProbeLimits, ProbeSandbox
 from app.errors import UnsupportedMedia
 from tests.integration.conftest import Service, assert_problem, submit
 from tests.media import write_video

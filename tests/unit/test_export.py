@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from app.__main__ import main
+from app.analysis.artifacts import ExportFormat, artifact_path, report_path
 from app.analysis.catalog import load_catalog
-from app.analysis.export import ExportFormat, Runner, artifact_path, export_model, random_clips, report_path
+from app.analysis.export import export_model
+from app.analysis.export_verification import Runner, random_clips
 from app.settings import Settings
 from tests.conftest import REPO, write_zoo_checkpoint
 
@@ -48,7 +50,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pytorchvideo.models.x3d import create_x3d
 
     from app.demo import clips
-    from app.demo.synthetic import CLASSES
+    from app.demo.classes import CLASSES
 
     kwargs = {
         "input_channel": 3,

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from app.analysis.decode import DecodeStats, decode_clips
+from app.analysis.decode_sandbox import DecodeSandbox, SandboxLimits, slots_for
 from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
 from app.analysis.plan import SamplingPlan, make_plan
 from app.analysis.prep import FramePrep
 from app.analysis.probe import probe_video
-from app.analysis.sandbox import DecodeSandbox, ProbeLimits, ProbeSandbox, SandboxLimits, slots_for
+from app.analysis.probe_sandbox import ProbeLimits, ProbeSandbox
 from app.analysis.scan import scan_video
 from app.errors import (
     DecoderCrashed,

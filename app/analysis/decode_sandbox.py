@@ -1,0 +1,272 @@
+"""Decoding in a sandboxed child process: the parent side (spawn, clips in, faults out).
+
+FFmpeg parses whatever was uploaded; a decoder bug must cost one job, not the worker. So
+the scan and the decode pass run in a ``spawn``-ed child (``sandbox_child``: numpy + PyAV,
+no torch) with an address-space and a CPU-time limit, and the parent holds it to a
+wall-clock allowance: ``timeout_seconds + timeout_per_video_second * duration`` seconds of
+the parent *waiting for it* (time the child spends blocked because the parent has not
+taken its clips yet is not counted, so slow inference never times a decoder out). How a
+child's death becomes a coded fault is ``sandbox_process``'s.
+
+Clips come back through a ring of shared-memory slots (``shm.SlotRing``): the child writes
+a clip's views (already scaled, normalised and cropped: float32 ``(views, 3, T, crop,
+crop)``) into a free slot and sends its number; ``take`` copies it out and frees the slot.
+The ring's size (``queue_bytes``) is the back-pressure: a child that is ahead blocks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+import numpy as np
+
+from app.analysis.limits import MediaLimits
+from app.analysis.prep import FramePrep
+from app.analysis.sandbox_process import SandboxChild, cpu_seconds, raise_final
+from app.analysis.sandbox_protocol import ChildConfig, check_fault
+from app.analysis.shm import SlotRing
+from app.errors import DecoderCrashed, DecoderFault, DecoderTimeout
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from app.analysis.decode import DecodeStats
+    from app.analysis.plan import SamplingPlan
+    from app.analysis.scan import VideoScan
+    from app.settings import Settings
+
+MAX_SLOTS = 32
+MIN_SLOTS = 2
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    memory_bytes: int | None = 4 * 1024**3
+    timeout_seconds: float = 120.0
+    timeout_per_video_second: float = 2.0
+    queue_bytes: int = 128 * 1024**2
+    fault: str | None = None
+    """Test hook: make the child fail this way (``sandbox_child.FAULTS``) ..."""
+    fault_stage: Literal["scan", "decode"] = "decode"
+    """... while scanning (before any frame time is known) or after its first decoded clip."""
+
+    def __post_init__(self) -> None:
+        check_fault("decoder", self.fault)
+        if self.fault_stage not in ("scan", "decode"):
+            raise ValueError(f"unknown fault stage {self.fault_stage!r}; scan or decode")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SandboxLimits:
+        return cls(
+            memory_bytes=settings.decode_memory_bytes,
+            timeout_seconds=settings.decode_timeout_seconds,
+            timeout_per_video_second=settings.decode_timeout_per_video_second,
+            queue_bytes=settings.decode_queue_bytes,
+        )
+
+
+@dataclass(frozen=True)
+class SandboxClip:
+    segment: int
+    index: int
+    times: list[float]
+    views: np.ndarray
+    """float32 (views, 3, T, crop, crop), owned by the caller."""
+
+
+class DecodeSandbox:
+    """One child for one video: ``scan()``, then ``decode(plan)``, then ``take()`` until exhausted.
+
+    Always ``close()`` it (a context manager): a child still running is killed. The child
+    also dies with the thread that created it (Linux ``PR_SET_PDEATHSIG``), so a killed
+    worker leaves no decoder behind: create and use it on one long-lived thread.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        allowed_formats: Sequence[str],
+        media_limits: MediaLimits,
+        prep: FramePrep,
+        frames: int,
+        *,
+        threads: int = 0,
+        limits: SandboxLimits | None = None,
+    ) -> None:
+        self.limits = limits or SandboxLimits()
+        self.key = self.key_for(path, allowed_formats, media_limits, prep, frames, threads, self.limits)
+        """What the child was started with: ``Analyzer.adopt`` matches on it."""
+        self.shape = prep.clip_shape(frames)
+        slot_bytes = math.prod(self.shape) * 4
+        slots = slots_for(self.limits.queue_bytes, prep, frames)
+        config = ChildConfig(
+            path=str(path),
+            allowed_formats=tuple(allowed_formats),
+            limits=media_limits,
+            prep=prep,
+            frames=frames,
+            threads=threads,
+            slots=slots,
+            slot_bytes=slot_bytes,
+            memory_bytes=self.limits.memory_bytes,
+            cpu_seconds=cpu_seconds(self.limits.timeout_seconds, 30),
+            cpu_per_video_second=cpu_seconds(self.limits.timeout_per_video_second, 0),
+            fault=self.limits.fault,
+            fault_stage=self.limits.fault_stage,
+        )
+        self.allowance = self.limits.timeout_seconds
+        self.waited = 0.0
+        self.stats: DecodeStats | None = None
+        self.exhausted = False
+        self._closed = False
+        self._ring = SlotRing.create(slots, slot_bytes)
+        try:
+            self._child = SandboxChild(self._ring.fd)
+        except BaseException:
+            self._ring.close()
+            raise
+        self._conn, self._sentinel, self._proc = self._child.conn, self._child.sentinel, self._child.proc
+        try:
+            self._conn.send(config)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def key_for(
+        path: Path,
+        allowed_formats: Sequence[str],
+        media_limits: MediaLimits,
+        prep: FramePrep,
+        frames: int,
+        threads: int,
+        limits: SandboxLimits,
+    ) -> tuple[object, ...]:
+        return (str(path), tuple(allowed_formats), media_limits, prep, frames, threads, limits)
+
+    def __enter__(self) -> DecodeSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def slots(self) -> int:
+        return self._ring.slots
+
+    def waitables(self) -> list[Any]:
+        """What ``multiprocessing.connection.wait`` should watch for this child."""
+        return [] if self.exhausted else [self._conn, self._sentinel]
+
+    def scan(self) -> VideoScan:
+        """Wait for the child's scan (counted against the allowance)."""
+        message = self._await()
+        if message[0] != "scan":
+            self._handle(message)  # raises the child's coded error or fault
+            raise DecoderCrashed(f"the decoder sent {message[0]!r} instead of its scan")
+        scan: VideoScan = message[1]
+        self.allowance += self.limits.timeout_per_video_second * scan.duration
+        return scan
+
+    def decode(self, plan: SamplingPlan, *, skip_nonref: bool = False) -> None:
+        self._conn.send(("plan", plan, skip_nonref))
+
+    def take(self) -> SandboxClip | None:
+        """The next decoded clip if one is ready now (never blocks); None otherwise or at the end."""
+        if self.exhausted:
+            return None
+        if not self._conn.poll():
+            if not self._alive() and not self._conn.poll():
+                self._died()
+            return None
+        return self._handle(self._receive())
+
+    def next_clip(self) -> SandboxClip | None:
+        """The next clip, waiting for it (counted against the allowance); None at the end."""
+        while not self.exhausted:
+            clip = self.take()
+            if clip is not None:
+                return clip
+            if not self.exhausted:
+                self.wait_for(self.allowance - self.waited)
+        return None
+
+    def wait_for(self, timeout: float) -> bool:
+        """Block until the child has something (True) or ``timeout`` passed; charges the wait."""
+        started = time.monotonic()
+        ready = wait(self.waitables(), timeout=max(timeout, 0.0))
+        self.charge(time.monotonic() - started)
+        return bool(ready)
+
+    def charge(self, seconds: float) -> None:
+        """The parent waited ``seconds`` for this child; past the allowance it is killed."""
+        self.waited += seconds
+        if self.waited > self.allowance and not self.exhausted:
+            self._kill()
+            raise DecoderTimeout(
+                f"the decoder was stopped after {self.waited:.1f} s of waiting "
+                f"(its allowance for this video is {self.allowance:.1f} s)"
+            )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._child.close(grace=2 if self.exhausted else 0)
+        self._ring.close()
+
+    def _alive(self) -> bool:
+        return self._child.alive()
+
+    def _await(self) -> tuple[Any, ...]:
+        while True:
+            if self._conn.poll():
+                return self._receive()
+            if not self._alive() and not self._conn.poll():
+                self._died()
+            self.wait_for(self.allowance - self.waited)
+
+    def _receive(self) -> tuple[Any, ...]:
+        try:
+            return self._child.receive()
+        except DecoderFault:
+            self.exhausted = True
+            raise
+
+    def _handle(self, message: tuple[Any, ...]) -> SandboxClip | None:
+        kind = message[0]
+        if kind == "clip":
+            _, slot, segment, index, times = message
+            view = self._ring.array(slot, self.shape)
+            views = view.copy()
+            del view
+            try:
+                self._conn.send(("free", slot))
+            except (OSError, ValueError):  # the child finished and closed its end
+                pass
+            return SandboxClip(segment, index, list(times), views)
+        if kind == "done":
+            self.stats = message[1]
+            self.exhausted = True
+            return None
+        self.exhausted = True
+        raise_final(message, self._child.role)
+
+    def _kill(self) -> None:
+        self._child.kill()
+
+    def _died(self) -> NoReturn:
+        """The child is gone without a final message: say why, as a coded fault."""
+        self.exhausted = True
+        raise self._child.death()
+
+
+def slots_for(queue_bytes: int, prep: FramePrep, frames: int) -> int:
+    """How many clips of this geometry ``queue_bytes`` holds (between 2 and 32)."""
+    slot_bytes = math.prod(prep.clip_shape(frames)) * 4
+    return max(MIN_SLOTS, min(MAX_SLOTS, queue_bytes // slot_bytes))
