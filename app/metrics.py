@@ -109,23 +109,20 @@ class Metrics:
         self.job_outcomes.labels(outcome).inc()
         self.job_duration.labels(model, outcome).observe(seconds)
 
-    def record_results(self, model: str, results: dict[str, Any], seconds: float) -> None:
-        """Throughput of a succeeded job; decode/inference split when the engine reports
-        ``timings: {decode_seconds, inference_seconds}`` in its results' provenance."""
-        segments = len(results.get("segments") or ())
+    def record_results(
+        self, model: str, segments: int, seconds: float, decode_seconds: float, inference_seconds: float
+    ) -> None:
+        """Throughput of a succeeded job (``seconds``: claim to analysed), and its decode and
+        inference seconds (the engine's timings; decoding overlaps inference)."""
         self.segments.labels(model).inc(segments)
         if seconds > 0 and segments:
             self.segments_per_second.labels(model).observe(segments / seconds)
-        provenance = results.get("provenance")
-        timings = provenance.get("timings") if isinstance(provenance, dict) else None
-        if isinstance(timings, dict):
-            for key, counter in (
-                ("decode_seconds", self.decode_seconds),
-                ("inference_seconds", self.inference_seconds),
-            ):
-                value = timings.get(key)
-                if isinstance(value, int | float) and value >= 0:
-                    counter.labels(model).inc(value)
+        for value, counter in (
+            (decode_seconds, self.decode_seconds),
+            (inference_seconds, self.inference_seconds),
+        ):
+            if value >= 0:
+                counter.labels(model).inc(value)
 
     def scrape_registry(self, store: JobStore | None = None) -> CollectorRegistry:
         """This process's instruments, or every process's with ``PROMETHEUS_MULTIPROC_DIR``,

@@ -64,10 +64,10 @@ def transfer(video: Path, model_name: str, models_dir: Path) -> dict[str, float]
 
     from app.analysis.catalog import load_catalog
     from app.analysis.decode import decode_clips
+    from app.analysis.decode_sandbox import DecodeSandbox
     from app.analysis.limits import DEFAULT_LIMITS
     from app.analysis.plan import plan_for
     from app.analysis.prep import FramePrep
-    from app.analysis.sandbox import DecodeSandbox
     from app.analysis.scan import scan_video
     from app.options import JobOptions
     from app.settings import Settings
@@ -110,7 +110,7 @@ def warm(video: Path, model_name: str, models_dir: Path, warm_up: Path) -> dict[
     analyzer.analyze(warm_up, model_name, options)
     started = time.perf_counter()
     result = analyzer.analyze(video, model_name, options)
-    return {"seconds": time.perf_counter() - started, "segments": len(result["segments"])}
+    return {"seconds": time.perf_counter() - started, "segments": len(result.segments)}
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import event
 
+from app.analysis import results
 from app.blobs import LocalBlobStore
 from app.domain import NewJob, VideoInfo
 from app.settings import Settings
@@ -39,11 +40,44 @@ VIDEO = VideoInfo(
 )
 
 
+_NO_SEGMENTS = results.AnalysisResult(
+    model="stub",
+    labelset="stub",
+    options={},
+    video=results.VideoInfo(
+        duration=1.0,
+        width=2,
+        height=2,
+        fps=1.0,
+        codec="h264",
+        pix_fmt=None,
+        frames=0,
+        rotation=0,
+        decoded_frames=0,
+        substituted_frames=0,
+        decode_errors=0,
+    ),
+    segments=(),
+    summary=(),
+    runs=(),
+    provenance=results.Provenance(
+        model="stub",
+        weights_file="",
+        weights_sha256="",
+        preprocessing_hash="",
+        versions={},
+        backend="stub",
+        backend_reason="analysis stubbed out",
+        timings=results.Timings(decode_seconds=0.0, inference_seconds=0.0),
+    ),
+)
+
+
 class _InstantAnalyzer:
     def analyze(
         self, video_path: Path, model_name: str, options: Any, *args: Any, **kwargs: Any
-    ) -> dict[str, Any]:
-        return {"segments": []}
+    ) -> results.AnalysisResult:
+        return _NO_SEGMENTS
 
 
 class _AlwaysThere(LocalBlobStore):

@@ -10,34 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
+from app.analysis.results import Label
 from app.analysis.transforms import ClipInput
 from app.errors import WeightsInvalid
 
 
-@dataclass(frozen=True)
-class Label:
-    label: str
-    class_id: int
-    score: float
-
-    def to_dict(self) -> dict[str, str | int | float]:
-        return {"label": self.label, "class_id": self.class_id, "score": self.score}
-
-
-def top_k(probs: torch.Tensor, labels: tuple[str, ...], k: int, min_score: float = 0.0) -> list[Label]:
+def top_k(probs: torch.Tensor, labels: tuple[str, ...], k: int, min_score: float = 0.0) -> tuple[Label, ...]:
     """The ``k`` best classes of a probability vector, keeping those scoring >= ``min_score``."""
     scores, ids = torch.topk(probs.double(), min(k, probs.numel()))
-    return [
+    return tuple(
         Label(labels[int(i)], int(i), float(s))
         for s, i in zip(scores.tolist(), ids.tolist(), strict=True)
         if s >= min_score
-    ]
+    )
 
 
 class SegmentScorer:

@@ -3,28 +3,30 @@ batches land (the events stream shows them before the job ends)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from app.analysis import results
+from app.analysis.assemble import segment_results
+from app.analysis.results import SegmentResult
 
 if TYPE_CHECKING:
     from app.analysis.classifier import SegmentScorer
     from app.analysis.plan import SamplingPlan
 
-SegmentsSink = Callable[[list[dict[str, Any]]], None]
+SegmentsSink = Callable[[tuple[SegmentResult, ...]], None]
+"""Gets each batch's newly finished segments, equal to those of the final result."""
 
 
 class PartialReporter:
     """Call ``update(scorer)`` after each batch; ``sink`` gets the newly finished segments
-    in the final payload's segment shape (same top-k, same frame times)."""
+    as the final result will hold them (same top-k, same frame times)."""
 
     def __init__(
         self,
         plan: SamplingPlan,
         labels: tuple[str, ...],
-        options: dict[str, Any],
+        options: Mapping[str, Any],
         used_times: dict[int, list[float]],
         sink: SegmentsSink,
     ) -> None:
@@ -42,5 +44,4 @@ class PartialReporter:
         self.pending = [s for s in self.pending if s not in ready]
         means = {s.index: scorer.mean(s.index) for s in ready}
         part = replace(self.plan, segments=tuple(ready))
-        found = results.segment_results(part, means, self.used_times, self.labels, self.options)
-        self.sink([f.to_dict() for f in found])
+        self.sink(segment_results(part, means, self.used_times, self.labels, self.options))

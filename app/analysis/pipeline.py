@@ -1,13 +1,14 @@
 """Decode ahead, batch across segments and jobs, infer, stream results per batch.
 
-An ``AnalysisTask`` is one job's analysis: its model, plan, clip source, per-segment sums
-and callbacks. The ``Scheduler`` runs tasks together (one, for ``Analyzer.analyze``; a
-few, for a worker holding several jobs): it takes the clips their sources have ready,
-groups views by model and input shape, runs one batch (full; or partial once its oldest
-view waited ``max_wait`` or no more can come for that model), hands every row back to its
-task (finished segments, progress), and blocks only when no batch can run, then on all the
-decode children at once. Sources decode ahead in their own processes, bounded by their
-shared-memory rings, so decoding and inference overlap while memory stays flat.
+An ``AnalysisTask`` is one job's analysis: its model, plan, clip source
+(``clip_sources.py``), per-segment sums and callbacks. The ``Scheduler`` runs tasks
+together (one, for ``Analyzer.analyze``; a few, for a worker holding several jobs): it
+takes the clips their sources have ready, groups views by model and input shape, runs one
+batch (full; or partial once its oldest view waited ``max_wait`` or no more can come for
+that model), hands every row back to its task (finished segments, progress), and blocks
+only when no batch can run, then on all the decode children at once. Sandboxed sources
+decode ahead in their own processes, bounded by their shared-memory rings, so decoding and
+inference overlap while memory stays flat.
 
 A task's callbacks may raise (cancellation, lease lost, worker stopping): that task ends
 with the exception in ``error`` and its decoder is stopped; the others go on.
@@ -17,129 +18,28 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable
 from multiprocessing.connection import wait
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from app.analysis.classifier import SegmentScorer, predict
 from app.analysis.partials import PartialReporter, SegmentsSink
-from app.analysis.transforms import ClipInput, ClipTransform, pack_pathway
+from app.analysis.results import AnalysisResult, Timings
+from app.analysis.transforms import ClipInput
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from app.analysis.decode import DecodedClip, DecodeStats
+    from app.analysis.clip_sources import ClipSource
     from app.analysis.plan import SamplingPlan
-    from app.analysis.sandbox import DecodeSandbox
     from app.analysis.spec import ModelSpec
 
 
-@dataclass(frozen=True)
-class PreparedClip:
-    segment: int
-    times: list[float]
-    views: list[ClipInput]
-
-
-class ClipSource(Protocol):
-    """Where a task's clips come from. ``take`` never blocks for long; ``waitables`` are
-    what to ``multiprocessing.connection.wait`` on (none: ``take`` always makes progress)."""
-
-    @property
-    def exhausted(self) -> bool: ...
-
-    @property
-    def stats(self) -> DecodeStats | None: ...
-
-    def take(self) -> PreparedClip | None: ...
-
-    def waitables(self) -> list[Any]: ...
-
-    def charge(self, seconds: float) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class SandboxClips:
-    """Clips from a decode child, as torch views (SlowFast inputs packed here)."""
-
-    def __init__(self, sandbox: DecodeSandbox, alpha: int | None) -> None:
-        self.sandbox, self.alpha = sandbox, alpha
-
-    @property
-    def exhausted(self) -> bool:
-        return self.sandbox.exhausted
-
-    @property
-    def stats(self) -> DecodeStats | None:
-        return self.sandbox.stats
-
-    def take(self) -> PreparedClip | None:
-        clip = self.sandbox.take()
-        if clip is None:
-            return None
-        tensor = torch.from_numpy(clip.views)
-        views: list[ClipInput] = [
-            pack_pathway(tensor[v], self.alpha) if self.alpha else tensor[v] for v in range(tensor.shape[0])
-        ]
-        return PreparedClip(clip.segment, clip.times, views)
-
-    def waitables(self) -> list[Any]:
-        return self.sandbox.waitables()
-
-    def charge(self, seconds: float) -> None:
-        self.sandbox.charge(seconds)
-
-    def close(self) -> None:
-        self.sandbox.close()
-
-
-class InProcessClips:
-    """Clips decoded in this process, one per ``take`` (the simple path, for a worker that
-    holds several jobs with ``decode_in_subprocess`` off)."""
-
-    def __init__(
-        self,
-        clips: Generator[DecodedClip[torch.Tensor], None, None],
-        transform: ClipTransform,
-        stats: DecodeStats,
-    ) -> None:
-        self.clips, self.transform, self._stats = clips, transform, stats
-        self._exhausted = False
-
-    @property
-    def exhausted(self) -> bool:
-        return self._exhausted
-
-    @property
-    def stats(self) -> DecodeStats | None:
-        return self._stats if self._exhausted else None
-
-    def take(self) -> PreparedClip | None:
-        if self._exhausted:
-            return None
-        try:
-            clip = next(self.clips)
-        except StopIteration:
-            self._exhausted = True
-            return None
-        return PreparedClip(clip.plan.segment, clip.times, self.transform.views(clip.frames))
-
-    def waitables(self) -> list[Any]:
-        return []
-
-    def charge(self, seconds: float) -> None:
-        return None
-
-    def close(self) -> None:
-        self.clips.close()
-
-
 class AnalysisTask:
-    """One job's analysis in flight; ``result`` (the payload) or ``error`` once it ended."""
+    """One job's analysis in flight; ``result`` or ``error`` once it ended. ``finish``
+    builds the result once every view is scored (``timings`` are known by then)."""
 
     def __init__(
         self,
@@ -151,7 +51,7 @@ class AnalysisTask:
         used: dict[str, Any],
         source: ClipSource,
         device: str,
-        finish: Callable[[AnalysisTask], dict[str, Any]],
+        finish: Callable[[AnalysisTask], AnalysisResult],
         on_progress: Callable[[float], None] | None = None,
         on_segments: SegmentsSink | None = None,
         progress_interval: float = 0.0,
@@ -175,7 +75,7 @@ class AnalysisTask:
         self._finish = finish
         self._reported = float("-inf")
         self.error: BaseException | None = None
-        self.result: dict[str, Any] | None = None
+        self.result: AnalysisResult | None = None
         self._started = time.monotonic()
         self.decode_seconds: float | None = None
         """Wall time until the decoder delivered its last clip (it overlaps inference)."""
@@ -211,6 +111,13 @@ class AnalysisTask:
             self._reported = now
             self.on_progress(self.done / self.total)
 
+    @property
+    def timings(self) -> Timings:
+        """Decode and inference seconds; the decode's are known once the source is exhausted."""
+        if self.decode_seconds is None:
+            raise RuntimeError("the decoder has not finished yet")
+        return Timings(decode_seconds=self.decode_seconds, inference_seconds=self.inference_seconds)
+
     def maybe_finish(self) -> None:
         if self.ended or self.pending or not self.source.exhausted:
             return
@@ -219,12 +126,6 @@ class AnalysisTask:
         if self.decode_seconds is None:
             self.decode_seconds = time.monotonic() - self._started
         self.result = self._finish(self)
-        provenance = self.result.get("provenance")
-        if isinstance(provenance, dict):
-            provenance["timings"] = {
-                "decode_seconds": self.decode_seconds,
-                "inference_seconds": self.inference_seconds,
-            }
         self.source.close()
 
     def fail(self, exc: BaseException) -> None:

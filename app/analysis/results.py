@@ -1,32 +1,63 @@
-"""The JSON results payload: segments, summary, runs and provenance (plain Python floats only)."""
+"""The results document of one analysis as typed values; ``AnalysisResult.to_dict`` is its JSON.
+
+The engine builds these values, partial segments travel as them, and only the worker (the
+JSON edge, where results go to the job store) turns them into the stored document. Plain
+Python numbers only, so the JSON is the same whichever decode mode built it. No torch here:
+the probability arithmetic that fills these values lives in ``assemble.py``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import app
-from app.analysis.classifier import Label, top_k
-from app.analysis.plan import SamplingPlan
-from app.analysis.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from app.analysis.spec import ModelSpec
 
 _PACKAGES = ("torch", "torchvision", "pytorchvideo", "av")
+_CLIP_SPEC_FIELDS = (
+    "builder",
+    "builder_kwargs",
+    "frames",
+    "sampling_rate",
+    "alpha",
+    "short_side",
+    "crop",
+    "three_crop_size",
+    "mean",
+    "std",
+    "channel_order",
+    "output",
+    "labelset",
+)
+
+
+@dataclass(frozen=True)
+class Label:
+    label: str
+    class_id: int
+    score: float
+
+    def to_dict(self) -> dict[str, str | int | float]:
+        return {"label": self.label, "class_id": self.class_id, "score": self.score}
 
 
 @dataclass(frozen=True)
 class SegmentResult:
+    """One planned segment: its span, the times of the frames it used, its top-k labels."""
+
     index: int
     start: float
     end: float
     first_frame_time: float
     last_frame_time: float
-    probs: torch.Tensor
-    labels: list[Label]
+    labels: tuple[Label, ...]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,92 +70,131 @@ class SegmentResult:
         }
 
 
-def segment_results(
-    plan: SamplingPlan,
-    means: dict[int, torch.Tensor],
-    used_times: dict[int, list[float]],
-    labels: tuple[str, ...],
-    options: dict[str, Any],
-) -> list[SegmentResult]:
-    """One entry per planned segment; frame times are those of the frames actually decoded."""
-    k, min_score = options["top_k"], options["min_score"]
-    out = []
-    for seg in plan.segments:
-        times = used_times.get(seg.index) or [seg.first_frame_time, seg.last_frame_time]
-        probs = means[seg.index]
-        out.append(
-            SegmentResult(
-                seg.index,
-                seg.start,
-                seg.end,
-                min(times),
-                max(times),
-                probs,
-                top_k(probs, labels, k, min_score),
-            )
-        )
-    return out
+@dataclass(frozen=True)
+class Run:
+    """Consecutive segments sharing a top-1 label; ``score`` is their top-1 scores' mean."""
+
+    label: str
+    class_id: int
+    start: float
+    end: float
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "class_id": self.class_id,
+            "start": float(self.start),
+            "end": float(self.end),
+            "score": float(self.score),
+        }
 
 
-def summary(
-    segments: list[SegmentResult], labels: tuple[str, ...], *, k: int, min_score: float
-) -> list[Label]:
-    """Top-k of the mean of the segments' probability vectors."""
-    mean = torch.stack([s.probs for s in segments]).mean(dim=0)
-    return top_k(mean, labels, k, min_score)
+@dataclass(frozen=True)
+class VideoInfo:
+    """The video as the analysis saw it: the scan's facts and the decoder's counts."""
+
+    duration: float
+    width: int
+    height: int
+    fps: float | None
+    codec: str
+    pix_fmt: str | None
+    frames: int
+    rotation: int
+    decoded_frames: int
+    substituted_frames: int
+    decode_errors: int
+    fast_decode: bool = False
+    """Non-reference frames skipped (long videos, ``fast_decode_min_seconds``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "duration": self.duration,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "codec": self.codec,
+            "pix_fmt": self.pix_fmt,
+            "frames": self.frames,
+            "rotation": self.rotation,
+            "decoded_frames": self.decoded_frames,
+            "substituted_frames": self.substituted_frames,
+            "decode_errors": self.decode_errors,
+        }
+        if self.fast_decode:
+            out["fast_decode"] = True
+        return out
 
 
-def runs(segments: list[SegmentResult], labels: tuple[str, ...], *, min_score: float) -> list[dict[str, Any]]:
-    """Consecutive segments sharing a top-1 label, merged; a top-1 below ``min_score`` breaks a run."""
-    merged: list[dict[str, Any]] = []
-    scores: list[float] = []
-    previous: int | None = None
-    for seg in segments:
-        best = top_k(seg.probs, labels, 1)[0]
-        if best.score < min_score:
-            previous = None
-            continue
-        if previous is not None and best.class_id == merged[-1]["class_id"]:
-            merged[-1]["end"] = float(seg.end)
-            scores.append(best.score)
-        else:
-            if merged:
-                merged[-1]["score"] = float(sum(scores) / len(scores))
-            merged.append(
-                {
-                    "label": best.label,
-                    "class_id": best.class_id,
-                    "start": float(seg.start),
-                    "end": float(seg.end),
-                }
-            )
-            scores = [best.score]
-        previous = best.class_id
-    if merged:
-        merged[-1]["score"] = float(sum(scores) / len(scores))
-    return merged
+@dataclass(frozen=True)
+class Timings:
+    decode_seconds: float
+    """Wall time until the decoder delivered its last clip (it overlaps inference)."""
+    inference_seconds: float
+    """This job's share (by views) of the forward passes it took part in."""
+
+    def to_dict(self) -> dict[str, float]:
+        return {"decode_seconds": self.decode_seconds, "inference_seconds": self.inference_seconds}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What made the results, so two results can be compared (or told apart)."""
+
+    model: str
+    weights_file: str
+    weights_sha256: str
+    preprocessing_hash: str
+    versions: Mapping[str, str]
+    backend: str
+    backend_reason: str
+    timings: Timings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "weights_file": self.weights_file,
+            "weights_sha256": self.weights_sha256,
+            "preprocessing_hash": self.preprocessing_hash,
+            "versions": dict(self.versions),
+            "backend": self.backend,
+            "backend_reason": self.backend_reason,
+            "timings": self.timings.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """The results document stored for a job and returned by the API."""
+
+    model: str
+    labelset: str
+    options: Mapping[str, Any]
+    """The options actually used (``plan.effective_options``)."""
+    video: VideoInfo
+    segments: tuple[SegmentResult, ...]
+    summary: tuple[Label, ...]
+    runs: tuple[Run, ...]
+    provenance: Provenance
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (the job store's and every API format's input)."""
+        return {
+            "model": self.model,
+            "labelset": self.labelset,
+            "options": dict(self.options),
+            "video": self.video.to_dict(),
+            "segments": [segment.to_dict() for segment in self.segments],
+            "summary": [label.to_dict() for label in self.summary],
+            "runs": [run.to_dict() for run in self.runs],
+            "provenance": self.provenance.to_dict(),
+        }
 
 
 def preprocessing_hash(spec: ModelSpec, options: dict[str, Any]) -> str:
     """Identifies everything that shapes the model's input, so results can be compared."""
-    clip_spec = {
-        key: getattr(spec, key)
-        for key in (
-            "builder",
-            "builder_kwargs",
-            "frames",
-            "sampling_rate",
-            "alpha",
-            "short_side",
-            "crop",
-            "three_crop_size",
-            "mean",
-            "std",
-            "channel_order",
-            "output",
-            "labelset",
-        )
-    }
+    clip_spec = {key: getattr(spec, key) for key in _CLIP_SPEC_FIELDS}
     blob = json.dumps({"spec": clip_spec, "options": options}, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -138,31 +208,3 @@ def versions() -> dict[str, str]:
             found[name] = "unknown"
     found["app"] = app.__version__
     return found
-
-
-def payload(
-    spec: ModelSpec,
-    labels: tuple[str, ...],
-    options: dict[str, Any],
-    video: dict[str, Any],
-    segments: list[SegmentResult],
-    weights_sha256: str,
-) -> dict[str, Any]:
-    """The results document stored for a job and returned by the API."""
-    k, min_score = options["top_k"], options["min_score"]
-    return {
-        "model": spec.name,
-        "labelset": spec.labelset,
-        "options": options,
-        "video": video,
-        "segments": [s.to_dict() for s in segments],
-        "summary": [label.to_dict() for label in summary(segments, labels, k=k, min_score=min_score)],
-        "runs": runs(segments, labels, min_score=min_score),
-        "provenance": {
-            "model": spec.name,
-            "weights_file": spec.weights,
-            "weights_sha256": weights_sha256,
-            "preprocessing_hash": preprocessing_hash(spec, options),
-            "versions": versions(),
-        },
-    }

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from app.errors import InvalidOptions, ServiceError
 
 if TYPE_CHECKING:
-    from app.analysis.sandbox import DecodeSandbox
+    from app.analysis.decode_sandbox import DecodeSandbox
+    from app.analysis.results import AnalysisResult
     from app.options import JobOptions
     from app.settings import Settings
 
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             early.close()
     bar.close()
     if args.json:
-        json.dump(result, sys.stdout, indent=2)
+        json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif args.csv:
         write_csv(result, sys.stdout)
@@ -109,9 +110,9 @@ def _start_decoder(settings: Settings, video: Path, model: str, options: JobOpti
     if not settings.decode_in_subprocess:
         return None
     from app.analysis.catalog import load_catalog
+    from app.analysis.decode_sandbox import DecodeSandbox, SandboxLimits
     from app.analysis.limits import MediaLimits
     from app.analysis.prep import FramePrep
-    from app.analysis.sandbox import DecodeSandbox, SandboxLimits
 
     try:
         spec = load_catalog(settings.models_dir).get(model)
@@ -128,7 +129,7 @@ def _start_decoder(settings: Settings, video: Path, model: str, options: JobOpti
         return None
 
 
-def write_csv(result: dict[str, Any], out: TextIO) -> None:
+def write_csv(result: AnalysisResult, out: TextIO) -> None:
     """One row per (segment, label); a segment with no label above min_score gets one empty row."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
@@ -144,33 +145,30 @@ def write_csv(result: dict[str, Any], out: TextIO) -> None:
             "score",
         ]
     )
-    for seg in result["segments"]:
-        head = [seg["index"], f"{seg['start']:.3f}", f"{seg['end']:.3f}"]
-        head += [f"{seg['first_frame_time']:.3f}", f"{seg['last_frame_time']:.3f}"]
-        rows = seg["labels"] or [None]
-        for rank, label in enumerate(rows, start=1):
-            if label is None:
-                writer.writerow([*head, "", "", "", ""])
-            else:
-                writer.writerow([*head, rank, label["label"], label["class_id"], f"{label['score']:.6f}"])
+    for seg in result.segments:
+        head = [seg.index, f"{seg.start:.3f}", f"{seg.end:.3f}"]
+        head += [f"{seg.first_frame_time:.3f}", f"{seg.last_frame_time:.3f}"]
+        if not seg.labels:
+            writer.writerow([*head, "", "", "", ""])
+        for rank, label in enumerate(seg.labels, start=1):
+            writer.writerow([*head, rank, label.label, label.class_id, f"{label.score:.6f}"])
 
 
-def format_table(result: dict[str, Any]) -> str:
-    video, segments = result["video"], result["segments"]
-    fps = f" @ {video['fps']:.2f} fps" if video.get("fps") else ""
+def format_table(result: AnalysisResult) -> str:
+    video, segments = result.video, result.segments
+    fps = f" @ {video.fps:.2f} fps" if video.fps else ""
     lines = [
-        f"model {result['model']} ({result['labelset']}); video {video['duration']:.2f} s, "
-        f"{video['width']}x{video['height']}{fps}; {len(segments)} segments",
+        f"model {result.model} ({result.labelset}); video {video.duration:.2f} s, "
+        f"{video.width}x{video.height}{fps}; {len(segments)} segments",
         "",
         f"{'start':>8} - {'end':<8}  {'top-1':<32} {'score':>6}  next",
     ]
     for seg in segments:
-        labels = seg["labels"]
-        top: dict[str, Any] = labels[0] if labels else {"label": "-", "score": float("nan")}
-        rest = ", ".join(f"{x['label']} {x['score']:.3f}" for x in labels[1:4])
-        lines.append(
-            f"{seg['start']:8.2f} - {seg['end']:<8.2f}  {top['label'][:32]:<32} {top['score']:6.3f}  {rest}"
+        top_label, top_score = (
+            (seg.labels[0].label, seg.labels[0].score) if seg.labels else ("-", float("nan"))
         )
-    if result["summary"]:
-        lines += ["", "summary: " + ", ".join(f"{x['label']} {x['score']:.3f}" for x in result["summary"])]
+        rest = ", ".join(f"{x.label} {x.score:.3f}" for x in seg.labels[1:4])
+        lines.append(f"{seg.start:8.2f} - {seg.end:<8.2f}  {top_label[:32]:<32} {top_score:6.3f}  {rest}")
+    if result.summary:
+        lines += ["", "summary: " + ", ".join(f"{x.label} {x.score:.3f}" for x in result.summary)]
     return "\n".join(lines) + "\n"

@@ -27,6 +27,7 @@ from app.worker.runner import Worker
 if TYPE_CHECKING:
     from app.analysis.engine import Analyzer
     from app.analysis.pipeline import AnalysisTask, Scheduler
+    from app.analysis.results import AnalysisResult, SegmentResult
     from app.domain import Lease
     from app.settings import Settings
 
@@ -39,7 +40,7 @@ class _Run:
     task: AnalysisTask
     started: float
     extra: dict[str, str]
-    finished: list[dict[str, Any]] = field(default_factory=list)
+    finished: list[SegmentResult] = field(default_factory=list)
 
 
 class MultiJobWorker(Worker):
@@ -117,7 +118,7 @@ class MultiJobWorker(Worker):
         keeper = LeaseKeeper(
             self.store.renew, lease, self.settings.lease_seconds, job_id=lease.job.id
         ).__enter__()
-        finished: list[dict[str, Any]] = []
+        finished: list[SegmentResult] = []
         try:
             task = self.engine.open_task(
                 self._video_path(job),
@@ -129,7 +130,7 @@ class MultiJobWorker(Worker):
         except Exception as exc:
             error = exc
 
-            def reraise() -> dict[str, Any]:
+            def reraise() -> AnalysisResult:
                 raise error
 
             outcome = self._settle(keeper, started, extra, reraise)
@@ -142,7 +143,7 @@ class MultiJobWorker(Worker):
         self.active.remove(run)
         task = run.task
 
-        def outcome_of_task() -> dict[str, Any]:
+        def outcome_of_task() -> AnalysisResult:
             if task.error is not None:
                 raise task.error
             assert task.result is not None

@@ -1,4 +1,5 @@
-"""Claim -> analyze -> save. Every outcome ends in a recorded state (or a released lease)."""
+"""Claim -> analyze -> save. Every outcome ends in a recorded state (or a released lease).
+The worker is the results' JSON edge: typed results in, the job store's documents out."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.blobs import BlobStore
 from app.domain import Job, JobError, Lease
@@ -25,6 +26,9 @@ from app.webhooks.dispatcher import start_dispatcher
 from app.worker.lease import LeaseKeeper
 from app.worker.renders import RenderRunner
 
+if TYPE_CHECKING:
+    from app.analysis.results import AnalysisResult, SegmentResult
+
 log = logging.getLogger(__name__)
 
 MAINTENANCE_EVERY_SECONDS = 300.0
@@ -38,8 +42,8 @@ class Analyzer(Protocol):
         model_name: str,
         options: JobOptions,
         on_progress: Callable[[float], None] | None = None,
-        on_segments: Callable[[list[dict[str, Any]]], None] | None = None,
-    ) -> dict[str, Any]: ...
+        on_segments: Callable[[tuple[SegmentResult, ...]], None] | None = None,
+    ) -> AnalysisResult: ...
 
 
 def default_worker_id() -> str:
@@ -177,18 +181,17 @@ class Worker:
         log.info("job claimed (attempt %d/%d)", job.attempts, job.max_attempts, extra=extra)
         started = time.monotonic()
         with LeaseKeeper(self.store.renew, lease, self.settings.lease_seconds, job_id=lease.job.id) as keeper:
-            finished: list[dict[str, Any]] = []  # partial results of the current batch
+            finished: list[SegmentResult] = []  # partial results of the current batch
             on_progress = self._progress_callback(keeper, finished, extra)
 
-            def work() -> dict[str, Any]:
-                results = self.analyzer.analyze(
+            def work() -> AnalysisResult:
+                return self.analyzer.analyze(
                     self._video_path(job),
                     job.model,
                     JobOptions(**job.options),
                     on_progress,
                     on_segments=finished.extend,
                 )
-                return results
 
             outcome = self._settle(keeper, started, extra, work)
         self.metrics.record_job(job.model, outcome, time.monotonic() - started)
@@ -199,7 +202,7 @@ class Worker:
         return self.blobs.path(job.blob_key)
 
     def _progress_callback(
-        self, keeper: LeaseKeeper[Lease], finished: list[dict[str, Any]], extra: dict[str, str]
+        self, keeper: LeaseKeeper[Lease], finished: list[SegmentResult], extra: dict[str, str]
     ) -> Callable[[float], None]:
         """Saves progress and the partial results gathered since the last call; raises
         LeaseLost or WorkerStopping, which end the analysis at its next batch."""
@@ -212,7 +215,7 @@ class Worker:
             fraction = min(max(fraction, 0.0), 1.0)
             try:
                 if finished:
-                    self.store.append_partial(keeper.lease, list(finished), fraction)
+                    self.store.append_partial(keeper.lease, [s.to_dict() for s in finished], fraction)
                     finished.clear()
                 self.store.report_progress(keeper.lease, fraction)
             except Unavailable as exc:  # progress is best effort; the lease keeper guards the claim
@@ -225,16 +228,19 @@ class Worker:
         keeper: LeaseKeeper[Lease],
         started: float,
         extra: dict[str, str],
-        work: Callable[[], dict[str, Any]],
+        work: Callable[[], AnalysisResult],
     ) -> str:
         """Run ``work`` (the analysis, or what re-raises its outcome) and record how it ended."""
         job = keeper.lease.job
         try:
-            results = work()
+            result = work()
             analysed = time.monotonic() - started
-            self._complete(keeper, results)
+            self._complete(keeper, result.to_dict())
             log.info("job succeeded in %.2fs", time.monotonic() - started, extra=extra)
-            self.metrics.record_results(job.model, results, analysed)
+            timings = result.provenance.timings
+            self.metrics.record_results(
+                job.model, len(result.segments), analysed, timings.decode_seconds, timings.inference_seconds
+            )
             outcome = "succeeded"
         except LeaseLost:
             log.warning("job abandoned: lease lost (canceled or expired)", extra=extra)
@@ -255,12 +261,12 @@ class Worker:
             outcome = self._fail(keeper.lease, "internal_error", f"{type(exc).__name__}: {exc}", True, extra)
         return outcome
 
-    def _complete(self, keeper: LeaseKeeper[Lease], results: dict[str, Any]) -> None:
-        """Save the results; while the database is away, retry until the lease would lapse."""
+    def _complete(self, keeper: LeaseKeeper[Lease], document: dict[str, Any]) -> None:
+        """Save the results document; while the database is away, retry until the lease would lapse."""
         delay = 0.5
         while True:
             try:
-                self.store.complete(keeper.lease, results)
+                self.store.complete(keeper.lease, document)
                 return
             except Unavailable:
                 if keeper.lost.is_set() or time.time() + delay >= keeper.lease.expires_at:

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from app.analysis.catalog import load_catalog
+from app.analysis.decode_sandbox import SandboxLimits
 from app.analysis.engine import Analyzer
 from app.analysis.loader import build_model
 from app.analysis.probe import probe_video
-from app.analysis.sandbox import SandboxLimits
 from app.blobs import LocalBlobStore
 from app.domain import JobStatus, NewJob
 from app.options import JobOptions
@@ -90,7 +90,12 @@ def test_jobs_in_flight_share_batches_and_match_one_job_at_a_time(
     while worker.run_once():
         most = max(most, len(worker.active))
     assert most == 3
-    simple = Analyzer(models_dir=models, allowed_formats=setup.settings.allowed_format_list, batch_size=1)
+    simple = Analyzer(  # one job alone, decoded in process: the reference
+        models_dir=models,
+        allowed_formats=setup.settings.allowed_format_list,
+        batch_size=1,
+        decode_in_subprocess=False,
+    )
     views = 0
     for job_id, (path, options) in zip(ids, clips, strict=True):
         job = setup.store.get_job(job_id)
@@ -98,7 +103,7 @@ def test_jobs_in_flight_share_batches_and_match_one_job_at_a_time(
         assert job.progress == 1.0 and job.attempts == 1
         got = setup.store.get_results(job_id)
         assert got is not None
-        assert_same_results(got, simple.analyze(path, "tiny", JobOptions(**options)))
+        assert_same_results(got, simple.analyze(path, "tiny", JobOptions(**options)).to_dict())
         views += (
             sum(1 for _ in got["segments"])
             * int(got["options"]["crops"])

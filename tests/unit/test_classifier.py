@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from app.analysis.assemble import runs
 from app.analysis.classifier import SegmentScorer, top_k
-from app.analysis.results import SegmentResult, runs
+from app.analysis.results import SegmentResult
 from app.errors import WeightsInvalid
 
 LABELS = ("a", "b", "c", "d")
@@ -67,17 +68,19 @@ def test_top_k_and_runs() -> None:
     assert [(x.label, x.class_id) for x in top_k(probs, LABELS, 2)] == [("b", 1), ("d", 3)]
     assert [x.label for x in top_k(probs, LABELS, 4, min_score=0.2)] == ["b", "d"]
 
+    means: dict[int, torch.Tensor] = {}
+
     def seg(i: int, best: int, p: float) -> SegmentResult:
-        probs = torch.full((4,), (1 - p) / 3, dtype=torch.float64)
-        probs[best] = p
-        return SegmentResult(i, float(i), float(i + 1), float(i), i + 0.9, probs, [])
+        means[i] = torch.full((4,), (1 - p) / 3, dtype=torch.float64)
+        means[i][best] = p
+        return SegmentResult(i, float(i), float(i + 1), float(i), i + 0.9, ())
 
     segs = [seg(0, 1, 0.9), seg(1, 1, 0.7), seg(2, 2, 0.5), seg(3, 2, 0.3), seg(4, 2, 0.6)]
-    assert runs(segs, LABELS, min_score=0.0) == [
+    assert [r.to_dict() for r in runs(segs, means, LABELS, min_score=0.0)] == [
         {"label": "b", "class_id": 1, "start": 0.0, "end": 2.0, "score": pytest.approx(0.8)},
         {"label": "c", "class_id": 2, "start": 2.0, "end": 5.0, "score": pytest.approx(1.4 / 3)},
     ]
-    assert [(r["start"], r["end"]) for r in runs(segs, LABELS, min_score=0.4)] == [
+    assert [(r.start, r.end) for r in runs(segs, means, LABELS, min_score=0.4)] == [
         (0.0, 2.0),
         (2.0, 3.0),
         (4.0, 5.0),

@@ -30,9 +30,21 @@ def models(tmp_path_factory: pytest.TempPathFactory, zoo_models_dir: Path) -> Pa
     return models
 
 
+def in_process(models_dir: Path, **kwargs: Any) -> Analyzer:
+    """Decoding in this process: every batch fills before it runs and every batch reports
+    progress, so batch and progress counts are exact (the sandboxed decoder's depend on timing)."""
+    return Analyzer(
+        models_dir=models_dir,
+        allowed_formats=ALLOWED,
+        decode_in_subprocess=False,
+        progress_interval=0.0,
+        **kwargs,
+    )
+
+
 @pytest.fixture(scope="module")
 def analyzer(models: Path) -> Analyzer:
-    return Analyzer(models_dir=models, allowed_formats=ALLOWED)
+    return in_process(models)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +81,7 @@ def check_payload(result: dict[str, Any], duration: float, top_k: int = 5) -> No
 
 def test_x3d_on_25fps_video(analyzer: Analyzer, models: Path, clip25: Path) -> None:
     progress: list[float] = []
-    result = analyzer.analyze(clip25, "x3d_xs", JobOptions(), progress.append)
+    result = analyzer.analyze(clip25, "x3d_xs", JobOptions(), progress.append).to_dict()
     check_payload(result, 4.0)
     assert result["model"] == "x3d_xs" and result["labelset"] == "kinetics400"
     assert [(s["start"], s["end"]) for s in result["segments"]] == [(0.0, 1.5), (1.5, 3.0), (3.0, 4.0)]
@@ -109,7 +121,7 @@ def test_vfr_video_times(analyzer: Analyzer, tmp_path: Path) -> None:
     for i in range(90):
         stamps.append(round(stamps[-1] + (0.02, 0.05, 0.08)[i % 3], 5))
     path = write_video(tmp_path / "vfr.mkv", timestamps=stamps, width=64, height=48)
-    result = analyzer.analyze(path, "x3d_xs", JobOptions(segment_seconds=1.0, top_k=3))
+    result = analyzer.analyze(path, "x3d_xs", JobOptions(segment_seconds=1.0, top_k=3)).to_dict()
     check_payload(result, result["video"]["duration"], top_k=3)
     for seg in result["segments"]:
         for key in ("first_frame_time", "last_frame_time"):
@@ -122,7 +134,7 @@ def test_three_crops_two_clips_and_progress(analyzer: Analyzer, clip25: Path) ->
     try:
         result = analyzer.analyze(
             clip25, "x3d_xs", JobOptions(crops=3, clips_per_segment=2, start=0.5, end=3.5), progress.append
-        )
+        ).to_dict()
     finally:
         analyzer.batch_size = 8
     check_payload(result, 3.5)
@@ -131,7 +143,7 @@ def test_three_crops_two_clips_and_progress(analyzer: Analyzer, clip25: Path) ->
 
 
 def test_min_score_filters_labels_and_breaks_runs(analyzer: Analyzer, clip25: Path) -> None:
-    result = analyzer.analyze(clip25, "x3d_xs", JobOptions(min_score=0.9))
+    result = analyzer.analyze(clip25, "x3d_xs", JobOptions(min_score=0.9)).to_dict()
     assert all(seg["labels"] == [] for seg in result["segments"])
     assert result["summary"] == [] and result["runs"] == []
 
@@ -166,18 +178,18 @@ def test_from_settings_and_logit_model(tmp_path: Path, clip25: Path) -> None:
     torch.save(state, tmp_path / "efficient_x3d_xs_original_form.pyth")
     analyzer = Analyzer.from_settings(Settings(models_dir=tmp_path))
     assert analyzer.device == "cpu" and analyzer.batch_size == Settings().batch_size
-    result = analyzer.analyze(clip25, "efficient_x3d_xs", JobOptions(top_k=50))
+    result = analyzer.analyze(clip25, "efficient_x3d_xs", JobOptions(top_k=50)).to_dict()
     check_payload(result, 4.0, top_k=50)
 
 
 @pytest.mark.slow
 def test_slowfast_runs_and_does_not_mutate_its_inputs(tmp_path: Path, clip25: Path) -> None:
     write_zoo_checkpoint(tmp_path, "slowfast_r50", "SLOWFAST_8x8_R50.pyth")
-    analyzer = Analyzer(models_dir=tmp_path, allowed_formats=ALLOWED, batch_size=2)
+    analyzer = in_process(tmp_path, batch_size=2)
     module = analyzer.loader.load(load_catalog(tmp_path).get("slowfast_r50")).module
     seen: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
     module.register_forward_pre_hook(lambda m, args: seen.append((args[0], list(args[0]))))
-    result = analyzer.analyze(clip25, "slowfast_r50", JobOptions(segment_seconds=2.0))
+    result = analyzer.analyze(clip25, "slowfast_r50", JobOptions(segment_seconds=2.0)).to_dict()
     check_payload(result, 4.0)
     assert len(seen) == 1
     given, snapshot = seen[0]
@@ -188,8 +200,8 @@ def test_slowfast_runs_and_does_not_mutate_its_inputs(tmp_path: Path, clip25: Pa
 @pytest.mark.slow
 def test_mvit_fixed_input(tmp_path: Path, clip25: Path) -> None:
     write_zoo_checkpoint(tmp_path, "mvit_base_16x4", "MVIT_B_16x4.pyth")
-    analyzer = Analyzer(models_dir=tmp_path, allowed_formats=ALLOWED)
-    result = analyzer.analyze(clip25, "mvit_base_16x4", JobOptions(segment_seconds=4.0))
+    analyzer = in_process(tmp_path)
+    result = analyzer.analyze(clip25, "mvit_base_16x4", JobOptions(segment_seconds=4.0)).to_dict()
     check_payload(result, 4.0)
     assert len(result["segments"]) == 1
 
@@ -218,9 +230,7 @@ def test_manifest_model_with_its_own_labels(tmp_path: Path, clip25: Path) -> Non
     (tmp_path / "demo_motion_labels.json").write_text(json.dumps(["left", "right", "still"]))
     spec = load_catalog(tmp_path).get("demo_motion")
     torch.save({"model_state": build_model(spec).state_dict()}, tmp_path / "demo_motion.pyth")
-    result = Analyzer(models_dir=tmp_path, allowed_formats=ALLOWED).analyze(
-        clip25, "demo_motion", JobOptions()
-    )
+    result = in_process(tmp_path).analyze(clip25, "demo_motion", JobOptions()).to_dict()
     check_payload(result, 4.0, top_k=3)
     assert result["labelset"] == "demo-motion" and result["options"]["segment_seconds"] == 1.0
     for seg in result["segments"]:
@@ -238,10 +248,10 @@ def test_on_segments_reports_each_segment_once_before_progress(analyzer: Analyze
             JobOptions(segment_seconds=1.0, crops=3),
             lambda f: events.append(("progress", f)),
             on_segments=lambda segs: events.append(("segments", segs)),
-        )
+        ).to_dict()
     finally:
         analyzer.batch_size = 8
-    reported = [seg for kind, segs in events if kind == "segments" for seg in segs]
+    reported = [seg.to_dict() for kind, segs in events if kind == "segments" for seg in segs]
     assert reported == result["segments"]
     assert events[-1] == ("progress", 1.0) and events[-2][0] == "segments"
 
@@ -250,7 +260,7 @@ def test_media_limits_hold_in_the_worker_too(models: Path, clip25: Path) -> None
     from app.analysis.limits import MediaLimits
     from app.errors import FrameTooLarge, VideoTooLong
 
-    short = Analyzer(models_dir=models, allowed_formats=ALLOWED, limits=MediaLimits(max_duration_seconds=2.0))
+    short = in_process(models, limits=MediaLimits(max_duration_seconds=2.0))
     with pytest.raises(VideoTooLong):
         short.analyze(clip25, "x3d_xs", JobOptions())
     small = Analyzer.from_settings(Settings(models_dir=models, max_frame_pixels=96 * 64 - 1))

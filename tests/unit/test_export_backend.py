@@ -13,10 +13,11 @@ import httpx
 import pytest
 import torch
 
+from app.analysis.artifacts import ExportFormat, cpu_model
 from app.analysis.backends import Backends, Choice
 from app.analysis.catalog import load_catalog
 from app.analysis.engine import Analyzer
-from app.analysis.export import ExportFormat, cpu_model, export_model
+from app.analysis.export import export_model
 from app.analysis.loader import LoadedModel, ModelLoader
 from app.api.app import create_app
 from app.errors import WeightsInvalid, WeightsMissing
@@ -69,6 +70,7 @@ def analyzer(models: Path, default: str = "auto", batch_size: int = 1, **backend
         batch_size=batch_size,
         backends=backends,
         backend_default=default,
+        decode_in_subprocess=False,
     )
 
 
@@ -97,7 +99,8 @@ def test_the_export_records_its_speed(onnx_models: Path) -> None:
 
 
 def test_measuring_restores_the_callers_torch_threads(onnx_models: Path) -> None:
-    from app.analysis.export import ExportFormat, artifact_path, measure_speed
+    from app.analysis.artifacts import ExportFormat, artifact_path
+    from app.analysis.export_speed import measure_speed
 
     spec = load_catalog(onnx_models).get("x3d_xs")
     loaded = ModelLoader(onnx_models).load(spec)
@@ -113,8 +116,8 @@ def test_measuring_restores_the_callers_torch_threads(onnx_models: Path) -> None
 
 def test_onnx_results_match_torch(onnx_models: Path, short_clip: Path) -> None:
     options = JobOptions(segment_seconds=1.0, top_k=5)
-    torch_out = analyzer(onnx_models, x3d_xs="torch").analyze(short_clip, "x3d_xs", options)
-    onnx_out = analyzer(onnx_models, x3d_xs="onnx").analyze(short_clip, "x3d_xs", options)
+    torch_out = analyzer(onnx_models, x3d_xs="torch").analyze(short_clip, "x3d_xs", options).to_dict()
+    onnx_out = analyzer(onnx_models, x3d_xs="onnx").analyze(short_clip, "x3d_xs", options).to_dict()
     assert torch_out["provenance"]["backend"] == "torch" and onnx_out["provenance"]["backend"] == "onnx"
     assert torch_out["provenance"]["backend_reason"] == "set: backends[x3d_xs] = torch"
     assert onnx_out["provenance"]["backend_reason"] == "set: backends[x3d_xs] = onnx"
@@ -127,13 +130,17 @@ def test_auto_runs_onnx_where_the_export_measured_it_faster(
 ) -> None:
     faster = with_speed(onnx_models, tmp_path / "faster", torch_ms_per_clip=20.0, onnx_ms_per_clip=10.0)
     options = JobOptions(segment_seconds=1.0)
-    out = analyzer(faster).analyze(short_clip, "x3d_xs", options)
+    out = analyzer(faster).analyze(short_clip, "x3d_xs", options).to_dict()
     assert out["provenance"]["backend"] == "onnx"
     assert (
         out["provenance"]["backend_reason"] == "auto: onnx 10.0 ms/clip < torch 20.0 ms/clip (export report)"
     )
-    assert_close_results(analyzer(faster, x3d_xs="torch").analyze(short_clip, "x3d_xs", options), out)
-    explicit = analyzer(faster, default="torch", x3d_xs="auto").analyze(short_clip, "x3d_xs", options)
+    assert_close_results(
+        analyzer(faster, x3d_xs="torch").analyze(short_clip, "x3d_xs", options).to_dict(), out
+    )
+    explicit = (
+        analyzer(faster, default="torch", x3d_xs="auto").analyze(short_clip, "x3d_xs", options).to_dict()
+    )
     assert explicit["provenance"]["backend"] == "onnx", "auto per model overrides the default"
     assert choice(faster, device="cuda") == Choice("torch", "auto: the device is cuda (onnx runs on CPU)")
 
@@ -240,7 +247,9 @@ async def test_worker_job_on_auto_runs_the_faster_export(
         close_app(app)
     assert results["provenance"]["backend"] == "onnx", results["provenance"]
     assert results["provenance"]["backend_reason"].startswith("auto: onnx 10.0 ms/clip < torch 20.0")
-    reference = analyzer(models, batch_size=4, x3d_xs="torch").analyze(
-        short_clip, "x3d_xs", JobOptions(segment_seconds=1.0)
+    reference = (
+        analyzer(models, batch_size=4, x3d_xs="torch")
+        .analyze(short_clip, "x3d_xs", JobOptions(segment_seconds=1.0))
+        .to_dict()
     )
     assert_close_results(reference, results, atol=1e-5)

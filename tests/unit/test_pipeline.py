@@ -1,4 +1,5 @@
-"""The pipelined engine (sandboxed decode, scheduler) returns what the simple path returns."""
+"""The sandboxed decoder gives the results that decoding in process gives (one engine path,
+the scheduler batching either), and the scheduler shares batches across tasks."""
 
 from __future__ import annotations
 
@@ -79,7 +80,10 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def analyzers(models: Path, batch_size: int, **kwargs: Any) -> tuple[Analyzer, Analyzer]:
-    simple = Analyzer(models_dir=models, allowed_formats=ALLOWED, batch_size=batch_size)
+    """(decoding in process, decoding in the sandboxed child)."""
+    simple = Analyzer(
+        models_dir=models, allowed_formats=ALLOWED, batch_size=batch_size, decode_in_subprocess=False
+    )
     piped = Analyzer(
         models_dir=models, allowed_formats=ALLOWED, batch_size=batch_size, decode_in_subprocess=True, **kwargs
     )
@@ -122,16 +126,16 @@ def test_same_results_as_the_simple_path(
     models: Path, videos: dict[str, Path], video: str, options: dict[str, Any], batch_size: int
 ) -> None:
     simple, piped = analyzers(models, batch_size)
-    want = simple.analyze(videos[video], "tiny", JobOptions(**options))
-    got = piped.analyze(videos[video], "tiny", JobOptions(**options))
+    want = simple.analyze(videos[video], "tiny", JobOptions(**options)).to_dict()
+    got = piped.analyze(videos[video], "tiny", JobOptions(**options)).to_dict()
     assert_same_results(got, want)
 
 
 def test_zoo_model_scores_match(models: Path, videos: dict[str, Path], zoo_models_dir: Path) -> None:
     (models / "X3D_XS.pyth").write_bytes((zoo_models_dir / "X3D_XS.pyth").read_bytes())
     simple, piped = analyzers(models, 8)
-    want = simple.analyze(videos["cfr25"], "x3d_xs", JobOptions(top_k=50))
-    got = piped.analyze(videos["cfr25"], "x3d_xs", JobOptions(top_k=50))
+    want = simple.analyze(videos["cfr25"], "x3d_xs", JobOptions(top_k=50)).to_dict()
+    got = piped.analyze(videos["cfr25"], "x3d_xs", JobOptions(top_k=50)).to_dict()
     for g, w in zip(got["segments"], want["segments"], strict=True):
         scores = {x["class_id"]: x["score"] for x in w["labels"]}
         shared = [x for x in g["labels"] if x["class_id"] in scores]  # near-ties may swap at the edge
@@ -150,8 +154,8 @@ def test_segments_stream_before_progress(models: Path, videos: dict[str, Path]) 
         JobOptions(segment_seconds=0.5, crops=3),
         lambda f: events.append(("progress", f)),
         on_segments=lambda segs: events.append(("segments", segs)),
-    )
-    reported = [seg for kind, segs in events if kind == "segments" for seg in segs]
+    ).to_dict()
+    reported = [seg.to_dict() for kind, segs in events if kind == "segments" for seg in segs]
     assert reported == result["segments"]
     progress = [f for kind, f in events if kind == "progress"]
     assert progress == sorted(progress) and progress[-1] == 1.0 and len(progress) > 3
@@ -204,23 +208,23 @@ def test_coded_errors(models: Path, videos: dict[str, Path], tmp_path: Path) -> 
 
 def test_fast_mode_skips_non_reference_frames(models: Path, videos: dict[str, Path]) -> None:
     simple, piped = analyzers(models, 8, fast_decode_min_seconds=3.5)
-    want = simple.analyze(videos["bframes"], "tiny", JobOptions())
-    got = piped.analyze(videos["bframes"], "tiny", JobOptions())
+    want = simple.analyze(videos["bframes"], "tiny", JobOptions()).to_dict()
+    got = piped.analyze(videos["bframes"], "tiny", JobOptions()).to_dict()
     assert got["video"]["fast_decode"] is True and "fast_decode" not in want["video"]
     assert got["video"]["decoded_frames"] < want["video"]["decoded_frames"] <= got["video"]["frames"] == 120
     assert got["video"]["substituted_frames"] > 0
     assert [s["start"] for s in got["segments"]] == [s["start"] for s in want["segments"]]
     for g, w in zip(got["segments"], want["segments"], strict=True):
         assert abs(g["first_frame_time"] - w["first_frame_time"]) <= 2 / 30 + 1e-6
-    short = piped.analyze(videos["cfr30"], "tiny", JobOptions())
+    short = piped.analyze(videos["cfr30"], "tiny", JobOptions()).to_dict()
     assert "fast_decode" not in short["video"]
 
 
 def test_tasks_share_batches_and_fail_alone(models: Path, videos: dict[str, Path]) -> None:
     simple, piped = analyzers(models, 4, batch_max_wait=0.5)
     names = ["cfr25", "vfr", "odd"]
-    want = {n: simple.analyze(videos[n], "tiny", JobOptions()) for n in names}
-    want3 = simple.analyze(videos["cfr30"], "tiny", JobOptions(crops=3))
+    want = {n: simple.analyze(videos[n], "tiny", JobOptions()).to_dict() for n in names}
+    want3 = simple.analyze(videos["cfr30"], "tiny", JobOptions(crops=3)).to_dict()
 
     class Stop(Exception):
         pass
@@ -240,9 +244,10 @@ def test_tasks_share_batches_and_fail_alone(models: Path, videos: dict[str, Path
     for name in names:
         result = tasks[name].result
         assert result is not None and tasks[name].error is None
-        assert_same_results(result, want[name])
-    assert tasks["crops3"].result is not None
-    assert_same_results(tasks["crops3"].result, want3)
+        assert_same_results(result.to_dict(), want[name])
+    crops3 = tasks["crops3"].result
+    assert crops3 is not None
+    assert_same_results(crops3.to_dict(), want3)
     assert isinstance(tasks["stopped"].error, Stop) and tasks["stopped"].result is None
     views = sum(t.total for n, t in tasks.items() if n != "stopped")
     assert scheduler.batches < views and scheduler.mixed > 0, "views of several tasks share batches"
@@ -250,8 +255,8 @@ def test_tasks_share_batches_and_fail_alone(models: Path, videos: dict[str, Path
 
 
 def test_an_adopted_early_decoder_is_used(models: Path, videos: dict[str, Path]) -> None:
+    from app.analysis.decode_sandbox import DecodeSandbox, SandboxLimits
     from app.analysis.prep import FramePrep
-    from app.analysis.sandbox import DecodeSandbox, SandboxLimits
 
     simple, piped = analyzers(models, 2)
     piped.sandbox = SandboxLimits()
@@ -264,10 +269,10 @@ def test_an_adopted_early_decoder_is_used(models: Path, videos: dict[str, Path])
     piped.adopt(other)
     piped.adopt(early)
     try:
-        got = piped.analyze(videos["cfr25"], "tiny", options)
+        got = piped.analyze(videos["cfr25"], "tiny", options).to_dict()
         assert early.exhausted and early.stats is not None
         assert piped._adopted == [other], "only the matching decoder is taken"
     finally:
         early.close()
         other.close()
-    assert_same_results(got, simple.analyze(videos["cfr25"], "tiny", options))
+    assert_same_results(got, simple.analyze(videos["cfr25"], "tiny", options).to_dict())
