@@ -8,7 +8,7 @@ its views' probabilities.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
@@ -30,39 +30,14 @@ def top_k(probs: torch.Tensor, labels: tuple[str, ...], k: int, min_score: float
     )
 
 
-class SegmentScorer:
-    """Runs views through the model in batches and accumulates per-segment probability sums."""
+class SegmentSums:
+    """Per-segment sums of probability rows; a segment's score is the mean of its views'.
+    Batching is the scheduler's (``app.analysis.pipeline``): rows of any segments, and of
+    several jobs, arrive here after one forward pass."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        output: Literal["probabilities", "logits"],
-        num_classes: int,
-        device: str = "cpu",
-        batch_size: int = 8,
-    ) -> None:
-        self.model, self.output, self.num_classes = model, output, num_classes
-        self.device, self.batch_size = torch.device(device), batch_size
+    def __init__(self) -> None:
         self.sums: dict[int, torch.Tensor] = {}
         self.counts: dict[int, int] = {}
-        self._keys: list[int] = []
-        self._views: list[ClipInput] = []
-
-    def add(self, segment: int, views: Iterable[ClipInput], on_batch: Callable[[int], None]) -> None:
-        """Queue a clip's views; runs a batch (then ``on_batch(n_views)``) whenever one is full."""
-        for view in views:
-            self._keys.append(segment)
-            self._views.append(view)
-            if len(self._views) >= self.batch_size:
-                on_batch(self._run())
-
-    def flush(self, on_batch: Callable[[int], None]) -> None:
-        if self._views:
-            on_batch(self._run())
-
-    def mean(self, segment: int) -> torch.Tensor:
-        return self.sums[segment] / self.counts[segment]
 
     def accumulate(self, keys: Sequence[int], probs: torch.Tensor) -> None:
         """Add one probability row per key (a segment index) to that segment's sum."""
@@ -70,14 +45,8 @@ class SegmentScorer:
             self.sums[key] = self.sums[key] + row if key in self.sums else row.clone()
             self.counts[key] = self.counts.get(key, 0) + 1
 
-    def _run(self) -> int:
-        probs = predict(
-            self.model, self._views, output=self.output, num_classes=self.num_classes, device=self.device
-        )
-        self.accumulate(self._keys, probs)
-        done = len(self._views)
-        self._keys, self._views = [], []
-        return done
+    def mean(self, segment: int) -> torch.Tensor:
+        return self.sums[segment] / self.counts[segment]
 
 
 def stack_views(views: Sequence[ClipInput], device: torch.device) -> ClipInput:

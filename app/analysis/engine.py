@@ -176,7 +176,7 @@ class Analyzer:
             stats = task.source.stats
             if stats is None:
                 raise RuntimeError("the decoder finished without its statistics")
-            means = {seg.index: task.scorer.mean(seg.index) for seg in plan.segments}
+            means = {seg.index: task.sums.mean(seg.index) for seg in plan.segments}
             return analysis_result(
                 spec,
                 labels,
@@ -194,7 +194,6 @@ class Analyzer:
             plan=plan,
             used=used,
             source=source,
-            device=self.device,
             finish=finish,
             on_progress=on_progress,
             on_segments=on_segments,

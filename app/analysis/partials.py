@@ -11,7 +11,7 @@ from app.analysis.assemble import segment_results
 from app.analysis.results import SegmentResult
 
 if TYPE_CHECKING:
-    from app.analysis.classifier import SegmentScorer
+    from app.analysis.classifier import SegmentSums
     from app.analysis.plan import SamplingPlan
 
 SegmentsSink = Callable[[tuple[SegmentResult, ...]], None]
@@ -19,7 +19,7 @@ SegmentsSink = Callable[[tuple[SegmentResult, ...]], None]
 
 
 class PartialReporter:
-    """Call ``update(scorer)`` after each batch; ``sink`` gets the newly finished segments
+    """Call ``update(sums)`` after each batch; ``sink`` gets the newly finished segments
     as the final result will hold them (same top-k, same frame times)."""
 
     def __init__(
@@ -37,11 +37,11 @@ class PartialReporter:
             self.views[clip.segment] = self.views.get(clip.segment, 0) + int(options["crops"])
         self.pending = [seg for seg in plan.segments if seg.index in self.views]
 
-    def update(self, scorer: SegmentScorer) -> None:
-        ready = [s for s in self.pending if scorer.counts.get(s.index, 0) >= self.views[s.index]]
+    def update(self, sums: SegmentSums) -> None:
+        ready = [s for s in self.pending if sums.counts.get(s.index, 0) >= self.views[s.index]]
         if not ready:
             return
         self.pending = [s for s in self.pending if s not in ready]
-        means = {s.index: scorer.mean(s.index) for s in ready}
+        means = {s.index: sums.mean(s.index) for s in ready}
         part = replace(self.plan, segments=tuple(ready))
         self.sink(segment_results(part, means, self.used_times, self.labels, self.options))

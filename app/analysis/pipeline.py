@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from app.analysis.classifier import SegmentScorer, predict
+from app.analysis.classifier import SegmentSums, predict
 from app.analysis.partials import PartialReporter, SegmentsSink
 from app.analysis.results import AnalysisResult, Timings
 from app.analysis.transforms import ClipInput
@@ -50,7 +50,6 @@ class AnalysisTask:
         plan: SamplingPlan,
         used: dict[str, Any],
         source: ClipSource,
-        device: str,
         finish: Callable[[AnalysisTask], AnalysisResult],
         on_progress: Callable[[float], None] | None = None,
         on_segments: SegmentsSink | None = None,
@@ -60,7 +59,8 @@ class AnalysisTask:
         crop = spec.crop_geometry(used["crops"])[1]
         self.key = (id(model), crop)
         """Views of tasks with equal keys can share a batch."""
-        self.scorer = SegmentScorer(model, output=spec.output, num_classes=len(labels), device=device)
+        self.num_classes = len(labels)
+        self.sums = SegmentSums()
         self.total = len(plan.clips) * int(used["crops"])
         self.done = 0
         self.pending: deque[tuple[int, ClipInput]] = deque()
@@ -100,10 +100,10 @@ class AnalysisTask:
             self.pending.extend((clip.segment, view) for view in clip.views)
 
     def record(self, segments: list[int], probs: torch.Tensor) -> None:
-        self.scorer.accumulate(segments, probs)
+        self.sums.accumulate(segments, probs)
         self.done += len(segments)
         if self.partials is not None:
-            self.partials.update(self.scorer)
+            self.partials.update(self.sums)
         now = time.monotonic()
         if self.on_progress is not None and (
             self.done >= self.total or now - self._reported >= self.progress_interval
@@ -210,7 +210,7 @@ class Scheduler:
                 first.model,
                 views,
                 output=first.spec.output,
-                num_classes=first.scorer.num_classes,
+                num_classes=first.num_classes,
                 device=self.device,
             )
         except Exception as exc:

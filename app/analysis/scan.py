@@ -41,17 +41,6 @@ class VideoScan:
     source: str
     """"packets" (demux only) or "frames" (had to decode)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "duration": self.duration,
-            "width": self.width,
-            "height": self.height,
-            "fps": self.fps,
-            "codec": self.codec,
-            "pix_fmt": self.pix_fmt,
-            "frames": len(self.frame_times),
-        }
-
 
 def open_video(
     path: Path, allowed_formats: Iterable[str], limits: MediaLimits = DEFAULT_LIMITS

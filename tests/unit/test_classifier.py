@@ -1,4 +1,4 @@
-"""Batching, the probability rule (softmax for logits only) and per-segment means."""
+"""The probability rule (softmax for logits only), per-segment means, top-k and runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from app.analysis.assemble import runs
-from app.analysis.classifier import SegmentScorer, top_k
+from app.analysis.classifier import SegmentSums, predict, top_k
 from app.analysis.results import SegmentResult
 from app.errors import WeightsInvalid
 
@@ -32,35 +32,45 @@ def view(values: list[float]) -> torch.Tensor:
     return out
 
 
-def score(output: str, batch_size: int = 2) -> tuple[SegmentScorer, Echo, list[int]]:
+def score(output: str, batches: list[list[tuple[int, list[float]]]]) -> tuple[SegmentSums, Echo]:
+    """Each batch is one forward pass over (segment, view) pairs, its rows summed per segment."""
     model = Echo()
-    scorer = SegmentScorer(model, output=output, num_classes=4, batch_size=batch_size)  # type: ignore[arg-type]
-    batches: list[int] = []
-    scorer.add(0, [view([0.7, 0.1, 0.1, 0.1]), view([0.5, 0.3, 0.1, 0.1])], batches.append)
-    scorer.add(1, [view([0.1, 0.1, 0.1, 0.7])], batches.append)
-    scorer.flush(batches.append)
-    return scorer, model, batches
+    sums = SegmentSums()
+    for batch in batches:
+        probs = predict(
+            model,
+            [view(values) for _, values in batch],
+            output=output,  # type: ignore[arg-type]
+            num_classes=4,
+            device=torch.device("cpu"),
+        )
+        sums.accumulate([segment for segment, _ in batch], probs)
+    return sums, model
+
+
+TWO_SEGMENTS = [[(0, [0.7, 0.1, 0.1, 0.1]), (0, [0.5, 0.3, 0.1, 0.1])], [(1, [0.1, 0.1, 0.1, 0.7])]]
 
 
 def test_probability_outputs_are_not_softmaxed_again() -> None:
-    scorer, model, batches = score("probabilities")
-    assert torch.allclose(scorer.mean(0), torch.tensor([0.6, 0.2, 0.1, 0.1], dtype=torch.float64))
-    assert torch.allclose(scorer.mean(1), torch.tensor([0.1, 0.1, 0.1, 0.7], dtype=torch.float64))
-    assert model.calls == [2, 1] and batches == [2, 1]
+    sums, model = score("probabilities", TWO_SEGMENTS)
+    assert torch.allclose(sums.mean(0), torch.tensor([0.6, 0.2, 0.1, 0.1], dtype=torch.float64))
+    assert torch.allclose(sums.mean(1), torch.tensor([0.1, 0.1, 0.1, 0.7], dtype=torch.float64))
+    assert model.calls == [2, 1] and sums.counts == {0: 2, 1: 1}
 
 
 def test_logits_are_softmaxed_per_view_then_averaged() -> None:
-    scorer, _, _ = score("logits", batch_size=8)
+    """Views of two segments share one batch; each row goes to its own segment."""
+    sums, model = score("logits", [TWO_SEGMENTS[0] + TWO_SEGMENTS[1]])
     a = torch.softmax(torch.tensor([0.7, 0.1, 0.1, 0.1]), 0)
     b = torch.softmax(torch.tensor([0.5, 0.3, 0.1, 0.1]), 0)
-    assert torch.allclose(scorer.mean(0).float(), (a + b) / 2)
-    assert scorer.mean(0).sum().item() == pytest.approx(1.0)
+    assert torch.allclose(sums.mean(0).float(), (a + b) / 2)
+    assert sums.mean(0).sum().item() == pytest.approx(1.0)
+    assert model.calls == [3] and sums.counts == {0: 2, 1: 1}
 
 
 def test_class_count_must_match_the_labelset() -> None:
-    scorer = SegmentScorer(Echo(), output="logits", num_classes=3, batch_size=1)
     with pytest.raises(WeightsInvalid, match="4 classes"):
-        scorer.add(0, [view([1, 2, 3, 4])], lambda n: None)
+        predict(Echo(), [view([1, 2, 3, 4])], output="logits", num_classes=3, device=torch.device("cpu"))
 
 
 def test_top_k_and_runs() -> None:
