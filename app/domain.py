@@ -19,6 +19,23 @@ class JobStatus(StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
 
 
+class RenderStatus(StrEnum):
+    """An annotated-video render: queued, leased by a worker (running), then settled."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class DeliveryStatus(StrEnum):
+    """A webhook delivery: pending (sent, and retried, until it settles), delivered or failed."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What the upload probe learned about a video."""

@@ -35,9 +35,9 @@ def register(subparsers: Any) -> None:
 
 def _open_keys() -> Any:
     from app.settings import Settings
+    from app.store.engine import build_engine
     from app.store.keys import SqlKeyStore
     from app.store.migrate import upgrade
-    from app.store.sql import build_engine
 
     settings = Settings()
     if settings.auto_migrate:

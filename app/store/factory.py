@@ -10,8 +10,9 @@ from sqlalchemy.engine import Engine
 
 from app.settings import Settings
 from app.store.base import JobStore
+from app.store.engine import build_engine
 from app.store.keys import SqlKeyStore
-from app.store.sql import SqlJobStore, build_engine
+from app.store.sql import SqlJobStore
 from app.store.usage import SqlUsageStore
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def open_render_store(settings: Settings, store: JobStore) -> RenderStore:
     """Annotated-video render requests, in the job store's database."""
     from app.store.renders import RenderStore
 
-    return RenderStore(_engine_of(settings, store))
+    return RenderStore(_engine_of(settings, store), max_attempts=settings.render_max_attempts)
 
 
 def open_access_stores(settings: Settings, store: JobStore) -> tuple[SqlKeyStore, SqlUsageStore]:

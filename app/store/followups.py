@@ -16,11 +16,9 @@ from collections.abc import Iterable
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 
-from app.domain import JobStatus
+from app.domain import DeliveryStatus, JobStatus
 from app.job_json import webhook_body
 from app.store.schema import deliveries, job_from_row, jobs, partial_results
-
-PENDING = "pending"
 
 
 def event_name(status: JobStatus | str) -> str:
@@ -51,7 +49,7 @@ def job_ended(conn: Connection, job_ids: Iterable[str], now: float) -> None:
                 event=event,
                 url=row.callback_url,
                 owner=row.callback_owner or "",
-                status=PENDING,
+                status=DeliveryStatus.PENDING.value,
                 attempts=0,
                 next_attempt_at=now,
                 body=webhook_body(job_from_row(row._mapping), event, delivery_id),
@@ -66,5 +64,7 @@ def jobs_deleted(conn: Connection, job_ids: list[str]) -> None:
     logs) go with them; pending ones stay to be sent, and go when they settle."""
     if job_ids:
         conn.execute(
-            delete(deliveries).where(deliveries.c.job_id.in_(job_ids), deliveries.c.status != PENDING)
+            delete(deliveries).where(
+                deliveries.c.job_id.in_(job_ids), deliveries.c.status != DeliveryStatus.PENDING.value
+            )
         )

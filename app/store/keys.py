@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from app.store.engine import SqlTables
 from app.store.schema import api_keys
-from app.store.sql import SqlTables
 
 KEY_PREFIX = "vas_"
 PREFIX_LENGTH = 12

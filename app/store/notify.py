@@ -20,7 +20,8 @@ import threading
 import psycopg
 from sqlalchemy.engine import make_url
 
-from app.store.sql import NOTIFY_CHANNEL, normalize_url
+from app.store.engine import normalize_url
+from app.store.job_leases import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 

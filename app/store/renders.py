@@ -1,27 +1,30 @@
 """Annotated-video renders: a follow-up job per analysed job, in the ``renders`` table.
 
 Requested by the API (insert ``queued``), claimed by a worker with a lease in one
-atomic UPDATE (as jobs are), renewed while it renders (the worker's ``LeaseKeeper``),
-finished fenced by the lease token. A render whose worker died is claimed again once
-its lease lapses, up to ``MAX_ATTEMPTS`` times.
+atomic UPDATE, renewed while it renders (the worker's ``LeaseKeeper``), finished fenced
+by the lease token: the table is a ``LeaseQueue`` like the jobs' (``app.store.lease_queue``
+has the locking model). A render whose worker died is claimed again once its lease
+lapses, up to ``render_max_attempts`` claims.
 """
 
 from __future__ import annotations
 
-import uuid
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from app.domain import RenderStatus
 from app.errors import LeaseLost
 from app.settings import Settings
+from app.store.engine import SqlTables
+from app.store.lease_queue import LeaseQueue, work_queue
 from app.store.schema import renders
-from app.store.sql import SqlTables
-
-QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
-MAX_ATTEMPTS = 3
 
 
 def renders_dir(settings: Settings) -> Path:
@@ -61,42 +64,66 @@ def cached_job_ids(settings: Settings) -> set[str]:
 @dataclass(frozen=True)
 class Render:
     job_id: str
-    status: str
+    status: RenderStatus
     attempts: int
     file_key: str | None
     error: str | None
     lease_token: str | None = None
 
 
-def _render(row: object) -> Render:
-    m = row._mapping  # type: ignore[attr-defined]
-    return Render(m["job_id"], m["status"], int(m["attempts"]), m["file_key"], m["error"], m["lease_token"])
+def _render(m: RowMapping) -> Render:
+    return Render(
+        m["job_id"],
+        RenderStatus(m["status"]),
+        int(m["attempts"]),
+        m["file_key"],
+        m["error"],
+        m["lease_token"],
+    )
+
+
+def render_queue(max_attempts: int) -> LeaseQueue:
+    """The ``renders`` table as a lease queue: oldest request first, ``max_attempts`` claims."""
+    return work_queue(
+        renders,
+        id_column="job_id",
+        queued=RenderStatus.QUEUED.value,
+        running=RenderStatus.RUNNING.value,
+        attempts_left=lambda candidate: candidate.c.attempts < max_attempts,
+        order_by=("created_at", "job_id"),
+    )
 
 
 class RenderStore(SqlTables):
+    def __init__(self, engine: Engine, *, max_attempts: int, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(engine, clock=clock)
+        self._max_attempts = max_attempts
+        self._queue = render_queue(max_attempts)
+
     def get(self, job_id: str) -> Render | None:
         with self._read() as conn:
             row = conn.execute(select(renders).where(renders.c.job_id == job_id)).first()
-        return None if row is None else _render(row)
+        return None if row is None else _render(row._mapping)
 
     def request(self, job_id: str) -> Render:
         """Queue a render unless one is queued or running; a finished one (stale cache,
         failure) is queued again with a fresh attempt count."""
         now = self._clock()
+        queued = RenderStatus.QUEUED.value
         try:
             with self._write() as conn:
                 row = conn.execute(select(renders).where(renders.c.job_id == job_id)).first()
                 if row is None:
                     conn.execute(
                         insert(renders).values(
-                            job_id=job_id, status=QUEUED, attempts=0, created_at=now, updated_at=now
+                            job_id=job_id, status=queued, attempts=0, created_at=now, updated_at=now
                         )
                     )
-                elif row.status in (SUCCEEDED, FAILED):
+                elif row.status in (RenderStatus.SUCCEEDED, RenderStatus.FAILED):
                     conn.execute(
                         update(renders)
                         .where(renders.c.job_id == job_id)
-                        .values(status=QUEUED, attempts=0, error=None, file_key=None, updated_at=now)
+                        .values(status=queued, attempts=0, error=None, file_key=None, updated_at=now)
                     )
         except IntegrityError:
             pass  # a concurrent request inserted it first
@@ -105,76 +132,46 @@ class RenderStore(SqlTables):
         return found
 
     def claim(self, lease_seconds: float) -> Render | None:
+        """Lease the oldest queued render (or one whose lease lapsed) with claims left."""
         now = self._clock()
-        token = uuid.uuid4().hex
-        candidate = renders.alias("candidate")
-        pick = (
-            select(candidate.c.job_id)
-            .where(
-                or_(
-                    candidate.c.status == QUEUED,
-                    and_(candidate.c.status == RUNNING, candidate.c.lease_expires_at < now),
-                ),
-                candidate.c.attempts < MAX_ATTEMPTS,
-            )
-            .order_by(candidate.c.created_at, candidate.c.job_id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        stmt = (
-            update(renders)
-            .where(renders.c.job_id == pick)
-            .values(
-                status=RUNNING,
-                attempts=renders.c.attempts + 1,
-                lease_token=token,
-                lease_expires_at=now + lease_seconds,
-                updated_at=now,
-            )
-            .returning(*renders.c)
-        )
         with self._write() as conn:
-            row = conn.execute(stmt).first()
-        return None if row is None else _render(row)
+            claimed = self._queue.claim(
+                conn, now=now, lease_seconds=lease_seconds, values={"updated_at": now}
+            )
+        return None if claimed is None else _render(claimed.row)
 
     def renew(self, render: Render, lease_seconds: float) -> Render:
         """Push the lease ``lease_seconds`` past now, so a render longer than one lease is
         not claimed again by another worker. ``LeaseLost`` when the token no longer holds."""
         now = self._clock()
         with self._write() as conn:
-            result = conn.execute(
-                update(renders)
-                .where(self._fence(render))
-                .values(lease_expires_at=now + lease_seconds, updated_at=now)
+            row = self._queue.renew(
+                conn,
+                render.job_id,
+                render.lease_token,
+                expires_at=now + lease_seconds,
+                values={"updated_at": now},
             )
-        if result.rowcount != 1:
+        if row is None:
             raise LeaseLost(f"the render of job {render.job_id} is no longer leased by this worker")
         return render
 
     def finish(self, render: Render, *, file_key: str | None = None, error: str | None = None) -> bool:
-        """Succeeded with ``file_key``, or failed with ``error`` (queued again while attempts
+        """Succeeded with ``file_key``, or failed with ``error`` (queued again while claims
         remain). False when the lease was lost."""
         now = self._clock()
+        values: dict[str, Any]
         if error is None:
-            values = {"status": SUCCEEDED, "file_key": file_key, "error": None, "finished_at": now}
-        elif render.attempts < MAX_ATTEMPTS:
-            values = {"status": QUEUED, "error": error}
+            values = {
+                "status": RenderStatus.SUCCEEDED.value,
+                "file_key": file_key,
+                "error": None,
+                "finished_at": now,
+            }
+        elif render.attempts < self._max_attempts:
+            values = {"status": RenderStatus.QUEUED.value, "error": error}
         else:
-            values = {"status": FAILED, "error": error, "finished_at": now}
+            values = {"status": RenderStatus.FAILED.value, "error": error, "finished_at": now}
+        values |= {**self._queue.released(), "updated_at": now}
         with self._write() as conn:
-            result = conn.execute(
-                update(renders)
-                .where(self._fence(render))
-                .values(**values, lease_token=None, lease_expires_at=None, updated_at=now)
-            )
-        return result.rowcount == 1
-
-    @staticmethod
-    def _fence(render: Render) -> ColumnElement[bool]:
-        """Only the holder of the current lease may change a running render."""
-        return and_(
-            renders.c.job_id == render.job_id,
-            renders.c.lease_token == render.lease_token,
-            renders.c.status == RUNNING,
-        )
+            return self._queue.fenced_write(conn, render.job_id, render.lease_token, values)

@@ -16,8 +16,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from app.store.engine import SqlTables
 from app.store.schema import usage_counters
-from app.store.sql import SqlTables
 
 
 class UsageStore(ABC):

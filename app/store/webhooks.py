@@ -3,25 +3,45 @@
 Deliveries are queued by ``app.store.followups`` in the transaction that ends a job, with
 their body already rendered, and do not reference the job row: a pending delivery is sent
 even if the job is deleted meanwhile (it is removed once it settles).
-A sender claims a due one with a short lock (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
-the write lock on SQLite), sends it, then records the outcome fenced by the lock token;
-a sender that dies mid-send leaves the lock to expire and another one retries.
+The outbox is a ``LeaseQueue`` (``app.store.lease_queue`` has the locking model): a
+sender claims the most overdue pending delivery with a short lock (``lock_token``,
+``locked_until``), sends it, then records the outcome fenced by the lock token; a sender
+that dies mid-send leaves the lock to expire and another one retries.
 """
 
 from __future__ import annotations
 
 import secrets
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.sql.selectable import FromClause
 
+from app.domain import DeliveryStatus
+from app.store.engine import SqlTables
+from app.store.lease_queue import LeaseQueue
 from app.store.schema import deliveries, delivery_attempts, jobs, webhook_owners
-from app.store.sql import SqlTables
 
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+def _due(candidate: FromClause, now: float) -> ColumnElement[bool]:
+    """Pending, due, and not locked by a sender (or its lock lapsed)."""
+    return and_(
+        candidate.c.status == DeliveryStatus.PENDING.value,
+        candidate.c.next_attempt_at <= now,
+        or_(candidate.c.locked_until.is_(None), candidate.c.locked_until < now),
+    )
+
+
+DELIVERY_QUEUE = LeaseQueue(
+    table=deliveries,
+    id_column="id",
+    token_column="lock_token",
+    expiry_column="locked_until",
+    claimable=_due,
+    order_by=("next_attempt_at", "id"),
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +67,7 @@ class Delivery:
     event: str
     url: str
     owner: str
-    status: str
+    status: DeliveryStatus
     attempts: int
     next_attempt_at: float
     body: str | None
@@ -64,15 +84,14 @@ def owner_id(tenant: str, key_id: str | None) -> str:
     return key_id if key_id is not None else f"tenant:{tenant}"
 
 
-def _delivery(row: Any) -> Delivery:
-    m = row._mapping
+def _delivery(m: RowMapping) -> Delivery:
     return Delivery(
         id=m["id"],
         job_id=m["job_id"],
         event=m["event"],
         url=m["url"],
         owner=m["owner"],
-        status=m["status"],
+        status=DeliveryStatus(m["status"]),
         attempts=int(m["attempts"]),
         next_attempt_at=float(m["next_attempt_at"]),
         body=m["body"],
@@ -133,7 +152,7 @@ class WebhookStore(SqlTables):
             rows = conn.execute(
                 select(deliveries).where(deliveries.c.job_id == job_id).order_by(deliveries.c.created_at)
             ).all()
-            found = [_delivery(r) for r in rows]
+            found = [_delivery(r._mapping) for r in rows]
             if not found:
                 return []
             attempts = conn.execute(
@@ -152,39 +171,16 @@ class WebhookStore(SqlTables):
     def claim_due(self, lock_seconds: float) -> Delivery | None:
         """Lock the most overdue pending delivery for ``lock_seconds``; None when none is due."""
         now = self._clock()
-        token = uuid.uuid4().hex
-        candidate = deliveries.alias("candidate")
-        pick = (
-            select(candidate.c.id)
-            .where(
-                candidate.c.status == PENDING,
-                candidate.c.next_attempt_at <= now,
-                or_(candidate.c.locked_until.is_(None), candidate.c.locked_until < now),
-            )
-            .order_by(candidate.c.next_attempt_at, candidate.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        stmt = (
-            update(deliveries)
-            .where(deliveries.c.id == pick)
-            .values(lock_token=token, locked_until=now + lock_seconds, updated_at=now)
-            .returning(*deliveries.c)
-        )
         with self._write() as conn:
-            row = conn.execute(stmt).first()
-        return None if row is None else _delivery(row)
+            claimed = DELIVERY_QUEUE.claim(
+                conn, now=now, lease_seconds=lock_seconds, values={"updated_at": now}
+            )
+        return None if claimed is None else _delivery(claimed.row)
 
     def save_body(self, delivery: Delivery, body: str) -> bool:
         """Fix the body at the first attempt, so every retry sends the same bytes."""
         with self._write() as conn:
-            result = conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery.id, deliveries.c.lock_token == delivery.lock_token)
-                .values(body=body)
-            )
-        return result.rowcount == 1
+            return DELIVERY_QUEUE.fenced_write(conn, delivery.id, delivery.lock_token, {"body": body})
 
     @staticmethod
     def _job_exists(conn: Connection, job_id: str) -> bool:
@@ -201,7 +197,7 @@ class WebhookStore(SqlTables):
         duration_ms: float,
         status_code: int | None,
         error: str | None,
-        status: str,
+        status: DeliveryStatus,
         next_attempt_at: float | None = None,
     ) -> bool:
         """Log the attempt and set the delivery's new state, fenced by its lock token.
@@ -209,23 +205,21 @@ class WebhookStore(SqlTables):
         now = self._clock()
         attempt = delivery.attempts + 1
         values: dict[str, Any] = {
-            "status": status,
+            "status": status.value,
             "attempts": attempt,
             "last_status_code": status_code,
             "last_error": error,
-            "lock_token": None,
-            "locked_until": None,
+            **DELIVERY_QUEUE.released(),
             "updated_at": now,
         }
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
-        if status == DELIVERED:
+        if status is DeliveryStatus.DELIVERED:
             values["delivered_at"] = now
-        fence = and_(deliveries.c.id == delivery.id, deliveries.c.lock_token == delivery.lock_token)
         with self._write() as conn:
             # Settled after its job was deleted: nobody can read its log any more.
-            orphan = status != PENDING and not self._job_exists(conn, delivery.job_id)
-            if conn.execute(update(deliveries).where(fence).values(**values)).rowcount != 1:
+            orphan = status is not DeliveryStatus.PENDING and not self._job_exists(conn, delivery.job_id)
+            if not DELIVERY_QUEUE.fenced_write(conn, delivery.id, delivery.lock_token, values):
                 return False
             if orphan:
                 conn.execute(delete(deliveries).where(deliveries.c.id == delivery.id))

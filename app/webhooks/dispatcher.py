@@ -27,11 +27,12 @@ from collections.abc import Callable
 import httpx
 
 from app import __version__
+from app.domain import DeliveryStatus
 from app.errors import InvalidOptions, ServiceError
 from app.job_json import webhook_body
 from app.settings import Settings
 from app.store.base import JobStore
-from app.store.webhooks import DELIVERED, FAILED, PENDING, Delivery, WebhookStore
+from app.store.webhooks import Delivery, WebhookStore
 from app.webhooks import signing
 from app.webhooks.urls import Resolver, Target, parse_networks, pin, resolve
 
@@ -137,12 +138,13 @@ class Dispatcher:
         if body is None:
             body = self._legacy_body(delivery)
             if body is None:
-                self._finish(delivery, started, 0.0, None, "the job no longer exists", FAILED)
+                self._finish(delivery, started, 0.0, None, "the job no longer exists", DeliveryStatus.FAILED)
                 return
             self.hooks.save_body(delivery, body)
         owner = self.hooks.get_owner(delivery.owner)
         if owner is None:
-            self._finish(delivery, started, 0.0, None, "no signing secret for this delivery's owner", FAILED)
+            reason = "no signing secret for this delivery's owner"
+            self._finish(delivery, started, 0.0, None, reason, DeliveryStatus.FAILED)
             return
         raw = body.encode("utf-8")
         timestamp = int(self._clock())
@@ -168,16 +170,17 @@ class Dispatcher:
         duration_ms = (time.perf_counter() - t0) * 1000
         attempt = delivery.attempts + 1
         if error is None:
-            self._finish(delivery, started, duration_ms, status_code, None, DELIVERED)
+            self._finish(delivery, started, duration_ms, status_code, None, DeliveryStatus.DELIVERED)
             log.info("webhook %s delivered to %s", delivery.event, delivery.url, extra=extra)
         elif attempt >= self.settings.webhook_max_attempts:
-            self._finish(delivery, started, duration_ms, status_code, error, FAILED)
+            self._finish(delivery, started, duration_ms, status_code, error, DeliveryStatus.FAILED)
             log.warning(
                 "webhook %s failed after %d attempts: %s", delivery.event, attempt, error, extra=extra
             )
         else:
             delay = backoff_seconds(attempt, self.settings, retry_after=retry_after, jitter=self._rng())
-            self._finish(delivery, started, duration_ms, status_code, error, PENDING, self._clock() + delay)
+            retry_at = self._clock() + delay
+            self._finish(delivery, started, duration_ms, status_code, error, DeliveryStatus.PENDING, retry_at)
             log.info(
                 "webhook %s attempt %d: %s; retry in %.1fs",
                 delivery.event,
@@ -194,7 +197,7 @@ class Dispatcher:
         duration_ms: float,
         status_code: int | None,
         error: str | None,
-        status: str,
+        status: DeliveryStatus,
         next_attempt_at: float | None = None,
     ) -> None:
         recorded = self.hooks.record(

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 class RenderRunner:
     def __init__(self, store: JobStore, renders: RenderStore, blobs: BlobStore, settings: Settings) -> None:
-        from app.analysis.sandbox import SandboxLimits
+        from app.analysis.decode_sandbox import SandboxLimits
 
         self.store, self.renders, self.blobs, self.settings = store, renders, blobs, settings
         self.sandbox = SandboxLimits.from_settings(settings)
@@ -43,7 +43,8 @@ class RenderRunner:
 
         if not isinstance(store, SqlJobStore):
             return None
-        return cls(store, RenderStore(store.engine), blobs, settings)
+        renders = RenderStore(store.engine, max_attempts=settings.render_max_attempts)
+        return cls(store, renders, blobs, settings)
 
     def run_once(self) -> bool:
         """Render one requested video; False when none was waiting."""
@@ -68,7 +69,7 @@ class RenderRunner:
 
     def _render(self, render: Render) -> str:
         from app.analysis.limits import MediaLimits
-        from app.analysis.sandbox import render_in_sandbox
+        from app.analysis.render_sandbox import render_in_sandbox
 
         job = self.store.get_job(render.job_id)
         if job is None or job.status is not JobStatus.SUCCEEDED:

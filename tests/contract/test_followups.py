@@ -9,10 +9,10 @@ import threading
 
 import pytest
 
-from app.domain import JobError
+from app.domain import DeliveryStatus, JobError
 from app.errors import LeaseLost
 from app.store.sql import SqlJobStore
-from app.store.webhooks import DELIVERED, PENDING, WebhookStore
+from app.store.webhooks import WebhookStore
 from tests.contract.conftest import FakeClock
 from tests.contract.test_job_store import new_job
 
@@ -57,7 +57,9 @@ def test_final_states_queue_one_delivery_each(store: SqlJobStore, clock: FakeClo
     store.fail(again, JobError("boom", "x"), retryable=False)
     [delivery] = hooks.for_job(again.job.id)
     assert (
-        delivery.event == "job.failed" and delivery.status == PENDING and delivery.owner == "tenant:default"
+        delivery.event == "job.failed"
+        and delivery.status == DeliveryStatus.PENDING
+        and delivery.owner == "tenant:default"
     )
     third = store.claim("w", 30)
     assert third is not None
@@ -93,14 +95,19 @@ def test_claims_are_exclusive_and_recorded_with_the_lock(store: SqlJobStore, clo
     again = hooks.claim_due(60)
     assert again is not None, "an expired lock is retried by someone else"
     assert hooks.record(
-        again, started_at=clock.now, duration_ms=1, status_code=200, error=None, status=DELIVERED
+        again,
+        started_at=clock.now,
+        duration_ms=1,
+        status_code=200,
+        error=None,
+        status=DeliveryStatus.DELIVERED,
     )
     late = dataclasses.replace(again, lock_token="old")
     assert not hooks.record(
-        late, started_at=clock.now, duration_ms=1, status_code=500, error="x", status=PENDING
+        late, started_at=clock.now, duration_ms=1, status_code=500, error="x", status=DeliveryStatus.PENDING
     )
     [delivered] = hooks.for_job(again.job_id)
-    assert delivered.status == DELIVERED and [a.status_code for a in delivered.log] == [200]
+    assert delivered.status == DeliveryStatus.DELIVERED and [a.status_code for a in delivered.log] == [200]
 
 
 def test_deliveries_carry_the_job_json_and_outlive_the_job(store: SqlJobStore, clock: FakeClock) -> None:
@@ -122,12 +129,19 @@ def test_deliveries_carry_the_job_json_and_outlive_the_job(store: SqlJobStore, c
     settled = hooks.claim_due(60)
     assert settled is not None and settled.job_id == ids[0]
     assert hooks.record(
-        settled, started_at=clock.now, duration_ms=1, status_code=200, error=None, status=DELIVERED
+        settled,
+        started_at=clock.now,
+        duration_ms=1,
+        status_code=200,
+        error=None,
+        status=DeliveryStatus.DELIVERED,
     )
     for job_id in ids:
         assert store.delete_job(job_id)
     assert hooks.for_job(ids[0]) == [], "a settled delivery goes with its job"
-    assert [d.status for d in hooks.for_job(ids[1])] == [PENDING], "a pending one stays to be sent"
+    assert [d.status for d in hooks.for_job(ids[1])] == [DeliveryStatus.PENDING], (
+        "a pending one stays to be sent"
+    )
     retried = hooks.claim_due(60)
     assert retried is not None and retried.job_id == ids[1]
     assert hooks.record(
@@ -136,13 +150,18 @@ def test_deliveries_carry_the_job_json_and_outlive_the_job(store: SqlJobStore, c
         duration_ms=1,
         status_code=500,
         error="x",
-        status=PENDING,
+        status=DeliveryStatus.PENDING,
         next_attempt_at=clock.now + 100,
     )
     assert [d.attempts for d in hooks.for_job(ids[1])] == [1]
     last = hooks.claim_due(60)
     assert last is not None and last.job_id == ids[2]
     assert hooks.record(
-        last, started_at=clock.now, duration_ms=1, status_code=200, error=None, status=DELIVERED
+        last,
+        started_at=clock.now,
+        duration_ms=1,
+        status_code=200,
+        error=None,
+        status=DeliveryStatus.DELIVERED,
     )
     assert hooks.for_job(ids[2]) == [], "settled after the delete: removed"

@@ -32,9 +32,10 @@ from sqlalchemy import delete
 
 from app.domain import JobError, JobStatus, Lease, NewJob, VideoInfo
 from app.errors import LeaseLost
+from app.store.job_leases import ATTEMPTS_EXHAUSTED
 from app.store.schema import jobs as jobs_table
 from app.store.schema import results as results_table
-from app.store.sql import ATTEMPTS_EXHAUSTED, SqlJobStore
+from app.store.sql import SqlJobStore
 from tests.contract.conftest import FakeClock
 
 LEASE = 30.0

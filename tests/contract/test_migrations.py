@@ -11,8 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from app.store import migrate
+from app.store.engine import build_engine
 from app.store.schema import metadata
-from app.store.sql import build_engine
 
 
 def test_is_current_false_before_upgrade(empty_db_url: str) -> None:

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import event
 
 from app.store import migrate
-from app.store.sql import SqlJobStore, build_engine
+from app.store.engine import build_engine
+from app.store.sql import SqlJobStore
 from tests.contract.test_job_store import new_job
 
 

@@ -145,7 +145,10 @@ async def test_pending_answers_say_where_to_poll_and_head_works(service: Service
 def render_store(service: Service, clock: FakeClock | None = None) -> RenderStore:
     store = service.store
     assert isinstance(store, SqlJobStore)
-    return RenderStore(store.engine) if clock is None else RenderStore(store.engine, clock=clock)
+    attempts = service.settings.render_max_attempts
+    if clock is None:
+        return RenderStore(store.engine, max_attempts=attempts)
+    return RenderStore(store.engine, max_attempts=attempts, clock=clock)
 
 
 async def test_render_lease_renewal_is_fenced(service: Service, short_clip: Path) -> None:

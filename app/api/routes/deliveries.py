@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.auth import PrincipalDep
 from app.api.deps import SettingsDep, StoreDep, TenantDep
 from app.api.schemas import PROBLEM_RESPONSES
+from app.domain import DeliveryStatus
 from app.errors import NotFound
 from app.settings import Settings
 from app.store.webhooks import Delivery, WebhookStore, owner_id
@@ -68,9 +69,9 @@ def delivery_out(d: Delivery) -> DeliveryOut:
         id=d.id,
         event=d.event,
         url=d.url,
-        status=d.status,
+        status=d.status.value,
         attempts=d.attempts,
-        next_attempt_at=_ts(d.next_attempt_at) if d.status == "pending" else None,
+        next_attempt_at=_ts(d.next_attempt_at) if d.status is DeliveryStatus.PENDING else None,
         last_status_code=d.last_status_code,
         last_error=d.last_error,
         created_at=datetime.fromtimestamp(d.created_at, tz=UTC),

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import BlobsDep, SettingsDep, StoreDep, TenantDep
 from app.api.schemas import PROBLEM_RESPONSES, problem_response
-from app.domain import JobStatus
+from app.domain import JobStatus, RenderStatus
 from app.errors import JobNotFinished, NotFound, RenderFailed
 from app.store.renders import render_key, renders_dir
 
@@ -105,20 +105,21 @@ def get_annotated(
     renders: RenderStore = request.app.state.renders
     key = render_key(job.id, settings)
     render = renders.get(job.id)
-    if render is not None and render.status == "succeeded" and render.file_key == key:
+    if render is not None and render.status is RenderStatus.SUCCEEDED and render.file_key == key:
         path = renders_dir(settings) / key
         if path.is_file():
             return FileResponse(
                 path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"}
             )
-    if render is not None and render.status == "failed" and request.query_params.get("retry") != "1":
+    retry = request.query_params.get("retry") == "1"
+    if render is not None and render.status is RenderStatus.FAILED and not retry:
         raise RenderFailed(f"{render.error}; GET with ?retry=1 to queue it again")
-    if render is None or render.status in ("succeeded", "failed"):
+    if render is None or render.status in (RenderStatus.SUCCEEDED, RenderStatus.FAILED):
         if not job.blob_key:
             raise NotFound(f"job {job.id} has no stored video any more (deleted or expired)")
         render = renders.request(job.id)
         request.app.state.job_submitted.set()  # wake an idle embedded worker
-    body = RenderPending(job_id=job.id, status=render.status, attempts=render.attempts)
+    body = RenderPending(job_id=job.id, status=render.status.value, attempts=render.attempts)
     # On HEAD the server (uvicorn, or httpx's ASGITransport in tests) sends these headers, no body.
     return JSONResponse(
         body.model_dump(),

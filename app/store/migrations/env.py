@@ -13,8 +13,8 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from app.store.engine import build_engine, write_options
 from app.store.schema import metadata
-from app.store.sql import build_engine, write_options
 
 config = context.config
 target_metadata = metadata
