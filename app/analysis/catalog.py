@@ -9,155 +9,80 @@ side ``TRAIN_JITTER_SCALES[0]``, crop ``TEST_CROP_SIZE``); for X3D-XS/S that is 
 the value PySlowFast's configs give "if TEST.NUM_SPATIAL_CROPS: 1". With 3 crops the
 zoo protocol scales the short side to ``three_crop_size`` and takes three crops of that
 size (X3D-XS/S: 182, MViT: 224 because its input is fixed).
+
+A bad manifest entry is the operator's typo in one model: it is skipped, logged once
+and listed in ``Catalog.skipped``, and every other model stays available. Only a
+manifest that is not a ``{"models": [...]}`` JSON document is refused whole.
 """
 
 from __future__ import annotations
 
-import json
+import difflib
+import logging
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
+from app.analysis.builder_lookup import BuilderLookup, lookup_builder
 from app.analysis.lockfile import read_lock
+from app.analysis.manifest import MANIFEST_NAME, entry_to_spec, read_entries
 from app.analysis.spec import ModelSpec, clip_seconds, default_segment_seconds, read_labels
-from app.errors import ManifestInvalid, UnknownModel
+from app.errors import ManifestInvalid, UnknownModel, WeightsMissing
 
-__all__ = ["Catalog", "ModelSpec", "clip_seconds", "default_segment_seconds", "load_catalog", "read_labels"]
+__all__ = [
+    "Catalog",
+    "ModelSpec",
+    "SkippedEntry",
+    "builtin_names",
+    "clip_seconds",
+    "default_segment_seconds",
+    "load_catalog",
+    "missing_weights",
+    "read_labels",
+]
 
-MANIFEST_NAME = "manifest.json"
-_PACKAGE_DIR = Path(__file__).resolve().parent
-_ZOO_FILE = _PACKAGE_DIR / "zoo.json"
-_LABELS_DIR = _PACKAGE_DIR / "labels"
-BUILTIN_LABELSETS = {"kinetics400": "kinetics400.json", "ssv2": "ssv2.json"}
+log = logging.getLogger(__name__)
 
-
-class _Entry(BaseModel):
-    """Validation of one zoo.json / manifest.json entry (unknown keys are typos: refused)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    builder: str = Field(pattern=r"^pytorchvideo\.models\.[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-    builder_kwargs: dict[str, Any] = Field(default_factory=dict)
-    weights: str | None = None
-    url: str | None = None
-    checkpoint_key: str | None = "model_state"
-    labels: str | None = None
-    labelset: str = "kinetics400"
-    frames: int = Field(default=8, ge=1, le=512)
-    sampling_rate: int = Field(default=8, ge=1, le=512)
-    alpha: int | None = Field(default=None, ge=1)
-    short_side: int = Field(default=256, ge=8, le=4096)
-    crop: int = Field(default=256, ge=8, le=4096)
-    three_crop_size: int | None = Field(default=None, ge=8, le=4096)
-    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
-    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
-    output: Literal["probabilities", "logits"] = "logits"
-    channel_order: Literal["rgb", "bgr"] = "rgb"
-    top1: float | None = None
-    top5: float | None = None
-    params_m: float | None = None
-    gflops: float | None = None
-    description: str = ""
-    demo: bool = False
-
-    @field_validator("builder")
-    @classmethod
-    def _no_dunder(cls, value: str) -> str:
-        if "__" in value:
-            raise ValueError("builder must be a public function under pytorchvideo.models.")
-        return value
-
-    @field_validator("weights", "labels")
-    @classmethod
-    def _relative_file(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = Path(value).parts
-            if not value or Path(value).is_absolute() or ".." in parts or "\\" in value:
-                raise ValueError("must be a file name relative to the models directory")
-        return value
-
-    @field_validator("std")
-    @classmethod
-    def _positive_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if min(value) <= 0:
-            raise ValueError("std values must be > 0")
-        return value
+_ZOO_FILE = Path(__file__).resolve().parent / "zoo.json"
+FETCH_COMMAND = "python -m app models fetch"
 
 
-def _to_spec(raw: dict[str, Any], *, base: ModelSpec | None, source: str, models_dir: Path) -> ModelSpec:
-    """Validate ``raw`` (merged over ``base`` for a manifest override) into a ModelSpec."""
-    if base is not None:
-        known = set(_Entry.model_fields)
-        merged = {k: v for k, v in base.to_dict().items() if k in known and k != "labels"}
-        if "labels" in raw or "labelset" in raw:
-            merged.pop("labelset", None)
-        merged.update(raw)
-        raw = merged
-    try:
-        entry = _Entry.model_validate(raw)
-    except ValidationError as exc:
-        where = raw.get("name", "?") if isinstance(raw, dict) else "?"
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        raise ManifestInvalid(f"model entry {where!r} in {source}: {problems}") from exc
-    if entry.crop > entry.short_side:
-        raise ManifestInvalid(
-            f"model {entry.name!r}: crop {entry.crop} exceeds short_side {entry.short_side}"
-        )
-    if entry.alpha is not None and entry.frames // entry.alpha < 1:
-        raise ManifestInvalid(f"model {entry.name!r}: alpha {entry.alpha} leaves no slow-pathway frame")
-    labels_path, labels = _resolve_labels(
-        entry, builtin=base is None and source == "zoo.json", models_dir=models_dir
-    )
-    fields = entry.model_dump(exclude={"labels", "weights"})
-    return ModelSpec(
-        **fields,
-        weights=entry.weights or f"{entry.name}.pyth",
-        labels=labels,
-        labels_path=labels_path,
-        source="builtin" if source == "zoo.json" else "manifest",
-    )
+@dataclass(frozen=True)
+class SkippedEntry:
+    """A manifest entry left out of the catalog: its name (or position) and why."""
+
+    name: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "reason": self.reason}
 
 
-def _resolve_labels(entry: _Entry, *, builtin: bool, models_dir: Path) -> tuple[Path, str]:
-    if entry.labels is None or (builtin and entry.labels == BUILTIN_LABELSETS.get(entry.labelset)):
-        file = entry.labels or BUILTIN_LABELSETS.get(entry.labelset)
-        if file is None:
-            raise ManifestInvalid(f"model {entry.name!r}: labelset {entry.labelset!r} needs a 'labels' file")
-        return _LABELS_DIR / file, file
-    path = models_dir / entry.labels
-    if not path.is_file():
-        raise ManifestInvalid(f"model {entry.name!r}: labels file {entry.labels!r} not found in {models_dir}")
-    return path, entry.labels
-
-
-def _read_entries(path: Path) -> list[dict[str, Any]]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestInvalid(f"{path.name} is not readable JSON: {exc}") from exc
-    models = doc.get("models") if isinstance(doc, dict) else None
-    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
-        raise ManifestInvalid(f'{path.name} must be an object {{"models": [{{...}}, ...]}}')
-    return models
-
-
-@cache
-def _builtin_specs() -> tuple[ModelSpec, ...]:
-    return tuple(
-        _to_spec(raw, base=None, source="zoo.json", models_dir=_LABELS_DIR)
-        for raw in _read_entries(_ZOO_FILE)
+def missing_weights(spec: ModelSpec, models_dir: Path, *, why: str = "") -> WeightsMissing:
+    """The one ``weights_missing`` error (API submission, worker load, CLI) and its remedy."""
+    if spec.url:
+        remedy = f"run `{FETCH_COMMAND} {spec.name}` (it downloads {spec.url}) or copy the file there"
+    else:
+        remedy = f"copy {spec.weights} there"
+    return WeightsMissing(
+        f"weights file {spec.weights!r} for model {spec.name!r} not found in {models_dir}: {remedy}"
+        + (f"; {why}" if why else ""),
+        file=spec.weights,
+        models_dir=str(models_dir),
+        url=spec.url,
     )
 
 
 class Catalog:
     """The built-in zoo entries plus the operator's manifest, for one models directory."""
 
-    def __init__(self, specs: list[ModelSpec], models_dir: Path) -> None:
+    def __init__(
+        self, specs: list[ModelSpec], models_dir: Path, skipped: tuple[SkippedEntry, ...] = ()
+    ) -> None:
         self._specs = {spec.name: spec for spec in specs}
         self.models_dir = models_dir
+        self.skipped = skipped
 
     def names(self) -> list[str]:
         return list(self._specs)
@@ -166,11 +91,27 @@ class Catalog:
         try:
             return self._specs[name]
         except KeyError:
-            some = ", ".join(self.names()[:6])
-            raise UnknownModel(f"unknown model {name!r}; available models include: {some}") from None
+            raise UnknownModel(self._unknown_message(name)) from None
+
+    def _unknown_message(self, name: str) -> str:
+        """Models that can run here first, then the ones still waiting for weights."""
+        ready = [n for n, spec in self._specs.items() if self.weights_present(spec)]
+        waiting = [n for n in self._specs if n not in ready]
+        close = difflib.get_close_matches(name, self.names(), n=1)
+        parts = [f"unknown model {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")]
+        if ready:
+            parts.append(f"models with weights in {self.models_dir}: {', '.join(ready)}")
+        else:
+            parts.append(f"no model has weights in {self.models_dir} yet")
+        if waiting:
+            parts.append(f"models without weights (`{FETCH_COMMAND} NAME` first): {', '.join(waiting)}")
+        return "; ".join(parts)
 
     def weights_path(self, spec: ModelSpec) -> Path:
         return self.models_dir / spec.weights
+
+    def weights_present(self, spec: ModelSpec) -> bool:
+        return self.weights_path(spec).is_file()
 
     def describe(self) -> list[dict[str, Any]]:
         """JSON-able listing: specs, whether weights are present, recorded sha256.
@@ -183,19 +124,61 @@ class Catalog:
         items = []
         for spec in self._specs.values():
             item = spec.to_dict()
-            item["weights_present"] = self.weights_path(spec).is_file()
+            item["weights_present"] = self.weights_present(spec)
             item["sha256"] = lock.get(spec.weights)
             items.append(item)
         return items
 
 
+@cache
+def _builtin_specs() -> tuple[ModelSpec, ...]:
+    """zoo.json is ours and tested: any problem in it is a bug, raised, never skipped."""
+    return tuple(
+        entry_to_spec(raw, base=None, builtin=True, models_dir=_ZOO_FILE.parent)
+        for raw in read_entries(_ZOO_FILE)
+    )
+
+
+def builtin_names() -> list[str]:
+    """The zoo models every catalog starts with (a manifest entry of that name overrides)."""
+    return [spec.name for spec in _builtin_specs()]
+
+
+def _manifest_spec(raw: Any, known: dict[str, ModelSpec], models_dir: Path) -> ModelSpec:
+    name = raw.get("name") if isinstance(raw, dict) else None
+    base = known.get(name) if isinstance(name, str) else None
+    spec = entry_to_spec(raw, base=base, builtin=False, models_dir=models_dir)
+    if (base is None or spec.builder != base.builder) and lookup_builder(
+        spec.builder
+    ) is BuilderLookup.MISSING:
+        raise ManifestInvalid(f"model {spec.name!r}: builder {spec.builder!r} does not exist in pytorchvideo")
+    return spec
+
+
+def _entry_label(raw: Any, position: int) -> str:
+    name = raw.get("name") if isinstance(raw, dict) else None
+    return name if isinstance(name, str) and name else f"entry #{position}"
+
+
+@cache
+def _warn_once(manifest: str, mtime_ns: int, label: str, reason: str) -> None:
+    """Log a skipped entry once per manifest version, not on every catalog load."""
+    log.warning("model %r in %s skipped: %s", label, manifest, reason)
+
+
 def load_catalog(models_dir: Path) -> Catalog:
     """Built-in zoo entries, then ``<models_dir>/manifest.json`` (adds or overrides by name)."""
     specs = {spec.name: spec for spec in _builtin_specs()}
+    skipped: list[SkippedEntry] = []
     manifest = models_dir / MANIFEST_NAME
     if manifest.is_file():
-        for raw in _read_entries(manifest):
-            base = specs.get(str(raw.get("name", "")))
-            spec = _to_spec(raw, base=base, source=MANIFEST_NAME, models_dir=models_dir)
+        mtime_ns = manifest.stat().st_mtime_ns
+        for position, raw in enumerate(read_entries(manifest), start=1):
+            try:
+                spec = _manifest_spec(raw, specs, models_dir)
+            except ManifestInvalid as exc:
+                skipped.append(SkippedEntry(_entry_label(raw, position), exc.detail))
+                _warn_once(str(manifest), mtime_ns, skipped[-1].name, exc.detail)
+                continue
             specs[spec.name] = spec
-    return Catalog(list(specs.values()), models_dir)
+    return Catalog(list(specs.values()), models_dir, tuple(skipped))

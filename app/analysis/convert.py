@@ -1,15 +1,15 @@
 """PySlowFast checkpoints -> the zoo's pytorchvideo format (``{"model_state": ...}``).
 
-These source layouts are understood (ZOO.md section 5):
+These source layouts are understood (the map is tabled in docs/MODELS.md, "Checkpoint files"):
 
 * PySlowFast's PTV wrappers save pytorchvideo keys under a ``model.`` prefix
   (DataParallel adds ``module.``): the prefix goes, nothing else changes;
 * PySlowFast's native ResNet/SlowFast/X3D modules (``s1.pathway0_stem.conv``,
   ``s2.pathway0_res0.branch2.a_bn``, ``s1_fuse.conv_f2s``, ``head.projection`` ...) are
-  renamed with the section 5.2 map. Which pytorchvideo block a native stage lands in
+  renamed with that map. Which pytorchvideo block a native stage lands in
   is read off the target model (C2D/I3D have an extra pooling block after stage 2);
 * PySlowFast's native MViT (``patch_embed.proj``, ``cls_token``, ``pos_embed_*``,
-  ``norm``, ``head.projection``; the section 5.2 MViT row) with its fused
+  ``norm``, ``head.projection``; the map's MViT row) with its fused
   ``attn.qkv`` split into pytorchvideo's ``attn.q/k/v``: PySlowFast reshapes the qkv
   output to ``(B, N, 3, heads, head_dim)``, so the rows are q, then k, then v. Both
   project before pooling (PySlowFast ``POOL_FIRST: False``, pytorchvideo

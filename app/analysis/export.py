@@ -1,6 +1,6 @@
 """Portable artifacts of a catalog model (ONNX, TorchScript, torch.export), verified.
 
-Export makes three changes that leave the arithmetic alone (ZOO.md section 3):
+Export makes three changes that leave the arithmetic alone (docs/MODELS.md, "Checkpoint files"):
 
 * pytorchvideo's ``Swish`` (a custom ``autograd.Function``, which neither tracing nor
   ONNX can record) becomes ``nn.SiLU`` (the same function);

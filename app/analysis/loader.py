@@ -4,12 +4,14 @@ Every path either loads the exact weights the catalog names (strict keys and sha
 recorded sha256) or raises a coded error: a random init is never served. The cache is
 an LRU bounded by parameter+buffer bytes, keyed by the spec, the file's identity
 (size, mtime) and the device, so a job never rebuilds a model the worker already holds.
+With ``auto_fetch`` (``VAS_AUTO_FETCH``) a missing zoo file is downloaded on first use
+(``fetch.py``: hash-checked, atomic); offline that is still a ``weights_missing`` error.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -20,9 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from app.analysis.catalog import missing_weights
+from app.analysis.fetch import fetch_weights
 from app.analysis.lockfile import file_sha256, read_lock, record_sha256
+from app.analysis.pytorchvideo_import import import_pytorchvideo_module
 from app.analysis.spec import ModelSpec
-from app.errors import ManifestInvalid, WeightsInvalid, WeightsMissing
+from app.errors import ManifestInvalid, WeightsInvalid
 
 __all__ = [
     "LoadedModel",
@@ -32,6 +37,8 @@ __all__ = [
     "read_state_dict",
     "record_sha256",
 ]
+
+log = logging.getLogger(__name__)
 
 _BUILDER_PREFIX = "pytorchvideo.models."
 _SHOW = 5
@@ -64,7 +71,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
         )
     module_name, _, attr = spec.builder.rpartition(".")
     try:
-        builder = getattr(importlib.import_module(module_name), attr)
+        builder = getattr(import_pytorchvideo_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ManifestInvalid(f"model {spec.name!r}: builder {spec.builder!r} not found") from exc
     kwargs = _tuples(dict(spec.builder_kwargs))
@@ -145,24 +152,31 @@ def _nbytes(model: nn.Module) -> int:
 class ModelLoader:
     """Loads catalog models from one models directory onto one device, with a byte-bounded LRU."""
 
-    def __init__(self, models_dir: Path, *, device: str = "cpu", cache_bytes: int = 2 * 1024**3) -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        *,
+        device: str = "cpu",
+        cache_bytes: int = 2 * 1024**3,
+        auto_fetch: bool = False,
+        fetch_timeout: float = 30.0,
+    ) -> None:
         self.models_dir, self.device, self.cache_bytes = models_dir, device, cache_bytes
+        self.auto_fetch, self.fetch_timeout = auto_fetch, fetch_timeout
         self._cache: OrderedDict[tuple[Any, ...], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
     def weights_path(self, spec: ModelSpec) -> Path:
+        """The weights file, downloaded first when missing and ``auto_fetch`` allows it."""
         path = self.models_dir / spec.weights
-        if not path.is_file():
-            where = (
-                f"download {spec.url} into {self.models_dir}" if spec.url else f"put it in {self.models_dir}"
-            )
-            raise WeightsMissing(
-                f"weights file {spec.weights!r} for model {spec.name!r} not found: {where} "
-                f"(or run `python -m app models fetch {spec.name}`)",
-                file=spec.weights,
-                models_dir=str(self.models_dir),
-                url=spec.url,
-            )
+        if path.is_file():
+            return path
+        if not (self.auto_fetch and spec.url):
+            raise missing_weights(spec, self.models_dir)
+        log.info("fetching %s for model %s from %s (auto_fetch)", spec.weights, spec.name, spec.url)
+        fetched = fetch_weights(spec, self.models_dir, timeout=self.fetch_timeout)
+        if fetched is not None:
+            log.info("fetched %s: %d bytes, sha256 %s", spec.weights, fetched.size, fetched.sha256)
         return path
 
     def load(self, spec: ModelSpec) -> LoadedModel:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,10 +98,20 @@ def test_clip_duration_and_default_segment(tmp_path: Path) -> None:
     assert tiny.default_segment_seconds == 1.0
 
 
-def test_unknown_model_lists_valid_names(tmp_path: Path) -> None:
-    with pytest.raises(UnknownModel, match="x3d_xs") as info:
-        load_catalog(tmp_path).get("nope")
+def test_unknown_model_lists_the_models_with_weights_first(tmp_path: Path) -> None:
+    """Issue 12: the error named six models that could not run and left out the one that could."""
+    (tmp_path / "SLOW_8x8_R50.pyth").write_bytes(b"weights")
+    with pytest.raises(UnknownModel) as info:
+        load_catalog(tmp_path).get("x3d_ss")
+    detail = info.value.detail
     assert info.value.code == "unknown_model"
+    ready, waiting = detail.split("; models without weights")
+    assert ready.endswith(f"models with weights in {tmp_path}: slow_r50")
+    assert "did you mean 'x3d_s'?" in ready
+    assert "models fetch NAME" in waiting
+    assert all(name in waiting for name in K400 - {"slow_r50"})  # every other model, not the first six
+    with pytest.raises(UnknownModel, match=re.escape(f"no model has weights in {tmp_path / 'empty'} yet")):
+        load_catalog(tmp_path / "empty").get("nope")
 
 
 def test_manifest_adds_the_demo_entry(tmp_path: Path) -> None:
@@ -133,24 +145,85 @@ def test_omitted_fields_get_defaults(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("entry", "match"),
-    [
-        ({"name": "evil", "builder": "os.system"}, "builder"),
-        ({"name": "evil", "builder": "pytorchvideo.models.__builtins__.eval"}, "builder"),
-        ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "weights": "../x.pyth"}, "weights"),
-        ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "labels": "missing.json"}, "missing.json"),
-        ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "frmaes": 8}, "frmaes"),
-        ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "crop": 300}, "exceeds"),
-        ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "labelset": "other"}, "labels"),
-        ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "output": "softmax"}, "output"),
-    ],
-)
-def test_bad_manifest_entries_are_refused(tmp_path: Path, entry: dict[str, object], match: str) -> None:
-    write_manifest(tmp_path, entry)
-    with pytest.raises(ManifestInvalid, match=match) as info:
+GOOD_ENTRY = {"name": "mine", "builder": "pytorchvideo.models.hub.slow_r50"}
+BAD_ENTRIES = [
+    ({"name": "evil", "builder": "os.system"}, "evil", "builder"),
+    ({"name": "evil", "builder": "pytorchvideo.models.__builtins__.eval"}, "evil", "builder"),
+    ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "weights": "../x.pyth"}, "x", "weights"),
+    (
+        {"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "labels": "missing.json"},
+        "x",
+        "missing.json",
+    ),
+    ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "frmaes": 8}, "x", "frmaes"),
+    ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "crop": 300}, "x", "exceeds"),
+    ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "labelset": "other"}, "x", "labels"),
+    ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "output": "softmax"}, "x", "output"),
+    ({"name": "nobuilder"}, "nobuilder", "builder: Field required"),
+    ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "frames": "eight"}, "x", "frames"),
+    ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "frames": "8"}, "x", "frames"),
+    ({"name": "x", "builder": "pytorchvideo.models.hub.x3d_s", "mean": [0.4, 0.4]}, "x", "mean"),
+    ({"name": "typo", "builder": "pytorchvideo.models.hub.x3d_sss"}, "typo", "does not exist"),
+    ({"name": "typo", "builder": "pytorchvideo.models.nomodule.f"}, "typo", "does not exist"),
+    ({"builder": "pytorchvideo.models.hub.x3d_s"}, "entry #1", "name: Field required"),
+    (["not", "an", "object"], "entry #1", "not a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("entry", "name", "match"), BAD_ENTRIES)
+def test_a_bad_manifest_entry_is_skipped_by_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, entry: object, name: str, match: str
+) -> None:
+    """Issue 12 item 13: one bad entry made the whole catalog (and `models list`) fail."""
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": [entry, GOOD_ENTRY]}))
+    with caplog.at_level("WARNING", logger="app.analysis.catalog"):
+        catalog = load_catalog(tmp_path)
+    assert [s.name for s in catalog.skipped] == [name]
+    assert match in catalog.skipped[0].reason
+    assert "mine" in catalog.names() and set(catalog.names()) >= K400
+    assert [r.getMessage() for r in caplog.records] == [
+        f"model {name!r} in {tmp_path / 'manifest.json'} skipped: {catalog.skipped[0].reason}"
+    ]
+
+
+def test_a_malformed_labels_file_skips_only_its_entry(tmp_path: Path) -> None:
+    (tmp_path / "mine_labels.json").write_text('{"0": "a"}')
+    write_manifest(tmp_path, {**GOOD_ENTRY, "labels": "mine_labels.json", "labelset": "mine"})
+    catalog = load_catalog(tmp_path)
+    assert [(s.name, "non-empty JSON array" in s.reason) for s in catalog.skipped] == [("mine", True)]
+
+
+def test_a_skipped_entry_is_logged_once_per_manifest_version(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_manifest(tmp_path, {"name": "once", "builder": "os.system"})
+    with caplog.at_level("WARNING", logger="app.analysis.catalog"):
         load_catalog(tmp_path)
-    assert info.value.code == "manifest_invalid"
+        load_catalog(tmp_path)  # workers read the catalog per job: one warning, not one per job
+        assert len(caplog.records) == 1
+        write_manifest(tmp_path, {"name": "once", "builder": "os.system"}, {"name": "twice"})
+        os.utime(tmp_path / "manifest.json", ns=(0, 10**18))
+        assert {s.name for s in load_catalog(tmp_path).skipped} == {"once", "twice"}
+    assert len(caplog.records) == 3
+
+
+def test_a_bad_override_leaves_the_builtin_model_as_it_was(tmp_path: Path) -> None:
+    write_manifest(tmp_path, {"name": "x3d_s", "crop": 999}, {"name": "x3d_m", "crop": 200})
+    catalog = load_catalog(tmp_path)
+    assert [s.name for s in catalog.skipped] == ["x3d_s"]
+    assert catalog.get("x3d_s").crop == 160 and catalog.get("x3d_s").source == "builtin"
+    assert catalog.get("x3d_m").crop == 200
+
+
+def test_models_list_shows_a_skipped_entry_and_still_lists(tmp_path: Path) -> None:
+    write_manifest(tmp_path, {"name": "broken", "builder": "pytorchvideo.models.hub.x3d_s", "frames": -1})
+    env = {**os.environ, "VAS_MODELS_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "models", "list"], capture_output=True, text=True, env=env, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "manifest entry 'broken' skipped: model 'broken' in manifest.json: frames:" in out.stderr
+    assert "x3d_s" in out.stdout and "broken" not in out.stdout
 
 
 def test_malformed_manifest_file(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ import torch
 from app.__main__ import main
 from app.analysis.convert import convert, native_to_ptv
 
-# The inverse of ZOO.md section 5.2, written independently of app.analysis.convert.
+# The inverse of the PySlowFast -> pytorchvideo key map (docs/MODELS.md, "Checkpoint files"),
+# written independently of app.analysis.convert.
 _TAIL = [
     (r"branch1_conv\.(.+)", r"branch1.\1"),
     (r"branch1_norm\.(.+)", r"branch1_bn.\1"),
@@ -171,7 +172,7 @@ def test_the_report_lists_every_key_and_cli_json_has_them_all(
     assert doc["ok"] and doc["out"] == str(out) and len(doc["sha256"]) == 64 and doc["unmapped"] == []
 
 
-# The inverse of ZOO.md section 5.2's MViT row, written independently of app.analysis.convert:
+# The inverse of that map's MViT row, written independently of app.analysis.convert:
 # PySlowFast fuses q, k and v into one ``attn.qkv`` whose output rows are q, then k, then v.
 _MVIT_TOP = {
     "patch_embed.patch_model": "patch_embed.proj",

@@ -10,7 +10,7 @@ import torch
 from app.analysis.catalog import ModelSpec, load_catalog
 from app.analysis.loader import build_model, fresh_inputs
 
-# Params (M) from docs/source/model_zoo.md / ZOO.md section 1.2 (4x16 entries from the zoo table).
+# Params (M) from pytorchvideo's docs/source/model_zoo.md (4x16 entries from the zoo table).
 ZOO_PARAMS_M = {
     "x3d_xs": 3.79, "x3d_s": 3.79, "x3d_m": 3.79, "x3d_l": 6.15, "slow_r50": 32.45, "slow_r50_4x16": 32.45,
     "c2d_r50": 24.33, "i3d_r50": 28.04, "slowfast_r50": 34.57, "slowfast_r50_4x16": 34.48,
