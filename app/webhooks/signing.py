@@ -39,7 +39,8 @@ or `job.canceled`) and `delivery_id`. Headers:
 
 To verify: recompute over the raw body bytes (before any JSON parsing), compare in constant
 time, and reject timestamps far from your clock (e.g. more than 5 minutes). Any 2xx answer
-is success; anything else is retried with exponential backoff.
+is success; anything else, or no status line and headers within the send's deadline
+(`VAS_WEBHOOK_TIMEOUT_SECONDS`, 10 s by default), is retried with exponential backoff.
 """
 
 

@@ -1,6 +1,7 @@
 """Webhook target validation: http(s) only, and no loopback, private, link-local,
 multicast or reserved addresses unless a network is allowed in settings
-(``webhook_allowed_networks``).
+(``webhook_allowed_networks``); IPv6 forms of IPv4 addresses are judged by the IPv4
+address they carry (``app.webhooks.addresses``).
 
 At submission (``validate_url``) a literal address must be allowed and a name that
 resolves must resolve only to allowed addresses; a name that does not resolve (yet:
@@ -20,9 +21,8 @@ from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
 from app.errors import InvalidOptions
+from app.webhooks.addresses import Address, Network, refusal
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 MAX_URL_LENGTH = 2048
 
@@ -45,12 +45,6 @@ def resolve(host: str, port: int) -> list[str]:
     """The host's addresses in the resolver's order of preference, without repeats."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _public(address: Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
 
 
 def _parse(url: str, field: str) -> tuple[str, SplitResult, int]:
@@ -78,11 +72,10 @@ def _literal(host: str) -> Address | None:
 
 def _check(addresses: Sequence[str], allowed: Sequence[Network], field: str) -> None:
     for text in addresses:
-        address = ipaddress.ip_address(text.split("%")[0])
-        if not _public(address) and not any(address in net for net in allowed):
+        reason = refusal(ipaddress.ip_address(text.split("%")[0]), allowed)
+        if reason is not None:
             raise InvalidOptions(
-                f"{field} resolves to {address}, a loopback/private/reserved address "
-                "(allow its network with VAS_WEBHOOK_ALLOWED_NETWORKS)"
+                f"{field} resolves to {reason} (allow its network with VAS_WEBHOOK_ALLOWED_NETWORKS)"
             )
 
 
@@ -92,6 +85,8 @@ def _addresses(host: str, port: int, field: str, resolver: Resolver) -> list[str
         return [str(literal)]
     try:
         found = resolver(host, port)
+    except TimeoutError as exc:
+        raise InvalidOptions(f"{field} host {host!r} did not resolve in time") from exc
     except (OSError, UnicodeError) as exc:
         raise InvalidOptions(f"{field} host {host!r} does not resolve") from exc
     if not found:

@@ -4,10 +4,8 @@ durability across a restart and a job's deletion, target validation and pinning.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import http.server
 import json
 import shutil
 import ssl
@@ -15,11 +13,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from app.domain import JobError
@@ -31,50 +27,11 @@ from app.webhooks.urls import Resolver, resolve
 from app.worker.runner import Worker
 from tests.conftest import skip_or_fail
 from tests.integration.conftest import Service, assert_problem, submit
+from tests.integration.receivers import Receiver, serving
 
 pytestmark = pytest.mark.anyio
 
 LOOPBACK = {"webhook_allowed_networks": "127.0.0.0/8", "webhook_backoff_seconds": 0.05}
-
-
-@dataclass
-class Receiver:
-    """Answers ``codes`` in turn (then 200) and records every request."""
-
-    codes: list[int] = field(default_factory=list)
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
-
-    def handle(self, headers: dict[str, str], body: bytes) -> int:
-        self.requests.append((headers, body))
-        return self.codes.pop(0) if self.codes else 200
-
-
-@contextlib.contextmanager
-def serving(rec: Receiver, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> Iterator[int]:
-    """Run ``rec`` on a loopback port (HTTPS with ``tls``); yields the port."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            code = rec.handle({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(code)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer((host, 0), Handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
@@ -93,7 +50,9 @@ def readme_verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
     return fresh and hmac.compare_digest("v1=" + expected, headers["x-vas-signature"])
 
 
-def dispatcher(service: Service, resolver: Resolver = resolve, transport: Any = None) -> Dispatcher:
+def dispatcher(
+    service: Service, resolver: Resolver = resolve, ssl_context: ssl.SSLContext | None = None
+) -> Dispatcher:
     store = service.store
     assert isinstance(store, SqlJobStore)
     return Dispatcher(
@@ -101,7 +60,7 @@ def dispatcher(service: Service, resolver: Resolver = resolve, transport: Any = 
         hooks=WebhookStore(store.engine),
         settings=service.settings,
         resolver=resolver,
-        transport=transport,
+        ssl_context=ssl_context,
     )
 
 
@@ -177,7 +136,6 @@ async def test_signed_delivery_is_retried_until_accepted(
     assert [a["status_code"] for a in log["log"]] == [500, 503, 200]
     assert [a["error"] for a in log["log"]] == ["HTTP 500", "HTTP 503", None]
     assert not sender.run_once(), "nothing left to send"
-    sender.close()
 
 
 @pytest.mark.settings(**LOOPBACK, webhook_max_attempts=2)
@@ -198,7 +156,6 @@ async def test_gives_up_after_max_attempts_and_logs_connection_errors(
     [log] = await deliveries(service, job_id)
     assert log["event"] == "job.failed" and log["status"] == "failed" and log["attempts"] == 2
     assert all(a["status_code"] is None and "Connect" in a["error"] for a in log["log"])
-    sender.close()
 
 
 @pytest.mark.settings(**LOOPBACK)
@@ -224,7 +181,6 @@ async def test_default_url_per_key_canceled_event_and_opt_out(
     assert rotated != old and rotated.startswith("whsec_")
     cleared = await service.client.put("/v1/webhook", json={"default_url": None})
     assert cleared.json()["default_url"] is None
-    sender.close()
 
 
 @pytest.mark.settings(**LOOPBACK)
@@ -236,7 +192,6 @@ async def test_deliveries_survive_a_restart_and_the_worker_sends_them(
     await service.client.delete(f"/v1/jobs/{job_id}")
     first = dispatcher(service)
     assert first.run_once() and len(receiver.requests) == 1
-    first.close()
 
     # A new process: fresh store on the same database, the worker's own delivery thread.
     fresh = SqlJobStore(service.settings.resolved_database_url)
@@ -313,7 +268,6 @@ async def test_send_checks_the_name_again_and_connects_to_the_checked_address(
     [pending] = await deliveries(service, job_id)
     assert pending["status"] == "pending" and pending["attempts"] == 1
     assert "does not resolve" in pending["log"][0]["error"]
-    offline.close()
 
     def rebinding(host: str, port: int) -> list[str]:
         return ["127.0.0.1", "169.254.169.254"] if host == "receiver.invalid" else []
@@ -323,7 +277,6 @@ async def test_send_checks_the_name_again_and_connects_to_the_checked_address(
     [refused] = await deliveries(service, job_id)
     assert refused["attempts"] == 2 and "169.254.169.254" in refused["log"][1]["error"]
     assert receiver.requests == []
-    rebound.close()
 
     pinned = dispatcher(service, resolver=lambda host, port: ["127.0.0.1"])
     drain(pinned, lambda: len(receiver.requests) == 1)
@@ -331,7 +284,6 @@ async def test_send_checks_the_name_again_and_connects_to_the_checked_address(
     assert headers["host"] == f"receiver.invalid:{port}", "the name travels in Host, the address was pinned"
     [delivered] = await deliveries(service, job_id)
     assert delivered["status"] == "delivered" and delivered["attempts"] == 3
-    pinned.close()
 
 
 @pytest.mark.settings(**LOOPBACK)
@@ -347,13 +299,11 @@ async def test_send_moves_on_to_the_next_checked_address_that_connects(
 
     unreachable = dispatcher(service, resolver=lambda host, port: ["127.0.0.2", "127.0.0.3"])
     send_one(unreachable)
-    unreachable.close()
     [pending] = await deliveries(service, job_id)
     assert pending["status"] == "pending" and "ConnectError" in pending["log"][0]["error"]
 
     second = dispatcher(service, resolver=lambda host, port: ["127.0.0.2", "127.0.0.1"])
     drain(second, lambda: len(receiver.requests) == 1)
-    second.close()
     assert receiver.requests[0][0]["host"] == f"receiver.invalid:{port}"
     [delivered] = await deliveries(service, job_id)
     assert delivered["status"] == "delivered" and delivered["attempts"] == 2, delivered
@@ -385,10 +335,9 @@ async def test_pinned_https_keeps_the_name_for_sni_and_the_certificate(
         sender = dispatcher(
             service,
             resolver=lambda host, port: ["127.0.0.1"],
-            transport=httpx.HTTPTransport(verify=client_tls),
+            ssl_context=client_tls,
         )
         drain(sender, lambda: len(rec.requests) == 1)
-        sender.close()
     assert sni == [name] and rec.requests[0][0]["host"] == f"{name}:{port}"
     [log] = await deliveries(service, job_id)
     assert log["status"] == "delivered", log
@@ -444,4 +393,3 @@ async def test_each_api_key_signs_with_its_own_secret(
         assert signing.verify(secrets[key], sig, ts, body)
         other = second if key == first else first
         assert not signing.verify(secrets[other], sig, ts, body)
-    sender.close()
