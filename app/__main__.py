@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from app.data_dir import ensure_data_dir
+from app.errors import DataDirUnusable
 from app.logs import configure_logging
 from app.settings import Settings
 
@@ -21,8 +23,14 @@ log = logging.getLogger("app")
 def _migrate(settings: Settings) -> None:
     from app.store.migrate import upgrade
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
+
+
+def _prepare(settings: Settings) -> None:
+    """What serve and worker do first: a usable data dir, then the schema if auto_migrate."""
+    ensure_data_dir(settings.data_dir)
+    if settings.auto_migrate:
+        _migrate(settings)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -36,8 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["embedded_worker"] = False
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.log_level, settings.log_json)
-    if settings.auto_migrate:
-        _migrate(settings)
+    _prepare(settings)
     mode = "with an embedded worker" if settings.embedded_worker else "API only (run `python -m app worker`)"
     log.info(
         "serving on http://%s:%d %s; database %s",
@@ -63,16 +70,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    _prepare(settings)  # before torch is imported: a bad data dir fails in a second
+
     from app.analysis.engine import Analyzer
     from app.blobs import LocalBlobStore
     from app.metrics import Metrics, serve_worker_metrics
     from app.store.factory import open_store
     from app.worker.multi import worker_class
 
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_json)
-    if settings.auto_migrate:
-        _migrate(settings)
     store = open_store(settings)
     metrics = Metrics()
     if settings.metrics_port:
@@ -101,6 +108,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
+    ensure_data_dir(settings.data_dir)
     _migrate(settings)
     log.info("migrations applied to %s", settings.resolved_database_url.split("@")[-1])
     return 0
@@ -128,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except DataDirUnusable as exc:  # a configuration fault: one line, no traceback
+        print(f"vas {args.command}: cannot start: {exc.detail}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app import __version__
 from app.api import problems
@@ -62,11 +63,15 @@ def create_app(
             if own_store:
                 app.state.store.close()
 
-    app = FastAPI(
+    # /docs loads Swagger UI from this service (/static-offline-docs), not a CDN: it works
+    # air-gapped. No ReDoc: its page fetches a logo from redocly's CDN (pages.py redirects).
+    app = FastAPIOffline(
         title="Video analysis service",
         version=__version__,
         description="Upload a video, get per-segment action labels from PyTorchVideo model-zoo classifiers.",
         lifespan=lifespan,
+        redoc_url=None,
+        favicon_url="/favicon.ico",
     )
     app.state.settings = settings
     app.state.store = store or open_store(settings)

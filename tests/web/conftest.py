@@ -50,7 +50,8 @@ def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live
     marker = request.node.get_closest_marker("settings")
     overrides: dict[str, Any] = dict(marker.kwargs) if marker else {}
     model = "demo_motion"  # committed (models/DEMO_MODEL.md); tests/known_answer checks it is there
-    settings = make_settings(tmp_path, DEMO_MODELS, default_model=model, poll_interval=0.1, **overrides)
+    values: dict[str, Any] = {"default_model": model, "poll_interval": 0.1, **overrides}
+    settings = make_settings(tmp_path, DEMO_MODELS, **values)
     app = create_app(settings, embedded_worker=True, analyzer_factory=lambda: shared_analyzer(settings))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -93,11 +93,29 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// h:mm:ss or m:ss, hours only when there are any.
+function clock(totalSeconds, secondsText) {
+  const h = Math.floor(totalSeconds / 3600);
+  const m = Math.floor((totalSeconds % 3600) / 60);
+  return h ? `${h}:${String(m).padStart(2, "0")}:${secondsText}` : `${m}:${secondsText}`;
+}
+
+// A position in a video, to a tenth of a second: "4.5 s", "1:20.5", "1:02:03.0".
 function seconds(value) {
   if (value === null || value === undefined) return "–";
+  const tenths = Math.round(10 * Math.max(0, Number(value)));
+  if (tenths < 600) return `${(tenths / 10).toFixed(1)} s`;
+  const whole = Math.floor(tenths / 10);
+  return clock(whole, `${String(whole % 60).padStart(2, "0")}.${tenths % 10}`);
+}
+
+// A video's length, as a person says it: "8.4 s", "42 s", "1:20", "1:02:03".
+function duration(value) {
+  if (value === null || value === undefined) return "–";
   const s = Math.max(0, Number(value));
-  const m = Math.floor(s / 60);
-  return m ? `${m}:${(s - 60 * m).toFixed(1).padStart(4, "0")}` : `${s.toFixed(1)} s`;
+  if (s < 9.95) return `${s.toFixed(1)} s`;
+  const whole = Math.round(s);
+  return whole < 60 ? `${whole} s` : clock(whole, String(whole % 60).padStart(2, "0"));
 }
 
 function percent(score) {

@@ -29,9 +29,12 @@ async function loadModels() {
   const body = await apiJson("/v1/models");
   const items = body.items.slice().sort((a, b) => (b.weights_present - a.weights_present) || a.name.localeCompare(b.name));
   for (const m of items) {
-    const label = m.weights_present ? m.name : `${m.name} (weights missing)`;
-    select.append(el("option", { value: m.name }, label));
+    const notes = [m.name === body.default_model ? "default" : "", m.weights_present ? "" : "weights missing"];
+    const note = notes.filter(Boolean).join(", ");
+    select.append(el("option", { value: m.name }, note ? `${m.name} (${note})` : m.name));
   }
+  // What the server would pick for a job that names no model, not merely the first listed.
+  if (items.some((m) => m.name === body.default_model)) select.value = body.default_model;
 }
 
 // XMLHttpRequest, because fetch() cannot report upload progress.
@@ -92,7 +95,7 @@ async function refreshJobs() {
           job.error ? el("div", { class: "muted" }, job.error.code) : null),
         el("td", {}, progress, ` ${Math.round(100 * job.progress)}%`),
         el("td", {}, job.model),
-        el("td", {}, seconds(job.video && job.video.duration)),
+        el("td", {}, duration(job.video && job.video.duration)),
         el("td", {}, new Date(job.created_at).toLocaleString()));
     }));
     document.getElementById("jobs-error").textContent = "";
