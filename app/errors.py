@@ -19,9 +19,13 @@ ServiceError
  │    │    └── ProbeTimeout      the probe ran past probe_timeout_seconds (code: probe_timeout)
  │    ├── Unauthorized       no, unknown or revoked API key (code: unauthorized; 401 + WWW-Authenticate)
  │    ├── RateLimited        a per-tenant limit was reached (code: rate_limited; 429 + Retry-After)
+ │    ├── UploadTimeout      the upload body stalled past upload_read_timeout_seconds (code: upload_timeout; 408)
+ │    ├── IdempotencyKeyReused  an Idempotency-Key sent again with a different request (code: idempotency_key_reused)
  │    └── BadUpload          malformed multipart body, missing/duplicate file part (code: bad_upload)
  ├── Unavailable             database or storage unreachable right now (code: unavailable)
+ │    └── InsufficientStorage  the disk of the videos or the database is full (code: insufficient_storage; 507)
  ├── LeaseLost               a worker's lease token no longer owns the job (never shown to clients)
+ ├── DataDirUnusable         serve/worker/migrate cannot create or write the data dir (code: data_dir_unusable)
  └── AnalysisError           a job failed inside the engine; ``retryable`` says if another attempt may help
       ├── WeightsMissing     weights file absent from the models dir (code: weights_missing)
       ├── WeightsInvalid     hash or key/shape mismatch (code: weights_invalid)
@@ -31,7 +35,8 @@ ServiceError
       ├── DecoderFault       the sandboxed decode child failed; retried, then the job fails with its code
       │    ├── DecoderCrashed        killed by a signal or died unexpectedly (code: decoder_crashed)
       │    ├── DecoderTimeout        over its wall-clock allowance (code: timeout)
-      │    └── DecoderResourceLimit  over its memory or CPU-time limit (code: resource_limit)
+      │    └── DecoderResourceLimit  over its memory or CPU-time limit (code: resource_limit; not retried)
+      ├── JobTimeout         the whole job ran past its wall-clock budget (code: timeout; not retried)
       └── WorkerStopping     the worker is shutting down; the job is released, not failed
 
 A media limit hit while a worker decodes is a ``MediaLimitExceeded`` too (not an
@@ -196,6 +201,27 @@ class RateLimited(RequestError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class UploadTimeout(RequestError):
+    """The upload body stalled: no bytes arrived for ``upload_read_timeout_seconds``.
+
+    The connection is closed with the answer (the rest of the body is not awaited)."""
+
+    code = "upload_timeout"
+    title = "Upload timed out"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.headers = {"Connection": "close"}
+
+
+class IdempotencyKeyReused(RequestError):
+    """The Idempotency-Key already names a job submitted with a different request (file,
+    model or options); use a new key for a new request."""
+
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused"
+
+
 class BadUpload(RequestError):
     """The multipart body is malformed or has no single file part."""
 
@@ -210,11 +236,33 @@ class Unavailable(ServiceError):
     title = "Service unavailable"
 
 
+class InsufficientStorage(Unavailable):
+    """The disk holding the uploaded videos or the database is full; retry once space is freed.
+
+    An ``Unavailable`` (retry later, nothing kept), told apart so that clients get 507 and
+    operators a log line that names the disk rather than an unreachable database."""
+
+    code = "insufficient_storage"
+    title = "Insufficient storage"
+    retry_after_seconds = 60
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(self.retry_after_seconds)}
+
+
 class LeaseLost(ServiceError):
     """The worker no longer holds the job's lease (expired, canceled or taken over)."""
 
     code = "lease_lost"
     title = "Lease lost"
+
+
+class DataDirUnusable(ServiceError):
+    """The data dir cannot be created or written: the process refuses to start (never HTTP)."""
+
+    code = "data_dir_unusable"
+    title = "Data dir unusable"
 
 
 class AnalysisError(ServiceError):
@@ -292,10 +340,26 @@ class DecoderTimeout(DecoderFault):
 
 
 class DecoderResourceLimit(DecoderFault):
-    """The decoder exceeded its memory or CPU-time limit."""
+    """The decoder exceeded its memory or CPU-time limit.
+
+    Deterministic, so not retried: the same file decoded under the same limits needs the same
+    memory and CPU time again (a MemoryError under RLIMIT_AS, SIGXCPU, or the OOM killer's
+    SIGKILL). The other faults are retried: a crash (SIGSEGV, an unexpected exit) may be the
+    machine's rather than the file's, and a wall-clock timeout depends on the load; their last
+    attempt keeps the code."""
 
     code = "resource_limit"
     title = "Decoder resource limit"
+    retryable = False
+
+
+class JobTimeout(AnalysisError):
+    """The job ran past its wall-clock budget (``job_timeout_*`` settings); not retried, since
+    another attempt would take as long, and the worker moves on to the next job."""
+
+    code = "timeout"
+    title = "Job timed out"
+    retryable = False
 
 
 class WorkerStopping(AnalysisError):

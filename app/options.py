@@ -6,6 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+MIN_SEGMENT_SECONDS = 0.01
+"""The shortest segment or stride: one frame period at 100 fps. Shorter ones only repeat the
+same frames (every clip is the model's native window, seconds long) and multiply the work;
+a denormal one once overflowed the planner's segment count."""
+
 
 class JobOptions(BaseModel):
     """How a video is cut into segments and how each segment is scored.
@@ -16,8 +21,8 @@ class JobOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    segment_seconds: float | None = Field(default=None, gt=0, le=3600)
-    stride_seconds: float | None = Field(default=None, gt=0, le=3600)
+    segment_seconds: float | None = Field(default=None, ge=MIN_SEGMENT_SECONDS, le=3600)
+    stride_seconds: float | None = Field(default=None, ge=MIN_SEGMENT_SECONDS, le=3600)
     clips_per_segment: int = Field(default=1, ge=1, le=10)
     crops: Literal[1, 3] = 1
     start: float = Field(default=0.0, ge=0)

@@ -23,7 +23,14 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=REPO_ROOT / "data", description="Uploaded videos and the SQLite file.")
     models_dir: Path = Field(default=REPO_ROOT / "models", description="Weights files and manifest.json.")
+    auto_fetch: bool = Field(
+        default=False,
+        description="Workers download a zoo model's missing weights on first use (needs internet).",
+    )
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest accepted upload body.")
+    upload_read_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="An upload whose body sends no bytes this long is refused (408)."
+    )
     default_model: str = Field(default="x3d_s", description="Model used when a job names none.")
     lease_seconds: float = Field(default=60.0, gt=0, description="How long a claim lasts without renewal.")
     max_attempts: int = Field(default=3, ge=1, description="Claims before a job fails attempts_exhausted.")
@@ -51,6 +58,27 @@ class Settings(BaseSettings):
     )
     probe_timeout_seconds: float = Field(
         default=30.0, gt=0, description="Wall-clock deadline of the upload probe's child (then 422)."
+    )
+    max_segments_per_job: int = Field(
+        default=20_000,
+        ge=1,
+        le=1_000_000,
+        description="Most segments one job may cut its video into (more: 422 invalid_options at submission).",
+    )
+    job_timeout_base_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Whole-job wall-clock budget, from claim to results: (this + job_timeout_per_video_second"
+            " x seconds analysed x model cost x clips_per_segment x crops) x worker_jobs_in_flight;"
+            " past it the job fails `timeout` (not retried). Model cost: the catalog's gflops / 3"
+            " (X3D-S), at least 1; 25 for a model without gflops."
+        ),
+    )
+    job_timeout_per_video_second: float = Field(
+        default=5.0,
+        ge=0,
+        description="Whole-job budget per analysed second of video (see job_timeout_base_seconds).",
     )
     decode_queue_bytes: int = Field(
         default=128 * 1024**2, ge=1024**2, description="Shared memory for clips decoded ahead of inference."
@@ -130,7 +158,14 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Delay before the first retry; doubles per attempt (with jitter)."
     )
     webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0, description="Longest retry delay.")
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request webhook timeout.")
+    webhook_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Deadline of one webhook send as a whole (lookup, connect, request, answer's headers).",
+    )
+    webhook_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Webhooks a worker process sends at once (a slow one holds one)."
+    )
     webhook_poll_interval: float = Field(
         default=1.0, gt=0, description="How often a worker's delivery loop looks for due webhooks."
     )

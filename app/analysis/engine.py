@@ -7,22 +7,26 @@ per-segment probabilities -> segments, summary, runs, provenance (``assemble.py`
 only the decoder differs, a sandboxed child (``decode_in_subprocess``, the default) or
 this process (``InProcessClips``). ``on_progress`` runs after inference batches (at most
 every ``progress_interval`` seconds, and at the end); whatever it raises (cancellation,
-shutdown) propagates as is.
+shutdown) propagates as is. With a ``budget`` (``budget.py``), a job still running when
+its wall-clock budget is spent ends with ``JobTimeout``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.analysis.assemble import analysis_result, provenance, segment_results, video_info
+from app.analysis.budget import JobBudget
 from app.analysis.catalog import load_catalog, read_labels
 from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
 from app.analysis.partials import SegmentsSink
 from app.analysis.plan import effective_options, plan_for
 from app.analysis.results import AnalysisResult
 from app.analysis.scan import VideoScan, scan_video
+from app.analysis.segmenting import MAX_SEGMENTS
 from app.options import JobOptions
 
 if TYPE_CHECKING:
@@ -63,6 +67,9 @@ class Analyzer:
         batch_max_wait: float = 0.0,
         fast_decode_min_seconds: float = 0.0,
         progress_interval: float = 0.2,
+        budget: JobBudget | None = None,
+        max_segments: int = MAX_SEGMENTS,
+        auto_fetch: bool = False,
     ) -> None:
         import torch
 
@@ -76,7 +83,9 @@ class Analyzer:
         self.device = resolve_device(device)
         self.batch_size, self.decode_threads = batch_size, decode_threads
         self.limits = limits or DEFAULT_LIMITS
-        self.loader = ModelLoader(models_dir, device=self.device, cache_bytes=model_cache_bytes)
+        self.loader = ModelLoader(
+            models_dir, device=self.device, cache_bytes=model_cache_bytes, auto_fetch=auto_fetch
+        )
         self.backends = Backends(
             models_dir,
             backends or {},
@@ -88,6 +97,7 @@ class Analyzer:
         self.decode_in_subprocess, self.sandbox = decode_in_subprocess, sandbox
         self.batch_max_wait, self.fast_decode_min_seconds = batch_max_wait, fast_decode_min_seconds
         self.progress_interval = progress_interval
+        self.budget, self.max_segments = budget, max_segments
         self._adopted: list[DecodeSandbox] = []
 
     @classmethod
@@ -109,6 +119,9 @@ class Analyzer:
             sandbox=SandboxLimits.from_settings(settings),
             batch_max_wait=settings.batch_max_wait_seconds,
             fast_decode_min_seconds=settings.fast_decode_min_seconds,
+            budget=JobBudget.from_settings(settings),
+            max_segments=settings.max_segments_per_job,
+            auto_fetch=settings.auto_fetch,
         )
 
     def analyze(
@@ -156,6 +169,7 @@ class Analyzer:
         a ``Scheduler``; close it in any case."""
         from app.analysis.pipeline import AnalysisTask
 
+        started = time.monotonic()
         spec = load_catalog(self.models_dir).get(model_name)
         labels = read_labels(spec)
         sandbox = self._sandbox_for(video_path, spec, options) if self.decode_in_subprocess else None
@@ -163,7 +177,7 @@ class Analyzer:
             loaded = self.loader.load(spec)
             model, backend = self.backends.resolve(loaded)
             scan = sandbox.scan() if sandbox else scan_video(video_path, self.allowed_formats, self.limits)
-            plan = plan_for(spec, options, scan.frame_times, scan.duration)
+            plan = plan_for(spec, options, scan.frame_times, scan.duration, max_segments=self.max_segments)
             fast = self._fast_decode(scan)
             source = self._start_decode(sandbox, video_path, spec, options, scan, plan, fast)
         except BaseException:
@@ -171,6 +185,7 @@ class Analyzer:
                 sandbox.close()
             raise
         used = effective_options(spec, options, scan.duration)
+        deadline = self.budget.deadline(spec, used, started) if self.budget is not None else None
 
         def finish(task: AnalysisTask) -> AnalysisResult:
             stats = task.source.stats
@@ -198,6 +213,7 @@ class Analyzer:
             on_progress=on_progress,
             on_segments=on_segments,
             progress_interval=self.progress_interval,
+            deadline=deadline,
         )
 
     def _sandbox_for(self, video_path: Path, spec: ModelSpec, options: JobOptions) -> DecodeSandbox:

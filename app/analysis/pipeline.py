@@ -11,7 +11,9 @@ decode ahead in their own processes, bounded by their shared-memory rings, so de
 inference overlap while memory stays flat.
 
 A task's callbacks may raise (cancellation, lease lost, worker stopping): that task ends
-with the exception in ``error`` and its decoder is stopped; the others go on.
+with the exception in ``error`` and its decoder is stopped; the others go on. So does a
+task past its ``deadline`` (``budget.py``): it ends with ``JobTimeout`` at the next step,
+and no wait outlasts the nearest deadline.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from app.analysis.transforms import ClipInput
 if TYPE_CHECKING:
     from torch import nn
 
+    from app.analysis.budget import Deadline
     from app.analysis.clip_sources import ClipSource
     from app.analysis.plan import SamplingPlan
     from app.analysis.spec import ModelSpec
@@ -54,8 +57,10 @@ class AnalysisTask:
         on_progress: Callable[[float], None] | None = None,
         on_segments: SegmentsSink | None = None,
         progress_interval: float = 0.0,
+        deadline: Deadline | None = None,
     ) -> None:
         self.model, self.spec, self.plan, self.used, self.source = model, spec, plan, used, source
+        self.deadline = deadline
         crop = spec.crop_geometry(used["crops"])[1]
         self.key = (id(model), crop)
         """Views of tasks with equal keys can share a batch."""
@@ -138,6 +143,9 @@ class AnalysisTask:
         self.source.close()
 
 
+_DEADLINE_SLACK = 0.01
+
+
 def _guard(task: AnalysisTask, fn: Callable[..., object], *args: Any) -> None:
     try:
         fn(*args)
@@ -162,6 +170,11 @@ class Scheduler:
 
     def step(self, tasks: list[AnalysisTask], idle_wait: float = 0.5) -> None:
         live = [t for t in tasks if not t.ended]
+        now = time.monotonic()
+        for task in live:
+            if task.deadline is not None:
+                _guard(task, task.deadline.check, now)
+        live = [t for t in live if not t.ended]
         for task in live:
             _guard(task, task.pull, self.batch_size)
             _guard(task, task.maybe_finish)
@@ -175,6 +188,9 @@ class Scheduler:
             return
         oldest = min((t.pending_since for t in live if t.pending), default=None)
         timeout = idle_wait if oldest is None else max(0.0, min(idle_wait, oldest + self.max_wait - now))
+        for task in live:
+            if task.deadline is not None:  # wake just past it
+                timeout = min(timeout, task.deadline.remaining(now) + _DEADLINE_SLACK)
         self._wait(live, timeout)
 
     def _choose(self, live: list[AnalysisTask], now: float) -> list[AnalysisTask]:

@@ -17,12 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from app.analysis.segmenting import MAX_SEGMENTS, segment_bounds, segment_lengths
 from app.analysis.spec import ModelSpec
-from app.errors import InvalidOptions, NoFrames
+from app.errors import NoFrames
 from app.options import JobOptions
-
-MAX_SEGMENTS = 200_000
-_EPS = 1e-6
 
 
 def uniform_subsample_indices(n: int, t: int) -> list[int]:
@@ -93,23 +91,6 @@ class SamplingPlan:
         return frozenset(i for clip in self.clips for i in clip.frames)
 
 
-def segment_bounds(
-    duration: float, *, start: float, end: float | None, segment_seconds: float, stride_seconds: float
-) -> list[tuple[float, float]]:
-    """``[start + i*stride, min(that + segment, end))`` while the start is before the end."""
-    stop = min(end, duration) if end is not None else duration
-    if start >= stop:
-        raise NoFrames(f"the requested range starts at {start:g}s but the video ends at {stop:g}s")
-    count = max(1, int(np.ceil((stop - start - _EPS) / stride_seconds)))
-    if count > MAX_SEGMENTS:
-        raise InvalidOptions(f"{count} segments requested; at most {MAX_SEGMENTS} (raise stride_seconds)")
-    bounds = []
-    for i in range(count):
-        seg_start = start + i * stride_seconds
-        bounds.append((seg_start, min(seg_start + segment_seconds, stop)))
-    return bounds
-
-
 def clip_window(center: float, clip_seconds: float, duration: float) -> tuple[float, float]:
     """The native window centred on ``center``, shifted to lie inside ``[0, duration]``."""
     if clip_seconds >= duration:
@@ -142,8 +123,10 @@ def make_plan(
     clips_per_segment: int = 1,
     start: float = 0.0,
     end: float | None = None,
+    max_segments: int = MAX_SEGMENTS,
 ) -> SamplingPlan:
-    """Cut ``[start, end)`` into segments and give each ``clips_per_segment`` clips of T frames."""
+    """Cut ``[start, end)`` into segments (at most ``max_segments``, else InvalidOptions) and
+    give each ``clips_per_segment`` clips of T frames."""
     times = tuple(float(t) for t in frame_times)
     if not times:
         raise NoFrames("the video stream has no frames")
@@ -152,7 +135,12 @@ def make_plan(
     segments = []
     for index, (seg_start, seg_end) in enumerate(
         segment_bounds(
-            duration, start=start, end=end, segment_seconds=segment_seconds, stride_seconds=stride_seconds
+            duration,
+            start=start,
+            end=end,
+            segment_seconds=segment_seconds,
+            stride_seconds=stride_seconds,
+            limit=max_segments,
         )
     ):
         length = seg_end - seg_start
@@ -170,14 +158,18 @@ def make_plan(
 def effective_options(spec: ModelSpec, options: JobOptions, duration: float) -> dict[str, Any]:
     """The options actually used: the model's default segment, stride = segment, ``end`` clamped."""
     data = options.model_dump()
-    data["segment_seconds"] = options.segment_seconds or spec.default_segment_seconds
-    data["stride_seconds"] = options.stride_seconds or data["segment_seconds"]
+    data["segment_seconds"], data["stride_seconds"] = segment_lengths(spec, options)
     data["end"] = min(options.end, duration) if options.end is not None else duration
     return data
 
 
 def plan_for(
-    spec: ModelSpec, options: JobOptions, frame_times: Sequence[float], duration: float
+    spec: ModelSpec,
+    options: JobOptions,
+    frame_times: Sequence[float],
+    duration: float,
+    *,
+    max_segments: int = MAX_SEGMENTS,
 ) -> SamplingPlan:
     """The plan for one job: ``make_plan`` with the spec's clip and the effective options."""
     used = effective_options(spec, options, duration)
@@ -191,4 +183,5 @@ def plan_for(
         clips_per_segment=used["clips_per_segment"],
         start=used["start"],
         end=used["end"],
+        max_segments=max_segments,
     )

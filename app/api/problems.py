@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from app import errors
+from app.api.allowed_methods import allowed_methods
 from app.api.schemas import Problem
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
     errors.RenderFailed: 409,
     errors.UnknownModel: 422,
     errors.InvalidOptions: 422,
+    errors.WeightsMissing: 422,
     errors.UploadTooLarge: 413,
     errors.VideoTooLong: 413,
     errors.FrameTooLarge: 413,
@@ -39,7 +41,10 @@ STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
     errors.Unauthorized: 401,
     errors.RateLimited: 429,
     errors.BadUpload: 400,
+    errors.UploadTimeout: 408,
+    errors.IdempotencyKeyReused: 422,
     errors.RequestError: 400,
+    errors.InsufficientStorage: 507,
     errors.Unavailable: 503,
 }
 
@@ -87,7 +92,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     title = code.replace("_", " ").capitalize()
     detail = exc.detail if isinstance(exc.detail, str) else title
-    return problem(exc.status_code, code, title, detail, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names only the first matching route's methods
+        headers["Allow"] = ", ".join(allowed_methods(request.app.router.routes, request.scope))
+    return problem(exc.status_code, code, title, detail, headers)
 
 
 async def _client_disconnected(request: Request, exc: Exception) -> JSONResponse:

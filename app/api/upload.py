@@ -2,22 +2,31 @@
 
 FastAPI's ``UploadFile`` parses the whole body before the handler runs, so a
 size limit could only be checked afterwards. Here the body is parsed as it
-arrives: the file part goes to a ``BlobWriter`` chunk by chunk, the limit is
-enforced while streaming (also for chunked bodies without Content-Length), and
-any failure removes the partial file.
+arrives: the file part goes to a sink (a ``BlobWriter``, or ``Discard`` for a body that
+is only fingerprinted) chunk by chunk and is hashed on the way, the limit is enforced
+while streaming (also for chunked bodies without Content-Length), and any failure
+removes the partial file.
+
+A body that stalls for ``upload_read_timeout_seconds`` is ``UploadTimeout`` (408, and the
+connection is closed). A full disk is ``InsufficientStorage`` (507), answered at once: the
+server (uvicorn) drops the rest of the body, so the client reads the answer, not a reset.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import unicodedata
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from app.blobs import BlobStore, BlobWriter
-from app.errors import BadUpload, InvalidOptions, UnsupportedMedia, UploadTooLarge
+from app.errors import BadUpload, InvalidOptions, UnsupportedMedia, UploadTimeout, UploadTooLarge
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024
@@ -25,11 +34,46 @@ MAX_PART_HEADER_BYTES = 64 * 1024  # long (even hostile) file names stay metadat
 MULTIPART_SLACK = 1024 * 1024  # part headers, boundaries and text fields around the file
 
 
+class FileSink(Protocol):
+    """Where the file part's bytes go (``app.blobs.BlobWriter`` is one)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Discard:
+    """A sink that counts the bytes and keeps none: a replayed request is only compared."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+
+    def abort(self) -> None:
+        return None
+
+
+SinkT = TypeVar("SinkT", bound=FileSink)
+
+
 @dataclass
-class ReceivedUpload:
+class ReceivedUpload(Generic[SinkT]):
     fields: dict[str, str]
-    writer: BlobWriter
+    writer: SinkT
     filename: str
+    file_sha256: str
+
+    @property
+    def fingerprint(self) -> str:
+        """What makes two submissions the same request (an Idempotency-Key's replay): the
+        file's bytes and the form fields as sent (model, options, callback); not the file name."""
+        document = {"file_sha256": self.file_sha256, "fields": self.fields}
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -47,13 +91,14 @@ def safe_filename(raw: str | None) -> str:
     return name[:255]
 
 
-class _Collector:
-    """python-multipart callbacks: headers → part metadata, data → writer or field buffer."""
+class _Collector(Generic[SinkT]):
+    """python-multipart callbacks: headers → part metadata, data → sink (hashed) or field buffer."""
 
-    def __init__(self, blobs: BlobStore, key: str, max_bytes: int, allowed_fields: set[str]) -> None:
-        self.blobs, self.key, self.max_bytes, self.allowed = blobs, key, max_bytes, allowed_fields
+    def __init__(self, open_sink: Callable[[], SinkT], max_bytes: int, allowed_fields: set[str]) -> None:
+        self.open_sink, self.max_bytes, self.allowed = open_sink, max_bytes, allowed_fields
         self.fields: dict[str, str] = {}
-        self.writer: BlobWriter | None = None
+        self.writer: SinkT | None = None
+        self.file_hash = hashlib.sha256()
         self.filename = ""
         self._part = _Part()
         self._header_name = bytearray()
@@ -92,7 +137,7 @@ class _Collector:
         if self._part.name == FILE_FIELD:
             if self.writer is not None:
                 raise InvalidOptions("more than one 'file' part; upload exactly one video per job")
-            self.writer = self.blobs.writer(self.key)
+            self.writer = self.open_sink()
             self.filename = safe_filename(self._part.filename)
             self._in_file = True
         elif self._part.name not in self.allowed:
@@ -108,6 +153,7 @@ class _Collector:
             if self.writer.size + (end - start) > self.max_bytes:
                 raise UploadTooLarge(f"the file is larger than the limit of {self.max_bytes} bytes")
             self.writer.write(data[start:end])
+            self.file_hash.update(data[start:end])
             return
         if len(self._part.data) + (end - start) > MAX_FIELD_BYTES:
             raise InvalidOptions(f"form field {self._part.name!r} is too long")
@@ -122,9 +168,33 @@ class _Collector:
             raise InvalidOptions(f"form field {self._part.name!r} is not UTF-8 text") from exc
 
 
+async def _chunks(request: Request, max_bytes: int, read_timeout: float) -> AsyncIterator[bytes]:
+    """The body's chunks: a stall past ``read_timeout`` is ``UploadTimeout``, a body over
+    ``max_bytes`` (and the multipart slack) ``UploadTooLarge``."""
+    stream, received = request.stream(), 0
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(stream), read_timeout)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadTimeout(
+                f"no part of the body arrived for {read_timeout:g} seconds; the upload was dropped"
+            ) from None
+        received += len(chunk)
+        if received > max_bytes + MULTIPART_SLACK:
+            raise UploadTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
+        yield chunk
+
+
 async def receive_upload(
-    request: Request, blobs: BlobStore, key: str, *, max_bytes: int, allowed_fields: set[str]
-) -> ReceivedUpload:
+    request: Request,
+    open_sink: Callable[[], SinkT],
+    *,
+    max_bytes: int,
+    allowed_fields: set[str],
+    read_timeout: float,
+) -> ReceivedUpload[SinkT]:
     """Parse the request body; the caller owns (commits or aborts) the returned writer."""
     content_type, params = parse_options_header(request.headers.get("content-type"))
     if content_type != b"multipart/form-data" or not params.get(b"boundary"):
@@ -133,18 +203,14 @@ async def receive_upload(
     if declared is not None and declared.isdigit() and int(declared) > max_bytes + MULTIPART_SLACK:
         raise UploadTooLarge(f"the body ({declared} bytes) is larger than the limit of {max_bytes} bytes")
 
-    collector = _Collector(blobs, key, max_bytes, allowed_fields)
+    collector = _Collector(open_sink, max_bytes, allowed_fields)
     parser = MultipartParser(
         params[b"boundary"],
         collector.callbacks(),  # type: ignore[arg-type]
         max_header_size=MAX_PART_HEADER_BYTES,
     )
-    received = 0
     try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > max_bytes + MULTIPART_SLACK:
-                raise UploadTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
+        async for chunk in _chunks(request, max_bytes, read_timeout):
             parser.write(chunk)
         parser.finalize()
         if collector.writer is None:
@@ -157,9 +223,14 @@ async def receive_upload(
     except (ClientDisconnect, Exception):
         _abort(collector)
         raise
-    return ReceivedUpload(fields=collector.fields, writer=collector.writer, filename=collector.filename)
+    return ReceivedUpload(
+        fields=collector.fields,
+        writer=collector.writer,
+        filename=collector.filename,
+        file_sha256=collector.file_hash.hexdigest(),
+    )
 
 
-def _abort(collector: _Collector) -> None:
+def _abort(collector: _Collector[SinkT]) -> None:
     if collector.writer is not None:
         collector.writer.abort()

@@ -15,16 +15,23 @@ from app.domain import Job, JobError, JobPage, JobStatus, Lease, NewJob, Partial
 
 class JobStore(ABC):
     @abstractmethod
-    def create_job(self, new: NewJob) -> tuple[Job, bool]:
+    def create_job(self, new: NewJob, *, fingerprint: str | None = None) -> tuple[Job, bool]:
         """Insert a queued job. Returns (job, created); with an idempotency key that
-        already exists for the tenant, returns (existing job, False) and inserts nothing."""
+        already exists for the tenant, returns (existing job, False) and inserts nothing,
+        or raises ``IdempotencyKeyReused`` when that job's request had another
+        ``fingerprint`` (see ``get_job_by_idempotency_key``)."""
 
     @abstractmethod
     def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
         """The job, or None (also None when ``tenant`` is given and does not own it)."""
 
     @abstractmethod
-    def get_job_by_idempotency_key(self, tenant: str, key: str) -> Job | None: ...
+    def get_job_by_idempotency_key(
+        self, tenant: str, key: str, *, fingerprint: str | None = None
+    ) -> Job | None:
+        """The tenant's job with this key, or None. With ``fingerprint`` (of the request now
+        sent), raises ``IdempotencyKeyReused`` when the job was created by a request with
+        another one; jobs created without a fingerprint (before revision 0005) match any."""
 
     @abstractmethod
     def list_jobs(

@@ -10,6 +10,9 @@
 
 Connection-level failures (``OperationalError``, ``InterfaceError``, pool timeouts)
 become ``app.errors.Unavailable`` at this boundary, so callers handle one exception.
+A full disk (SQLite's ``SQLITE_FULL``, or ``SQLITE_IOERR_SHMSIZE`` when no connection was
+open and the shared-memory file cannot be sized; PostgreSQL's ``disk_full``) becomes its
+subclass ``InsufficientStorage``: the same "retry later", but one that names its cause.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from app.errors import Unavailable
+from app.errors import InsufficientStorage, Unavailable
 
 WRITE_OPTION = "vas_write"
 NO_BEGIN_OPTION = "vas_no_begin"
@@ -33,6 +36,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_CONNECT_TIMEOUT_S = 5
 
 _UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, PoolTimeout, DisconnectionError)
+_SQLITE_DISK_FULL = (13, 4874)  # SQLITE_FULL, SQLITE_IOERR_SHMSIZE
+_PG_DISK_FULL = "53100"
 
 
 def write_options() -> dict[str, Any]:
@@ -114,7 +119,18 @@ def _unavailable_on_db_error() -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE_ERRORS as exc:
+        if _is_disk_full(exc):
+            raise InsufficientStorage("the database's disk is full") from exc
         raise Unavailable("database unavailable") from exc
+
+
+def _is_disk_full(exc: Exception) -> bool:
+    """SQLite's "database or disk is full" or PostgreSQL's DiskFull, under SQLAlchemy's wrapper."""
+    driver_error = getattr(exc, "orig", None)
+    return (
+        getattr(driver_error, "sqlite_errorcode", None) in _SQLITE_DISK_FULL
+        or getattr(driver_error, "sqlstate", None) == _PG_DISK_FULL
+    )
 
 
 class SqlTables:

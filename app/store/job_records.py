@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.domain import Job, JobPage, JobStatus, NewJob, PartialSegments
+from app.errors import IdempotencyKeyReused
 from app.store import followups
 from app.store.cursor import decode_cursor, encode_cursor
 from app.store.engine import SqlTables
@@ -43,21 +44,26 @@ class JobRecords(SqlTables):
 
     # -- submission and queries
 
-    def create_job(self, new: NewJob) -> tuple[Job, bool]:
+    def create_job(self, new: NewJob, *, fingerprint: str | None = None) -> tuple[Job, bool]:
         if new.idempotency_key is not None:
-            existing = self.get_job_by_idempotency_key(new.tenant, new.idempotency_key)
+            existing = self.get_job_by_idempotency_key(
+                new.tenant, new.idempotency_key, fingerprint=fingerprint
+            )
             if existing is not None:
                 return existing, False
+        values = {**new_job_values(new, self._clock()), "request_fingerprint": fingerprint}
         try:
             with self._write() as conn:
-                stmt = insert(jobs).values(new_job_values(new, self._clock())).returning(*jobs.c)
+                stmt = insert(jobs).values(values).returning(*jobs.c)
                 row = conn.execute(stmt).one()
                 notify_queued(conn)
         except IntegrityError:
             # Lost a race with a concurrent submission carrying the same key.
             if new.idempotency_key is None:
                 raise
-            existing = self.get_job_by_idempotency_key(new.tenant, new.idempotency_key)
+            existing = self.get_job_by_idempotency_key(
+                new.tenant, new.idempotency_key, fingerprint=fingerprint
+            )
             if existing is None:
                 raise
             return existing, False
@@ -68,11 +74,21 @@ class JobRecords(SqlTables):
             row = conn.execute(select(jobs).where(_owned(job_id, tenant))).first()
         return None if row is None else job_from_row(row._mapping)
 
-    def get_job_by_idempotency_key(self, tenant: str, key: str) -> Job | None:
+    def get_job_by_idempotency_key(
+        self, tenant: str, key: str, *, fingerprint: str | None = None
+    ) -> Job | None:
         stmt = select(jobs).where(jobs.c.tenant == tenant, jobs.c.idempotency_key == key)
         with self._read() as conn:
             row = conn.execute(stmt).first()
-        return None if row is None else job_from_row(row._mapping)
+        if row is None:
+            return None
+        first = row.request_fingerprint
+        if fingerprint is not None and first is not None and first != fingerprint:
+            raise IdempotencyKeyReused(
+                f"the Idempotency-Key {key[:64]!r} was first sent with a different request (file, model"
+                " or options); send a new key for a new request, or the first request again to get its job"
+            )
+        return job_from_row(row._mapping)
 
     def list_jobs(
         self,

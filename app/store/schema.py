@@ -67,6 +67,8 @@ jobs = Table(
     # Webhook target and whose secret signs it (API key id, or "tenant:<name>"); revision 0003.
     Column("callback_url", String(2048), nullable=True),
     Column("callback_owner", String(160), nullable=True),
+    # SHA-256 of the request that created a job with an Idempotency-Key; revision 0005.
+    Column("request_fingerprint", String(64), nullable=True),
     # One job per (tenant, key); NULL keys never collide on either dialect.
     UniqueConstraint("tenant", "idempotency_key"),
     # Newest-first listing and its keyset cursor: ORDER BY created_at DESC, id DESC.

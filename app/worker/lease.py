@@ -44,8 +44,8 @@ class LeaseKeeper(Generic[L]):
         while not self._stop.wait(self._seconds / 3):
             try:
                 self.lease = self._renew(self.lease, self._seconds)
-            except LeaseLost:
-                log.warning("lease lost", extra={"job_id": self._job_id})
+            except LeaseLost:  # canceled (expected) or taken over: the worker says which
+                log.info("lease renewal refused", extra={"job_id": self._job_id})
                 self.lost.set()
                 return
             except ServiceError as exc:  # database away: keep trying until the lease would expire

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from app.errors import WorkerStopping
-from app.options import JobOptions
 from app.worker.lease import LeaseKeeper
-from app.worker.runner import Worker
+from app.worker.runner import Worker, job_options
 
 if TYPE_CHECKING:
     from app.analysis.engine import Analyzer
@@ -123,7 +122,7 @@ class MultiJobWorker(Worker):
             task = self.engine.open_task(
                 self._video_path(job),
                 job.model,
-                JobOptions(**job.options),
+                job_options(job),
                 self._progress_callback(keeper, finished, extra),
                 finished.extend,
             )

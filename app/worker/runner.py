@@ -13,9 +13,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import ValidationError
+
 from app.blobs import BlobStore
-from app.domain import Job, JobError, Lease
-from app.errors import AnalysisError, LeaseLost, ServiceError, Unavailable, WorkerStopping
+from app.domain import Job, JobError, JobStatus, Lease
+from app.errors import (
+    AnalysisError,
+    InsufficientStorage,
+    InvalidOptions,
+    LeaseLost,
+    ServiceError,
+    Unavailable,
+    WorkerStopping,
+)
 from app.metrics import Metrics
 from app.options import JobOptions
 from app.settings import Settings
@@ -23,6 +33,7 @@ from app.store.base import JobStore
 from app.store.notify import start_listener
 from app.store.renders import cached_renders
 from app.webhooks.dispatcher import start_dispatcher
+from app.worker.disk_full import DiskFullPause
 from app.worker.lease import LeaseKeeper
 from app.worker.renders import RenderRunner
 
@@ -89,11 +100,15 @@ class Worker:
         webhooks = start_dispatcher(self.store, self.settings, self.stopping)
         idle = self.settings.listen_poll_interval if listener else self.settings.poll_interval
         backoff = idle
+        disk_full = DiskFullPause(self.worker_id, self.settings.data_dir)
         try:
             while not self.stopping.is_set():
                 try:
                     worked = self.run_once()
                     backoff = idle
+                    disk_full.resumed()
+                except InsufficientStorage as exc:  # not an outage: said once, retried slowly
+                    worked, backoff = False, disk_full.paused(exc)
                 except ServiceError as exc:  # database away: back off, then reconnect
                     log.warning("worker loop: %s", exc, extra={"worker_id": self.worker_id})
                     worked, backoff = False, min(backoff * 2, 10.0)
@@ -188,7 +203,7 @@ class Worker:
                 return self.analyzer.analyze(
                     self._video_path(job),
                     job.model,
-                    JobOptions(**job.options),
+                    job_options(job),
                     on_progress,
                     on_segments=finished.extend,
                 )
@@ -243,7 +258,7 @@ class Worker:
             )
             outcome = "succeeded"
         except LeaseLost:
-            log.warning("job abandoned: lease lost (canceled or expired)", extra=extra)
+            self._lease_lost(job.id, "job abandoned: lease lost", extra)
             outcome = "abandoned"
         except WorkerStopping:
             self.store.release(keeper.lease)
@@ -280,8 +295,32 @@ class Worker:
             log.warning("job %s: %s: %s", job.status.value, code, message, extra=extra)
             return "retry" if job.status.value == "queued" else "failed"
         except LeaseLost:
-            log.warning("failure not recorded: lease lost", extra=extra)
+            self._lease_lost(lease.job.id, f"failure not recorded: lease lost ({code})", extra)
             return "abandoned"
+
+    def _lease_lost(self, job_id: str, warning: str, extra: dict[str, str]) -> None:
+        """A job canceled or deleted by its client loses its lease as expected: INFO. Any other
+        loss (the lease expired and another worker took the job) is worth a WARNING."""
+        try:
+            job = self.store.get_job(job_id)
+        except ServiceError:  # cannot tell: say what is known
+            log.warning(warning, extra=extra)
+            return
+        if job is None:
+            log.info("job deleted while it ran: analysis stopped", extra=extra)
+        elif job.status is JobStatus.CANCELED:
+            log.info("job canceled: analysis stopped", extra=extra)
+        else:
+            log.warning(warning, extra=extra)
+
+
+def job_options(job: Job) -> JobOptions:
+    """The stored options, validated again: a job queued before a rule tightened (e.g. a
+    shorter segment than now allowed) fails ``invalid_options`` rather than crashing."""
+    try:
+        return JobOptions(**job.options)
+    except ValidationError as exc:
+        raise InvalidOptions(f"the job's options are no longer valid: {exc.errors()[0]['msg']}") from exc
 
 
 def _retry(exc: AnalysisError, job: Job) -> bool:

@@ -200,14 +200,14 @@ async def test_list_treats_empty_query_values_as_absent(service: Service, short_
     assert_problem(await service.client.get("/v1/jobs?status=bogus"), 422, "invalid_request")
 
 
-async def test_missing_weights_fail_at_once_with_the_file_name(service: Service, short_clip: Path) -> None:
-    job_id = (await submit(service, short_clip, model="x3d_s")).json()["id"]  # no X3D_S.pyth present
-    service.new_worker().run_once()
-    job = (await service.client.get(f"/v1/jobs/{job_id}")).json()
-    assert job["status"] == "failed" and job["attempts"] == 1
-    assert job["error"]["code"] == "weights_missing"
-    assert "X3D_S.pyth" in job["error"]["message"]
-    assert str(service.settings.models_dir) in job["error"]["message"]
+async def test_missing_weights_are_refused_at_submission_with_the_file_name(
+    service: Service, short_clip: Path
+) -> None:
+    """(A file removed after submission still fails at once in the worker: test_admission.py.)"""
+    response = await submit(service, short_clip, model="x3d_s")  # no X3D_S.pyth present
+    detail = assert_problem(response, 422, "weights_missing")["detail"]
+    assert "X3D_S.pyth" in detail and str(service.settings.models_dir) in detail
+    assert service.stored_files() == []
 
 
 async def test_accepted_upload_is_logged_with_its_job_id(

@@ -156,12 +156,16 @@ def test_a_decoder_fault_fails_its_job_with_its_code_and_the_worker_goes_on(
     doomed = setup.submit(*clips[0])
     assert worker.run_once()
     job = setup.store.get_job(doomed)
-    assert job is not None and job.status is JobStatus.QUEUED and job.error is not None
-    assert job.error.code == code  # retried: attempts are left
-    assert worker.run_once()
-    job = setup.store.get_job(doomed)
-    assert job is not None and job.status is JobStatus.FAILED and job.attempts == 2
-    assert job.error is not None and job.error.code == code, "the last attempt keeps the fault's code"
+    if code == "resource_limit":  # deterministic: the same file needs the same memory again
+        assert job is not None and job.status is JobStatus.FAILED and job.attempts == 1, job
+        assert job.error is not None and job.error.code == code
+    else:
+        assert job is not None and job.status is JobStatus.QUEUED and job.error is not None
+        assert job.error.code == code  # retried: attempts are left
+        assert worker.run_once()
+        job = setup.store.get_job(doomed)
+        assert job is not None and job.status is JobStatus.FAILED and job.attempts == 2
+        assert job.error is not None and job.error.code == code, "the last attempt keeps the fault's code"
     setup.analyzer.sandbox = healthy
     fine = setup.submit(*clips[3])
     assert worker.run_once()

@@ -17,9 +17,9 @@ from app.analysis.plan import (
     emulated_subsample_indices,
     make_plan,
     plan_for,
-    segment_bounds,
     uniform_subsample_indices,
 )
+from app.analysis.segmenting import segment_bounds
 from app.errors import InvalidOptions, NoFrames
 from app.options import JobOptions
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BeforeValidator, Field
@@ -10,14 +10,33 @@ from pydantic import BeforeValidator, Field
 from app.api import formats
 from app.api.deps import BlobsDep, SettingsDep, StoreDep, TenantDep
 from app.api.ratelimit import check_submission_quota
-from app.api.schemas import PROBLEM_RESPONSES, RESULTS_RESPONSES, JobList, ResultsOut
+from app.api.schemas import (
+    PROBLEM_RESPONSES,
+    RESULTS_RESPONSES,
+    RETRY_AFTER_HEADER,
+    JobList,
+    ResultsOut,
+    problem_response,
+)
 from app.api.submission import submit
 from app.domain import Job, JobStatus
-from app.errors import InvalidOptions, JobNotFinished, NotFound
+from app.errors import InsufficientStorage, InvalidOptions, JobNotFinished, NotFound
 from app.job_json import JobOut, job_out
 from app.store.renders import delete_cached
 
+if TYPE_CHECKING:
+    from app.blobs import BlobStore
+    from app.settings import Settings
+    from app.store.base import JobStore
+
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+_DISK_FULL_RESPONSE: dict[int | str, dict[str, Any]] = {
+    507: problem_response("The disk is full (code insufficient_storage)", RETRY_AFTER_HEADER)
+}
+_UPLOAD_TIMEOUT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    408: problem_response("The body stalled past upload_read_timeout_seconds (code upload_timeout)")
+}
 
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -68,7 +87,12 @@ def _get(store: StoreDep, job_id: str, tenant: str) -> Job:
     response_model=JobOut,
     openapi_extra=_UPLOAD_BODY,
     dependencies=[Depends(check_submission_quota)],
-    responses={200: {"model": JobOut, "description": "Idempotent replay"}, **PROBLEM_RESPONSES},
+    responses={
+        200: {"model": JobOut, "description": "Idempotent replay"},
+        **PROBLEM_RESPONSES,
+        **_UPLOAD_TIMEOUT_RESPONSE,
+        **_DISK_FULL_RESPONSE,
+    },
     summary="Upload a video and queue its analysis",
 )
 async def submit_job(
@@ -137,14 +161,31 @@ def get_results(
 
 
 @router.delete(
-    "/{job_id}", status_code=204, responses=PROBLEM_RESPONSES, summary="Cancel a job and delete its data"
+    "/{job_id}",
+    status_code=204,
+    responses={**PROBLEM_RESPONSES, **_DISK_FULL_RESPONSE},
+    summary="Cancel a job and delete its data",
 )
 def delete_job(
     job_id: str, store: StoreDep, blobs: BlobsDep, settings: SettingsDep, tenant: TenantDep
 ) -> Response:
     """Queued/running jobs become ``canceled`` (the worker stops at its next batch);
-    finished jobs are removed entirely. The stored video and results go in both cases."""
+    finished jobs are removed entirely. The stored video and results go in both cases.
+
+    The rows go first, so a failure leaves the job whole. But when the database's disk is
+    full (it needs a little space even to delete), the files go first, freeing that space
+    (one disk by default), and the rows are tried once more: deleting is how space is freed."""
     job = _get(store, job_id, tenant)
+    try:
+        _delete_rows(store, job, tenant)
+    except InsufficientStorage:
+        _delete_files(job, blobs, settings)
+        _delete_rows(store, job, tenant)
+    _delete_files(job, blobs, settings)
+    return Response(status_code=204)
+
+
+def _delete_rows(store: JobStore, job: Job, tenant: str) -> None:
     if not job.status.is_final:
         # The job may finish between the read above and the cancel; cancel then returns it
         # unchanged, and it is removed like any finished job instead of losing only its results.
@@ -155,7 +196,9 @@ def delete_job(
             store.delete_job(job.id, tenant)
     else:
         store.delete_job(job.id, tenant)
+
+
+def _delete_files(job: Job, blobs: BlobStore, settings: Settings) -> None:
     if job.blob_key:
         blobs.delete(job.blob_key)
     delete_cached(job.id, settings)
-    return Response(status_code=204)

@@ -1,0 +1,90 @@
+"""A job's wall-clock budget: how long one analysis may hold a worker before it fails ``timeout``.
+
+The decoder's allowance (``decode_sandbox``) bounds only the time spent waiting for frames;
+inference is not in it, so a small upload asking for many views once held a worker for most
+of an hour. The budget bounds the whole job, from ``open_task`` to its result::
+
+    seconds = (base + per_video_second x seconds analysed x model cost x clips x crops)
+              x jobs in flight
+
+The model cost is the catalog's GFLOPs per view over X3D-S's 3 (at least 1); a model the
+catalog gives no GFLOPs for counts as ``UNKNOWN_COST`` (75 GFLOPs, the heavy end of the zoo),
+so the guess errs on the generous side. A worker holding several jobs at once shares its
+model between them, so each gets that many times the budget. Defaults are tens of times
+what a CPU needs: the budget is a safety net against runaway jobs, not a service level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from app.errors import JobTimeout
+
+if TYPE_CHECKING:
+    from app.analysis.spec import ModelSpec
+    from app.settings import Settings
+
+REFERENCE_GFLOPS = 3.0
+"""About X3D-S's cost per view: a model at or below it has cost 1."""
+UNKNOWN_COST = 25.0
+
+
+def model_cost(spec: ModelSpec) -> float:
+    """How many times X3D-S's work one view of this model is (at least 1)."""
+    if spec.gflops is None:
+        return UNKNOWN_COST
+    return max(1.0, spec.gflops / REFERENCE_GFLOPS)
+
+
+@dataclass(frozen=True)
+class JobBudget:
+    base_seconds: float
+    per_video_second: float
+    jobs_in_flight: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobBudget:
+        return cls(
+            base_seconds=settings.job_timeout_base_seconds,
+            per_video_second=settings.job_timeout_per_video_second,
+            jobs_in_flight=settings.worker_jobs_in_flight,
+        )
+
+    def seconds(self, spec: ModelSpec, used: dict[str, Any]) -> float:
+        """The budget of one job, given its effective options (``plan.effective_options``)."""
+        analysed = max(0.0, float(used["end"]) - float(used["start"]))
+        views = int(used["clips_per_segment"]) * int(used["crops"])
+        scaled = self.per_video_second * analysed * model_cost(spec) * views
+        return (self.base_seconds + scaled) * self.jobs_in_flight
+
+    def deadline(self, spec: ModelSpec, used: dict[str, Any], started: float) -> Deadline:
+        """The job's deadline on the ``time.monotonic`` clock, for a job that began at ``started``."""
+        analysed = max(0.0, float(used["end"]) - float(used["start"]))
+        seconds = self.seconds(spec, used)
+        formula = (
+            f"({self.base_seconds:g} s + {self.per_video_second:g} s x {analysed:.1f} s analysed"
+            f" x model cost {model_cost(spec):.3g} x {used['clips_per_segment']} clips"
+            f" x {used['crops']} crops) x {self.jobs_in_flight} jobs in flight"
+        )
+        return Deadline(started, started + seconds, f"{seconds:.1f} s = {formula}")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    started: float
+    at: float
+    """``time.monotonic()`` past which the job is out of time."""
+    budget: str
+    """The budget with the numbers it came from, for the failed job's message."""
+
+    def check(self, now: float) -> None:
+        """Raise JobTimeout once ``now`` is past the deadline."""
+        if now > self.at:
+            raise JobTimeout(
+                f"the job was stopped after {now - self.started:.1f} s: its wall-clock budget is "
+                f"{self.budget} (settings job_timeout_base_seconds, job_timeout_per_video_second)"
+            )
+
+    def remaining(self, now: float) -> float:
+        return max(0.0, self.at - now)
