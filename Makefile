@@ -1,4 +1,5 @@
-# The two commands the README promises: `make run` and `make test`.
+# The two commands the README promises: `make run` and `make test`. `make run` installs only what
+# running needs (the `ml` extra); `make test` adds the test tools (`dev`) on top.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # `make run HOST=0.0.0.0 PORT=9000`; otherwise VAS_HOST / VAS_PORT from the environment, then the defaults.
@@ -6,10 +7,13 @@ HOST ?= $(or $(VAS_HOST),127.0.0.1)
 PORT ?= $(or $(VAS_PORT),8000)
 PYTEST_ARGS ?=
 
-.PHONY: venv run worker migrate test test-deps lint typecheck unit bench demo-model clean deploy-deps deploy-test
+.PHONY: venv dev-venv run worker migrate test test-deps lint typecheck unit bench demo-model clean deploy-deps deploy-test
 
 venv:
-	@scripts/ensure_venv.sh $(VENV)
+	@scripts/ensure_venv.sh $(VENV) ml
+
+dev-venv:
+	@scripts/ensure_venv.sh $(VENV) ml,dev
 
 run: venv
 	$(PY) -m app serve --host $(HOST) --port $(PORT)
@@ -20,24 +24,24 @@ worker: venv
 migrate: venv
 	$(PY) -m app migrate
 
-lint: venv
+lint: dev-venv
 	$(VENV)/bin/ruff check app tests bench scripts
 	$(VENV)/bin/ruff format --check app tests bench scripts
 
-typecheck: venv
+typecheck: dev-venv
 	$(VENV)/bin/mypy
 
 deploy-deps:
 	@deploy/install-nginx.sh
 
-deploy-test: venv deploy-deps
+deploy-test: dev-venv deploy-deps
 	$(VENV)/bin/pytest -m deploy tests/deploy $(PYTEST_ARGS)
 
 # nginx and chromium (Debian packages) for the deployment and browser tests; best effort.
 test-deps:
 	@scripts/install-test-deps.sh
 
-test: lint typecheck test-deps
+test: dev-venv lint typecheck test-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo-model: venv

@@ -1,9 +1,11 @@
 """A client for a running server: ``submit FILE [--wait]``, ``status ID``, ``results ID``.
 
 The server's base URL comes from ``VAS_URL`` (default ``http://127.0.0.1:8000``) or
-``--url``; the API key from ``VAS_API_KEY`` (sent as ``Authorization: Bearer``). Job ids
-and results go to stdout, progress bars and errors to stderr. Exit codes: 0 done,
-1 the job or the request failed, 2 usage or connection problems.
+``--url``; the API key from ``VAS_API_KEY`` (sent as ``Authorization: Bearer``). Results
+go to stdout, progress and errors to stderr; the job id goes to stdout too unless
+``--format`` gives stdout to the results (``submit --wait --format csv > out.csv`` must
+leave a clean CSV), then to stderr. Exit codes: 0 done, 1 the job or the request failed,
+2 usage or connection problems.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from app.cli.progress import ProgressBar
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINAL = ("succeeded", "failed", "canceled")
+RESULT_FORMATS = ("json", "jsonl", "csv", "vtt", "srt")
 _FORM_FLAGS = (
     "model",
     "segment_seconds",
@@ -45,14 +48,19 @@ def register(subparsers: Any) -> None:
     submit.add_argument("--top-k", type=int, default=None)
     submit.add_argument("--callback-url", default=None, help="webhook for the final state")
     submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
-    submit.add_argument("--format", default=None, help="with --wait: print the results (json, csv, vtt, ...)")
+    submit.add_argument(
+        "--format",
+        default=None,
+        choices=RESULT_FORMATS,
+        help="with --wait: print the results on stdout (the job id then goes to stderr)",
+    )
     submit.set_defaults(handler=cmd_submit)
     status = subparsers.add_parser("status", help="a job's status on a running server")
     status.add_argument("job_id")
     status.set_defaults(handler=cmd_status)
     results = subparsers.add_parser("results", help="a finished job's results from a running server")
     results.add_argument("job_id")
-    results.add_argument("--format", default="json", choices=("json", "jsonl", "csv", "vtt", "srt"))
+    results.add_argument("--format", default="json", choices=RESULT_FORMATS)
     results.set_defaults(handler=cmd_results)
     for parser in (submit, status, results):
         parser.add_argument(
@@ -111,6 +119,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"error: {args.file} is not a file", file=sys.stderr)
         return EXIT_USAGE
+    if args.format and not args.wait:
+        print("error: --format prints the results, so it needs --wait", file=sys.stderr)
+        return EXIT_USAGE
     fields = {name: str(getattr(args, name)) for name in _FORM_FLAGS if getattr(args, name) is not None}
     bar = ProgressBar(f"upload {args.file.name}")
     try:
@@ -123,7 +134,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
             if response.status_code >= 400:
                 return _problem(response)
             job = response.json()
-            print(job["id"])
+            if args.format:
+                print(f"job {job['id']}", file=sys.stderr)
+            else:
+                print(job["id"])
             if not args.wait:
                 return EXIT_OK
             job = _follow(http, job)
