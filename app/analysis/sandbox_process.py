@@ -2,8 +2,9 @@
 
 Shared by the decode, probe and render sandboxes. A child is a spawned
 ``python -m app.analysis.sandbox_child`` (numpy + PyAV, no torch); a decoder bug must cost
-one job or one request, never the process that started it. Its faults become retryable
-coded errors (``app.errors.DecoderFault``), the last attempt keeping the code:
+one job or one request, never the process that started it. Its faults become coded errors
+(``app.errors.DecoderFault``): a crash or a timeout is retried (the last attempt keeping the
+code); a resource limit is deterministic for a file and fails the job at once:
 
 * killed by a signal (SIGSEGV, SIGABRT, ...) or exited without a word -> ``decoder_crashed``
 * over its wall-clock allowance (the parent kills it)                 -> ``timeout``

@@ -15,6 +15,7 @@ may overshoot it by the number of uploads in flight.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -24,10 +25,12 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import PrincipalDep
 from app.api.upload import MULTIPART_SLACK
-from app.errors import RateLimited
+from app.errors import InsufficientStorage, RateLimited
 from app.settings import Settings
 from app.store.base import JobStore
 from app.store.usage import UsageStore
+
+log = logging.getLogger(__name__)
 
 REQUESTS = "requests"
 UPLOAD_BYTES = "upload_bytes"
@@ -121,7 +124,12 @@ async def limit_requests(request: Request, principal: PrincipalDep) -> None:
     settings: Settings = request.app.state.settings
     if settings.tenant_requests_per_second:
         limiter: TenantLimiter = request.app.state.limiter
-        await run_in_threadpool(limiter.check_request, principal.tenant)
+        try:
+            await run_in_threadpool(limiter.check_request, principal.tenant)
+        except InsufficientStorage:
+            # The counter cannot be written on a full disk; the request still can be served
+            # (a DELETE is how space comes back), so it goes uncounted.
+            log.warning("request not counted: the disk is full", extra={"tenant": principal.tenant})
 
 
 async def check_submission_quota(request: Request, principal: PrincipalDep) -> None:

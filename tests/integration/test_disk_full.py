@@ -162,6 +162,25 @@ def test_delete_works_while_the_disk_is_full(
     assert live.videos() == []
 
 
+def test_delete_works_on_a_full_disk_with_request_rate_limits_on(
+    small_disk: Path, tmp_path: Path, zoo_models_dir: Path, clip: Path
+) -> None:
+    """Counting a request writes a row: on a full disk the count is skipped, not the request."""
+    settings = make_settings(tmp_path, zoo_models_dir).model_copy(update={"tenant_requests_per_second": 50})
+    app = create_app(settings, embedded_worker=False)
+    with serving(app) as base:
+        live = Live(base, settings, app)
+        response = upload(live, clip)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        live.store.maintenance()
+        fill(small_disk)
+        deleted = httpx.delete(f"{base}/v1/jobs/{job_id}")
+        assert deleted.status_code == 204, deleted.text
+        assert httpx.get(f"{base}/v1/jobs/{job_id}").json()["status"] == JobStatus.CANCELED.value
+        assert live.videos() == []
+
+
 def test_readyz_on_a_full_disk_names_storage_and_leaves_no_probe_file(live: Live, small_disk: Path) -> None:
     assert httpx.get(f"{live.base}/readyz").status_code == 200
     fill(small_disk)

@@ -22,6 +22,7 @@ from app.api.submission import submit
 from app.domain import Job, JobStatus
 from app.errors import InsufficientStorage, InvalidOptions, JobNotFinished, NotFound
 from app.job_json import JobOut, job_out
+from app.options import MIN_SEGMENT_SECONDS
 from app.store.renders import delete_cached
 
 if TYPE_CHECKING:
@@ -49,8 +50,12 @@ _UPLOAD_BODY: dict[str, Any] = {
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "The video."},
                         "model": {"type": "string", "description": "Catalog name (GET /v1/models)."},
-                        "segment_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
-                        "stride_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+                        "segment_seconds": {
+                            "type": "number",
+                            "minimum": MIN_SEGMENT_SECONDS,
+                            "maximum": 3600,
+                        },
+                        "stride_seconds": {"type": "number", "minimum": MIN_SEGMENT_SECONDS, "maximum": 3600},
                         "clips_per_segment": {"type": "integer", "minimum": 1, "maximum": 10},
                         "crops": {"type": "integer", "enum": [1, 3]},
                         "start": {"type": "number", "minimum": 0},
