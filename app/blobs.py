@@ -79,7 +79,7 @@ class BlobWriter:
             self._fh.close()
             self._fh = None
             os.replace(self._temp, self._final)
-            _fsync_dir(self._final.parent)
+            fsync_dir(self._final.parent)
 
     def abort(self) -> None:
         """Remove the partial file. Closing flushes what is buffered, which fails on a full
@@ -91,7 +91,8 @@ class BlobWriter:
         self._temp.unlink(missing_ok=True)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (a crash right after it keeps the new name)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -31,6 +31,7 @@ from pathlib import Path
 from app.analysis.catalog import missing_weights
 from app.analysis.lockfile import read_lock, record_sha256
 from app.analysis.spec import ModelSpec
+from app.blobs import fsync_dir
 from app.errors import WeightsInvalid, WeightsMissing
 
 CHUNK_BYTES = 1 << 20
@@ -142,7 +143,7 @@ def _download(
                 f"({source.value}); nothing was written"
             )
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -192,12 +193,3 @@ def _fetch_lock(models_dir: Path, file_name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (a crash right after it keeps the new name)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

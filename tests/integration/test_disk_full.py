@@ -12,7 +12,6 @@ import errno
 import logging
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -30,11 +29,11 @@ from app.settings import Settings
 from app.store.base import JobStore
 from app.store.sql import SqlJobStore
 from app.worker.runner import Worker
-from tests.conftest import skip_or_fail
 from tests.contract.test_job_store import new_job
 from tests.integration.conftest import make_settings, shared_analyzer
 from tests.live import serving
 from tests.media import write_video
+from tests.mounts import tmpfs
 
 DISK = "20m"
 
@@ -42,19 +41,8 @@ DISK = "20m"
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """``tmp_path/data`` on its own 20 MB tmpfs."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        skip_or_fail("mounting a small tmpfs needs root and mount(8)")
-    data = tmp_path / "data"
-    data.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(data)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        skip_or_fail(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "data", f"size={DISK}") as data:
         yield data
-    finally:
-        subprocess.run(["umount", "--lazy", str(data)], check=True)
 
 
 def fill(disk: Path) -> Path:

@@ -6,7 +6,6 @@ setting, not a SQLAlchemy traceback."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, skip_or_fail
+from tests.conftest import REPO
 from tests.integration.test_live_server import free_port
+from tests.mounts import tmpfs
 
 COMMANDS = ["serve", "worker", "migrate"]
 
@@ -23,19 +23,8 @@ COMMANDS = ["serve", "worker", "migrate"]
 @pytest.fixture
 def read_only_dir(tmp_path: Path) -> Iterator[Path]:
     """An empty read-only tmpfs."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        skip_or_fail("mounting a read-only tmpfs needs root and mount(8)")
-    target = tmp_path / "ro"
-    target.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        skip_or_fail(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as target:
         yield target
-    finally:
-        subprocess.run(["umount", "--lazy", str(target)], check=True)
 
 
 def start(command: str, data_dir: Path) -> subprocess.CompletedProcess[str]:

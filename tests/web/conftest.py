@@ -7,8 +7,6 @@ The browser is Debian's ``chromium`` driven by Playwright's Python package throu
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 from app.settings import Settings
 from tests.conftest import REPO, skip_or_fail
 from tests.integration.conftest import anyio_backend, make_settings, service, shared_analyzer
-from tests.integration.test_live_server import free_port
+from tests.live import serving
 
 __all__ = ["anyio_backend", "service"]  # fixtures shared with tests/integration
 
@@ -43,8 +41,6 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
-    import uvicorn
-
     from app.api.app import create_app
 
     marker = request.node.get_closest_marker("settings")
@@ -53,19 +49,8 @@ def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live
     values: dict[str, Any] = {"default_model": model, "poll_interval": 0.1, **overrides}
     settings = make_settings(tmp_path, DEMO_MODELS, **values)
     app = create_app(settings, embedded_worker=True, analyzer_factory=lambda: shared_analyzer(settings))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    try:
-        yield LiveServer(f"http://127.0.0.1:{port}", settings, model)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving(app) as base:
+        yield LiveServer(base, settings, model)
 
 
 @pytest.fixture
