@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,17 @@ def test_progress_off_a_terminal_prints_one_line_per_change_once_the_interval_pa
     assert stream.getvalue().splitlines() == [f"[{p:3d}%] analyse" for p in (10, 25, 50, 100)]
 
 
+def _drain(fd: int) -> str:
+    """Everything written to a pty so far: one read may return only the first write."""
+    chunks = []
+    while select.select([fd], [], [], 0.5)[0]:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
 def test_progress_on_a_terminal_redraws_one_line() -> None:
     leader, follower = os.openpty()  # a real terminal device
     try:
@@ -44,7 +56,7 @@ def test_progress_on_a_terminal_redraws_one_line() -> None:
             bar.update(0.5)
             bar.update(1.0)
             bar.close()
-        written = os.read(leader, 4096).decode()
+        written = _drain(leader)
     finally:
         os.close(leader)
         os.close(follower)
