@@ -1,5 +1,5 @@
 # The two commands the README promises: `make run` and `make test`. `make run` installs only what
-# running needs (the `ml` extra); `make test` adds the test tools (`dev`) on top.
+# running needs (the `ml` extra); `make test` adds the test tools (`dev`) and TensorFlow (`tf`) on top.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # `make run HOST=0.0.0.0 PORT=9000`; otherwise VAS_HOST / VAS_PORT from the environment, then the defaults.
@@ -13,7 +13,7 @@ venv:
 	@scripts/ensure_venv.sh $(VENV) ml
 
 dev-venv:
-	@scripts/ensure_venv.sh $(VENV) ml,dev
+	@scripts/ensure_venv.sh $(VENV) ml,dev,tf
 
 run: venv
 	$(PY) -m app serve --host $(HOST) --port $(PORT)
@@ -48,7 +48,7 @@ demo-model: venv
 	$(PY) scripts/train_demo_model.py
 
 bench: venv
-	$(PY) bench/throughput.py
+	$(PY) bench/pipeline.py
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts

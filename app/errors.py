@@ -26,6 +26,7 @@ ServiceError
  │    └── InsufficientStorage  the disk of the videos or the database is full (code: insufficient_storage; 507)
  ├── LeaseLost               a worker's lease token no longer owns the job (never shown to clients)
  ├── DataDirUnusable         serve/worker/migrate cannot create or write the data dir (code: data_dir_unusable)
+ ├── ExportUnconvertible     `models export` met a layer the target framework cannot express (code: export_unconvertible)
  └── AnalysisError           a job failed inside the engine; ``retryable`` says if another attempt may help
       ├── WeightsMissing     weights file absent from the models dir (code: weights_missing)
       ├── WeightsInvalid     hash or key/shape mismatch (code: weights_invalid)
@@ -263,6 +264,14 @@ class DataDirUnusable(ServiceError):
 
     code = "data_dir_unusable"
     title = "Data dir unusable"
+
+
+class ExportUnconvertible(ServiceError):
+    """A layer of the model has no equivalent in the export's target framework (the message
+    names the layer and its op; never HTTP)."""
+
+    code = "export_unconvertible"
+    title = "Layer cannot be converted"
 
 
 class AnalysisError(ServiceError):

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     )
     torch_threads: int = Field(default=1, ge=1, description="Torch intra-op threads per worker process.")
     decode_threads: int = Field(default=0, ge=0, description="PyAV codec threads (0: FFmpeg decides).")
+    decode_children: int = Field(
+        default=1,
+        ge=1,
+        le=4,
+        description="Decode children per job, each from a keyframe on (1: one pass; see PERFORMANCE).",
+    )
     decode_in_subprocess: bool = Field(
         default=True, description="Scan and decode in a sandboxed child process (false: in the worker)."
     )
@@ -180,13 +186,14 @@ class Settings(BaseSettings):
     render_max_attempts: int = Field(
         default=3, ge=1, description="Claims of an annotated-video render before it fails."
     )
-    backends: dict[str, Literal["torch", "onnx", "auto"]] = Field(
+    backends: dict[str, Literal["torch", "onnx", "openvino", "openvino-bf16", "auto"]] = Field(
         default_factory=dict,
-        description='Inference backend per model, JSON: {"x3d_xs": "onnx"} (others: backend_default).',
+        description='Inference backend per model, JSON: {"x3d_xs": "openvino"} (others: backend_default); '
+        "openvino-bf16 (lossy) only here, per model.",
     )
-    backend_default: Literal["torch", "onnx", "auto"] = Field(
+    backend_default: Literal["torch", "onnx", "openvino", "auto"] = Field(
         default="auto",
-        description="Backend of models not in backends (auto: onnx where its export measured it faster).",
+        description="Backend of models not in backends (auto: the export measured fastest here, else torch).",
     )
 
     @field_validator("data_dir", "models_dir")

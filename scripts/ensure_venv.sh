@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Create or update the virtualenv at $1 (default .venv) with the project and the extras in $2
 # (a comma list, default ml): `make run` asks for `ml`, what serving and analysing need;
-# `make test` for `ml,dev`, which adds the test tools. Each extra is stamped inside the venv
+# `make test` for `ml,dev,tf`, which adds the test tools and TensorFlow. Each extra is stamped inside the venv
 # with pyproject.toml's hash, so only the extras not yet installed for this pyproject.toml are
-# installed (`make run` then `make test` adds just `dev`), and nothing when all are. pip's
+# installed (`make run` then `make test` adds just `dev` and `tf`), and nothing when all are. pip's
 # output goes to <venv>/pip-install.log; the terminal says what is being installed, that it is
 # still going, and how long it took (its last lines on failure).
 set -euo pipefail
@@ -16,6 +16,7 @@ describe() {
   case "$1" in
     ml) echo "the runtime (FastAPI, PyAV, PyTorch, pytorchvideo, ONNX Runtime)" ;;
     dev) echo "the test tools (pytest, ruff, mypy, schemathesis, playwright, hadolint)" ;;
+    tf) echo "TensorFlow and LiteRT (the tflite / tf-savedmodel exports and their tests)" ;;
     *) echo "the '$1' extra" ;;
   esac
 }

@@ -7,6 +7,7 @@ only on these names, never on the tool that makes the files.
 
 from __future__ import annotations
 
+import hashlib
 import platform
 from enum import StrEnum
 from pathlib import Path
@@ -20,15 +21,52 @@ class ExportFormat(StrEnum):
     ONNX = "onnx"
     TORCHSCRIPT = "torchscript"
     TORCH_EXPORT = "torch-export"
+    OPENVINO = "openvino"
+    TFLITE = "tflite"  # TensorFlow ports (export_tf): a .tflite file, a SavedModel directory
+    TF_SAVEDMODEL = "tf-savedmodel"
 
     @property
     def suffix(self) -> str:
-        return {"onnx": ".onnx", "torchscript": ".ts.pt", "torch-export": ".pt2"}[self.value]
+        return {
+            "onnx": ".onnx",
+            "torchscript": ".ts.pt",
+            "torch-export": ".pt2",
+            "openvino": ".openvino.xml",
+            "tflite": ".tflite",
+            "tf-savedmodel": ".savedmodel",
+        }[self.value]
+
+    @property
+    def is_tensorflow(self) -> bool:
+        """A TensorFlow port (``export_tf``, the ``tf`` extra); no worker backend runs it."""
+        return self in (ExportFormat.TFLITE, ExportFormat.TF_SAVEDMODEL)
 
 
 def artifact_path(models_dir: Path, spec: ModelSpec, fmt: ExportFormat) -> Path:
     """``X3D_XS.pyth`` -> ``X3D_XS.onnx`` (next to the weights)."""
     return models_dir / (Path(spec.weights).name.split(".")[0] + fmt.suffix)
+
+
+def artifact_files(artifact: Path) -> list[Path]:
+    """Every file an artifact is made of: an OpenVINO IR is its ``.xml`` graph and the
+    ``.bin`` weights beside it; the other formats are one file."""
+    if artifact.name.endswith(ExportFormat.OPENVINO.suffix):
+        return [artifact, artifact.with_suffix(".bin")]
+    return [artifact]
+
+
+def artifacts_sha256(paths: list[Path]) -> str:
+    """The sha256 of an artifact's files read one after the other (an IR: graph, then
+    weights), as its report records it; missing files hash as absent."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            with path.open("rb") as fh:
+                while block := fh.read(1 << 20):
+                    digest.update(block)
+        except FileNotFoundError:
+            digest.update(b"\0missing")
+    return digest.hexdigest()
 
 
 def report_path(artifact: Path) -> Path:

@@ -27,7 +27,7 @@ from app.analysis.results import (
 )
 
 if TYPE_CHECKING:
-    from app.analysis.backends import Choice
+    from app.analysis.backend_choice import Choice
     from app.analysis.decode import DecodeStats
     from app.analysis.plan import SamplingPlan
     from app.analysis.scan import VideoScan

@@ -1,38 +1,46 @@
-"""Inference backends. ``torch`` runs the loaded module; ``onnx`` runs the model's
-verified ONNX export (``models export NAME --format onnx``) with ONNX Runtime on CPU;
-``auto`` (the default) lets the export's own benchmark decide.
+"""Inference backends behind the ``nn.Module`` call convention: a batch tensor (or
+SlowFast's ``[slow, fast]``) in, a ``(batch, classes)`` tensor out, so the classifier needs
+no change. ``torch`` runs the loaded module; ``onnx`` the verified ONNX export with ONNX
+Runtime; ``openvino`` / ``openvino-bf16`` the verified OpenVINO IR; ``auto`` (the default)
+lets the exports' own benchmarks decide (the rule: ``backend_choice``).
 
-A backend is a module: a batch tensor (or SlowFast's ``[slow, fast]``) in, a
-``(batch, classes)`` tensor out, so the classifier needs no change. The ONNX file is
-only used when its verification report passed for the very weights file loaded.
-``onnx`` set explicitly fails the job without such an export (naming the command to
-run); ``auto`` uses it only on a CPU device and only when the report's speed figures,
-measured at the worker's thread count and batch size on the same CPU model, show ONNX
-Runtime faster, and runs the same weights in PyTorch otherwise. Per model with
-``VAS_BACKENDS='{"x3d_xs": "onnx"}'``; unlisted models follow ``VAS_BACKEND_DEFAULT``.
-The choice and its reason go into each result's provenance.
+An export is only used when its verification report passed for the very weights file
+loaded. A backend set explicitly fails the job without such an export (naming the command
+to run); ``auto`` falls back to the next fastest, and to PyTorch, when an export cannot be
+used. The choice and its reason go into each result's provenance.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from app.analysis.artifacts import ExportFormat, artifact_path, cpu_model, input_names, report_path
+from app.analysis.artifacts import cpu_model, input_names
+from app.analysis.backend_choice import (
+    Backend,
+    Choice,
+    Measured,
+    auto_ranking,
+    auto_reason,
+    export_command,
+    setting_for,
+    verified_export,
+)
 from app.analysis.loader import LoadedModel
+from app.analysis.openvino_runtime import CompiledIR, EarlyCompile, Precision, cache_dir_for
 from app.errors import WeightsInvalid, WeightsMissing
 
-TORCH, ONNX, AUTO = "torch", "onnx", "auto"
-
 log = logging.getLogger(__name__)
+
+
+def _arrays(x: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+    paths = x if isinstance(x, list) else [x]
+    return [p.detach().to("cpu", torch.float32).contiguous() for p in paths]
 
 
 class OnnxModule(nn.Module):
@@ -50,97 +58,48 @@ class OnnxModule(nn.Module):
         self.input_names = input_names
 
     def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        paths = x if isinstance(x, list) else [x]
-        feeds = {
-            name: p.detach().to("cpu", torch.float32).contiguous().numpy()
-            for name, p in zip(self.input_names, paths, strict=True)
-        }
+        feeds = {name: p.numpy() for name, p in zip(self.input_names, _arrays(x), strict=True)}
         return torch.from_numpy(self.session.run(None, feeds)[0])
 
 
-def verified_export(models_dir: Path, loaded: LoadedModel) -> tuple[Path, dict[str, Any]]:
-    """The ONNX artifact of the weights loaded and its report; raises when there is none,
-    or when its report did not pass for this very weights file."""
-    spec = loaded.spec
-    path = artifact_path(models_dir, spec, ExportFormat.ONNX)
-    how = f"run `python -m app models export {spec.name} --format onnx`"
-    if not path.is_file():
-        raise WeightsMissing(f"{path.name} is not in {models_dir}: {how}")
-    try:
-        report: dict[str, Any] = json.loads(report_path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise WeightsInvalid(f"{path.name} has no readable verification report: {how}") from exc
-    if not isinstance(report, dict) or not report.get("passed"):
-        raise WeightsInvalid(f"{path.name} did not pass verification: {how}")
-    if report.get("weights_sha256") != loaded.sha256:
-        raise WeightsInvalid(f"{path.name} was not verified against the current {spec.weights}: {how}")
-    return path, report
+class OpenVinoModule(nn.Module):
+    """A compiled OpenVINO IR behind the ``nn.Module`` call convention."""
 
+    def __init__(self, compiled: CompiledIR) -> None:
+        super().__init__()
+        self.compiled = compiled
 
-def onnx_module(models_dir: Path, loaded: LoadedModel, threads: int = 1) -> OnnxModule:
-    """The session of a verified export; raises (naming the command to run) without one."""
-    try:
-        path, _ = verified_export(models_dir, loaded)
-    except (WeightsMissing, WeightsInvalid) as exc:
-        raise type(exc)(f"{loaded.spec.name} is set to the onnx backend, but {exc.detail}") from None
-    return OnnxModule(path, input_names(loaded.spec), threads)
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The backend a model runs on, and why (both go into the results' provenance)."""
-
-    name: str
-    reason: str
-
-
-def speed_verdict(speed: Any, *, threads: int, batch: int, cpu: str) -> Choice:
-    """``auto``'s reading of an export report's ``speed`` figures for this worker."""
-    if not isinstance(speed, dict):
-        return Choice(TORCH, "auto: the export report has no speed figures (exported with --no-speed?)")
-    measured = (speed.get("threads"), speed.get("batch"))
-    if measured != (threads, batch):
-        return Choice(
-            TORCH,
-            f"auto: the export's speed was measured at {measured[0]} threads, batch {measured[1]}; "
-            f"this worker runs {threads} threads, batch {batch} (re-run models export)",
-        )
-    if speed.get("cpu") and cpu and speed["cpu"] != cpu:
-        return Choice(TORCH, f"auto: the export's speed was measured on another CPU ({speed['cpu']})")
-    try:
-        onnx_ms, torch_ms = float(speed["onnx_ms_per_clip"]), float(speed["torch_ms_per_clip"])
-    except (KeyError, TypeError, ValueError):
-        return Choice(TORCH, "auto: the export report's speed figures are unreadable")
-    faster = onnx_ms < torch_ms
-    figures = f"onnx {onnx_ms:.1f} ms/clip {'<' if faster else '>='} torch {torch_ms:.1f} ms/clip"
-    return Choice(ONNX if faster else TORCH, f"auto: {figures} (export report)")
+    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        return torch.from_numpy(self.compiled.infer([p.numpy() for p in _arrays(x)]))
 
 
 class Backends:
-    """Picks each model's backend from settings (``auto``: from its export report); the
-    choice and any ONNX session are kept per weights file version."""
+    """Picks each model's backend from settings (``auto``: from its export reports); the
+    choice and any session or compiled model are kept per weights file version."""
 
     def __init__(
         self,
         models_dir: Path,
         choices: Mapping[str, str],
         *,
-        default: str = AUTO,
+        default: str = Backend.AUTO,
         threads: int = 1,
         batch: int = 1,
         device: str = "cpu",
     ) -> None:
         self.models_dir, self.choices, self.default = models_dir, dict(choices), default
         self.threads, self.batch, self.device = threads, batch, device
-        self._decided: dict[tuple[str, str], tuple[Choice, OnnxModule | None]] = {}
-        """Per weights file version: the choice, and the ONNX session when it is ONNX."""
+        self.cache_dir = cache_dir_for(models_dir)
+        self._decided: dict[tuple[str, str], tuple[Choice, nn.Module | None]] = {}
+        """Per weights file version: the choice, and the module running it unless torch's."""
+        self._early: list[EarlyCompile] = []
         self._lock = threading.Lock()
 
-    def setting_for(self, model: str) -> tuple[str, str]:
-        """The configured value for ``model`` and where it comes from."""
-        if model in self.choices:
-            return self.choices[model], f"backends[{model}]"
-        return self.default, "backend_default"
+    def adopt(self, early: EarlyCompile) -> None:
+        """A compile started early (``python -m app analyze`` starts it before importing
+        torch); a ``resolve`` that picks the same IR and configuration takes its result."""
+        with self._lock:
+            self._early.append(early)
 
     def resolve(self, loaded: LoadedModel) -> tuple[nn.Module, Choice]:
         """The module to run for ``loaded`` and the choice behind it (decided once per weights
@@ -148,7 +107,7 @@ class Backends:
         key = (loaded.spec.name, loaded.sha256)
         with self._lock:
             if key not in self._decided:
-                choice, session = self._decided[key] = self._decide(loaded)
+                choice, module = self._decided[key] = self._decide(loaded)
                 log.info(
                     "inference backend for %s: %s (%s)",
                     loaded.spec.name,
@@ -156,29 +115,81 @@ class Backends:
                     choice.reason,
                     extra={"model": loaded.spec.name, "backend": choice.name},
                 )
-            choice, session = self._decided[key]
-            return (session if session is not None else loaded.module), choice
+            choice, module = self._decided[key]
+            return (module if module is not None else loaded.module), choice
 
-    def _decide(self, loaded: LoadedModel) -> tuple[Choice, OnnxModule | None]:
+    def _decide(self, loaded: LoadedModel) -> tuple[Choice, nn.Module | None]:
         name = loaded.spec.name
-        value, source = self.setting_for(name)
-        if value == TORCH:
-            return Choice(TORCH, f"set: {source} = torch"), None
-        if value == ONNX:
-            if self.device != "cpu":
-                raise WeightsInvalid(f"the onnx backend runs on CPU; {name} is set up for {self.device}")
-            session = onnx_module(self.models_dir, loaded, self.threads)
-            return Choice(ONNX, f"set: {source} = onnx"), session
+        value, source = setting_for(name, self.choices, self.default)
+        if value is Backend.TORCH:
+            return Choice(Backend.TORCH, f"set: {source} = torch"), None
+        if value is not Backend.AUTO:
+            return self._explicit(loaded, value, f"set: {source} = {value}")
         if self.device != "cpu":
-            return Choice(TORCH, f"auto: the device is {self.device} (onnx runs on CPU)"), None
+            return Choice(Backend.TORCH, f"auto: the device is {self.device} (exports run on CPU)"), None
+        faster, notes = auto_ranking(
+            self.models_dir,
+            loaded.spec,
+            loaded.sha256,
+            threads=self.threads,
+            batch=self.batch,
+            cpu=cpu_model(),
+        )
+        failed: list[str] = []
+        for measured in faster:
+            try:
+                module = self._module(loaded, measured.backend, measured.path)
+            except Exception as exc:  # a corrupt file, a runtime that cannot load it: try the next
+                failed.append(
+                    f"{_runtime(measured)} could not load {measured.path.name} ({str(exc)[:200]}); "
+                )
+                continue
+            return Choice(measured.backend, auto_reason(notes, prefix="".join(failed))), module
+        return Choice(Backend.TORCH, auto_reason(notes, prefix="".join(failed))), None
+
+    def _explicit(self, loaded: LoadedModel, value: Backend, reason: str) -> tuple[Choice, nn.Module]:
+        """A backend set by name: its verified export or a coded error naming the command."""
+        name, fmt = loaded.spec.name, value.export_format
+        assert fmt is not None
+        if self.device != "cpu":
+            raise WeightsInvalid(f"the {value} backend runs on CPU; {name} is set up for {self.device}")
         try:
-            path, report = verified_export(self.models_dir, loaded)
+            path, report = verified_export(self.models_dir, loaded.spec, fmt, loaded.sha256)
         except (WeightsMissing, WeightsInvalid) as exc:
-            return Choice(TORCH, f"auto: no usable onnx export ({exc.detail})"), None
-        choice = speed_verdict(report.get("speed"), threads=self.threads, batch=self.batch, cpu=cpu_model())
-        if choice.name == TORCH:
-            return choice, None
-        try:
-            return choice, OnnxModule(path, input_names(loaded.spec), self.threads)
-        except Exception as exc:  # a corrupt file, a runtime that cannot load it: same weights in torch
-            return Choice(TORCH, f"auto: ONNX Runtime could not load {path.name} ({str(exc)[:200]})"), None
+            raise type(exc)(f"{name} is set to the {value} backend, but {exc.detail}") from None
+        if value is Backend.OPENVINO_BF16 and not isinstance(report.get("bf16"), dict):
+            raise WeightsInvalid(
+                f"{name} is set to the {value} backend, but its export report has no bf16 measurement "
+                f"(speed and agreement with f32): {export_command(name, fmt)} without --no-speed"
+            )
+        module = self._module(loaded, value, path)
+        compiled = module.compiled if isinstance(module, OpenVinoModule) else None
+        if value is Backend.OPENVINO_BF16 and compiled and compiled.precision is not Precision.BF16:
+            note = "this CPU has no native bf16, so OpenVINO compiled it to f32"
+            return Choice(Backend.OPENVINO, f"{reason} ({note})"), module
+        return Choice(value, reason), module
+
+    def _module(self, loaded: LoadedModel, backend: Backend, path: Path) -> nn.Module:
+        if backend is Backend.ONNX:
+            return OnnxModule(path, input_names(loaded.spec), self.threads)
+        precision = Precision.BF16 if backend is Backend.OPENVINO_BF16 else Precision.F32
+        return OpenVinoModule(self._compiled(path, precision))
+
+    def _compiled(self, xml: Path, precision: Precision) -> CompiledIR:
+        """The early compile of this very IR and configuration if one was started, else a new one."""
+        key = (xml, self.threads, precision, self.cache_dir)
+        early = [e for e in self._early if e.key == key]
+        if early:
+            self._early.remove(early[0])
+            try:
+                compiled = early[0].result()
+            except Exception:  # compiled again below: the same error, raised where it is needed
+                pass
+            else:
+                log.info("%s: compiled early, while torch was loading", xml.name)
+                return compiled
+        return CompiledIR(xml, threads=self.threads, precision=precision, cache_dir=self.cache_dir)
+
+
+def _runtime(measured: Measured) -> str:
+    return "ONNX Runtime" if measured.backend is Backend.ONNX else "OpenVINO"

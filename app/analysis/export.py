@@ -1,4 +1,4 @@
-"""Portable artifacts of a catalog model (ONNX, TorchScript, torch.export), verified.
+"""Portable artifacts of a catalog model (ONNX, OpenVINO IR, TorchScript, torch.export), verified.
 
 Export makes three changes that leave the arithmetic alone (docs/MODELS.md, "Checkpoint files"):
 
@@ -7,20 +7,23 @@ Export makes three changes that leave the arithmetic alone (docs/MODELS.md, "Che
 * SlowFast's ``[slow, fast]`` list input becomes two tensor arguments;
 * the batch dimension stays dynamic.
 
+An OpenVINO IR is that ONNX graph converted by OpenVINO, weights kept in f32.
+
 Then the artifact is checked against the PyTorch model as the service runs it
 (``export_verification``). Verification fails when the output difference exceeds the
 tolerance, or when the top-1 differs on a clip whose reference top-1 leads its runner-up
 by more than the tolerance. The report is written next to the artifact
-(``artifacts.report_path``); a failed artifact is removed. An ONNX export that passed is
-also timed against PyTorch as the worker would run each (``export_speed``); the ``auto``
-backend (``backends.py``) reads those figures to decide which one the worker runs.
+(``artifacts.report_path``); a failed artifact is removed. An ONNX or OpenVINO export that
+passed is also timed against PyTorch as the worker would run each (``export_speed``); the
+``auto`` backend (``backend_choice``) reads those figures to decide which one the worker
+runs. An OpenVINO export also measures bf16 against f32 (``export_bf16``).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,13 +33,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from app.analysis.artifacts import ExportFormat, artifact_path, input_names, report_path
-from app.analysis.export_speed import Speed, measure_speed
+from app.analysis.artifacts import (
+    ExportFormat,
+    artifact_files,
+    artifact_path,
+    artifacts_sha256,
+    input_names,
+    report_path,
+)
+from app.analysis.backends import OnnxModule, OpenVinoModule
+from app.analysis.export_bf16 import Bf16Check, check_bf16
+from app.analysis.export_speed import Speed, measure_speed, speed_of
 from app.analysis.export_verification import Comparison, Runner, compare, random_clips, real_clips
+from app.analysis.openvino_runtime import CompiledIR, Precision, cache_dir_for, convert_onnx
 from app.analysis.spec import ModelSpec
 
 BATCH_AXIS = "batch"
 ONNX_OPSET = 17
+TIMED = (ExportFormat.ONNX, ExportFormat.OPENVINO)
+"""The formats a worker can run (``backends.py``): timed against PyTorch for ``auto``."""
 
 
 def replace_swish(model: nn.Module) -> int:
@@ -90,29 +105,42 @@ def write_artifact(module: nn.Module, spec: ModelSpec, fmt: ExportFormat, target
     try:
         with torch.inference_mode(False), torch.no_grad():
             if fmt is ExportFormat.ONNX:
-                axes = {name: {0: BATCH_AXIS} for name in [*names, "scores"]}
-                torch.onnx.export(
-                    module,
-                    example,
-                    str(tmp),
-                    dynamo=False,
-                    input_names=names,
-                    output_names=["scores"],
-                    dynamic_axes=axes,
-                    opset_version=ONNX_OPSET,
-                )
+                _write_onnx(module, example, names, tmp)
+            elif fmt is ExportFormat.OPENVINO:
+                with tempfile.TemporaryDirectory() as scratch:
+                    onnx = Path(scratch) / "model.onnx"
+                    _write_onnx(module, example, names, onnx)
+                    convert_onnx(onnx, tmp)
             elif fmt is ExportFormat.TORCHSCRIPT:
                 traced = torch.jit.trace(module, example, check_trace=False)
                 torch.jit.save(traced, str(tmp))
-            else:
+            elif fmt is ExportFormat.TORCH_EXPORT:
                 batch = torch.export.Dim(BATCH_AXIS, min=1, max=1024)
                 program = torch.export.export(
                     module, example, dynamic_shapes={name: {0: batch} for name in names}
                 )
                 torch.export.save(program, str(tmp))
-        tmp.replace(target)
+            else:
+                raise ValueError(f"{fmt.value} artifacts are written by export_tf")
+        for part, final in reversed(list(zip(artifact_files(tmp), artifact_files(target), strict=True))):
+            part.replace(final)  # an IR's weights before its graph: a graph is never without them
     finally:
-        tmp.unlink(missing_ok=True)
+        for part in artifact_files(tmp):
+            part.unlink(missing_ok=True)
+
+
+def _write_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str], path: Path) -> None:
+    axes = {name: {0: BATCH_AXIS} for name in [*names, "scores"]}
+    torch.onnx.export(
+        module,
+        example,
+        str(path),
+        dynamo=False,
+        input_names=names,
+        output_names=["scores"],
+        dynamic_axes=axes,
+        opset_version=ONNX_OPSET,
+    )
 
 
 @dataclass
@@ -131,17 +159,10 @@ class ExportReport:
     passed: bool
     versions: dict[str, str] = field(default_factory=dict)
     speed: Speed | None = None
+    bf16: Bf16Check | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_model(
@@ -157,10 +178,12 @@ def export_model(
     threads: int = 1,
     batch: int = 1,
     rounds: int = 5,
+    precision_videos: Sequence[Path] | None = None,
 ) -> ExportReport:
     """Export ``spec``'s weights to ``fmt`` next to them, verify, write the report. An ONNX
-    export that passed is also timed (unless ``speed`` is off) with the worker's torch
-    ``threads`` and ``batch`` size, ``rounds`` interleaved rounds."""
+    or OpenVINO export that passed is also timed (unless ``speed`` is off) with the worker's
+    ``threads`` and ``batch`` size, ``rounds`` interleaved rounds; an OpenVINO one also
+    measures bf16 on ``precision_videos`` (default: the known-answer demo videos)."""
     from app.analysis.loader import ModelLoader
     from app.analysis.results import versions
 
@@ -177,15 +200,21 @@ def export_model(
     passed = all(
         c.max_abs_diff <= atol and c.top1_disagreements_beyond_tolerance == 0 for c in (random_cmp, real_cmp)
     )
-    timing = None
-    if speed and passed and fmt is ExportFormat.ONNX:
-        timing = measure_speed(reference, target, spec, threads=threads, batch=batch, rounds=rounds)
+    timing, bf16 = None, None
+    if speed and passed and fmt in TIMED:
+        modules = _worker_modules(models_dir, spec, fmt, target, threads)
+        ms = measure_speed(reference, modules, spec, threads=threads, batch=batch, rounds=rounds)
+        timing = speed_of(fmt.value, ms, threads=threads, batch=batch, rounds=rounds)
+        if fmt is ExportFormat.OPENVINO:
+            bf16 = check_bf16(
+                target, spec, threads=threads, ms=ms, allowed_formats=allowed_formats, videos=precision_videos
+            )
     report = ExportReport(
         model=spec.name,
         format=fmt.value,
         artifact=target.name,
-        artifact_sha256=_sha256(target),
-        artifact_bytes=target.stat().st_size,
+        artifact_sha256=artifacts_sha256(artifact_files(target)),
+        artifact_bytes=sum(part.stat().st_size for part in artifact_files(target)),
         weights_sha256=loaded.sha256,
         swish_replaced=swapped,
         export_seconds=round(seconds, 3),
@@ -195,17 +224,38 @@ def export_model(
         passed=passed,
         versions=versions() | _extra_versions(fmt),
         speed=timing,
+        bf16=bf16,
     )
     report_path(target).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if not passed:
-        target.unlink(missing_ok=True)
+        for part in artifact_files(target):
+            part.unlink(missing_ok=True)
     return report
 
 
+def _worker_modules(
+    models_dir: Path, spec: ModelSpec, fmt: ExportFormat, target: Path, threads: int
+) -> dict[str, nn.Module]:
+    """The modules a worker would run for this export, by backend name (OpenVINO: f32 and
+    bf16, compiled into the worker's on-disk cache, which the worker then finds warm)."""
+    if fmt is ExportFormat.ONNX:
+        return {"onnx": OnnxModule(target, input_names(spec), threads)}
+    cache = cache_dir_for(models_dir)
+    return {
+        name: OpenVinoModule(CompiledIR(target, threads=threads, precision=precision, cache_dir=cache))
+        for name, precision in (("openvino", Precision.F32), ("openvino-bf16", Precision.BF16))
+    }
+
+
 def _extra_versions(fmt: ExportFormat) -> dict[str, str]:
-    if fmt is not ExportFormat.ONNX:
+    if fmt not in TIMED:
         return {}
     import onnx
     import onnxruntime
 
-    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": str(ONNX_OPSET)}
+    versions = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": str(ONNX_OPSET)}
+    if fmt is ExportFormat.OPENVINO:
+        import openvino
+
+        versions["openvino"] = openvino.__version__
+    return versions

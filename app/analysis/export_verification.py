@@ -82,15 +82,23 @@ class Runner:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        elif fmt is ExportFormat.OPENVINO:
+            from app.analysis.openvino_runtime import CompiledIR, Precision
+
+            self.compiled = CompiledIR(path, threads=threads, precision=Precision.F32, cache_dir=None)
         elif fmt is ExportFormat.TORCHSCRIPT:
             self.module = torch.jit.load(str(path), map_location="cpu").eval()
-        else:
+        elif fmt is ExportFormat.TORCH_EXPORT:
             self.module = torch.export.load(str(path)).module()
+        else:
+            raise ValueError(f"{fmt.value} artifacts are run by export_tf.TfRunner")
 
     def __call__(self, *paths: torch.Tensor) -> torch.Tensor:
         if self.fmt is ExportFormat.ONNX:
             feeds = {name: p.detach().cpu().numpy() for name, p in zip(self.names, paths, strict=True)}
             return torch.from_numpy(self.session.run(None, feeds)[0])
+        if self.fmt is ExportFormat.OPENVINO:
+            return torch.from_numpy(self.compiled.infer([p.detach().cpu().numpy() for p in paths]))
         with torch.inference_mode():
             out: torch.Tensor = self.module(*paths)
         return out

@@ -15,6 +15,7 @@ from app.errors import InvalidOptions, ServiceError
 
 if TYPE_CHECKING:
     from app.analysis.decode_sandbox import DecodeSandbox
+    from app.analysis.openvino_runtime import EarlyCompile
     from app.analysis.results import AnalysisResult
     from app.options import JobOptions
     from app.settings import Settings
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings()
     model = args.model or settings.default_model
     early = _start_decoder(settings, args.video, model, options)  # before torch is imported
+    compiling = _start_compile(settings, model)  # OpenVINO compiles while torch imports
     from app.analysis.engine import Analyzer
     from app.cli.progress import ProgressBar
 
@@ -85,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         analyzer = Analyzer.from_settings(settings)
         if early is not None:
             analyzer.adopt(early)
+        if compiling is not None:
+            analyzer.backends.adopt(compiling)
         result = analyzer.analyze(args.video, model, options, bar.update)
     except ServiceError as exc:
         bar.close()
@@ -93,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if early is not None:
             early.close()
+        if compiling is not None:
+            compiling.wait()
     bar.close()
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2)
@@ -127,6 +133,32 @@ def _start_decoder(settings: Settings, video: Path, model: str, options: JobOpti
         )
     except ServiceError:
         return None
+
+
+def _start_compile(settings: Settings, model: str) -> EarlyCompile | None:
+    """The OpenVINO compile of the IR this model will most likely run on (explicitly or by
+    ``auto``), started in a thread before torch is imported; the backends adopt it. None
+    when it will not run on OpenVINO, or on an error the engine will report."""
+    if settings.device != "cpu":
+        return None
+    from app.analysis.artifacts import cpu_model
+    from app.analysis.backend_choice import Backend, likely_openvino, setting_for
+    from app.analysis.catalog import load_catalog
+    from app.analysis.openvino_runtime import EarlyCompile, Precision, cache_dir_for
+
+    try:
+        spec = load_catalog(settings.models_dir).get(model)
+        value, _ = setting_for(model, settings.backends, settings.backend_default)
+        threads, batch = settings.torch_threads, settings.batch_size
+        xml = likely_openvino(settings.models_dir, spec, value, threads=threads, batch=batch, cpu=cpu_model())
+    except ServiceError:
+        return None
+    if xml is None:
+        return None
+    precision = Precision.BF16 if value is Backend.OPENVINO_BF16 else Precision.F32
+    return EarlyCompile(
+        xml, threads=threads, precision=precision, cache_dir=cache_dir_for(settings.models_dir)
+    )
 
 
 def write_csv(result: AnalysisResult, out: TextIO) -> None:

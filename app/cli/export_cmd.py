@@ -6,19 +6,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.errors import ServiceError
+
+if TYPE_CHECKING:
+    from app.analysis.export import ExportReport
+    from app.analysis.spec import ModelSpec
+    from app.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_subcommands(sub: Any) -> None:
-    export = sub.add_parser("export", help="write a verified ONNX / TorchScript / torch.export artifact")
+    from app.analysis.artifacts import ExportFormat
+
+    export = sub.add_parser("export", help="write a verified artifact (ONNX, OpenVINO IR, TorchScript, ...)")
     export.add_argument("name")
-    export.add_argument("--format", required=True, choices=("onnx", "torchscript", "torch-export"))
+    export.add_argument("--format", required=True, choices=[fmt.value for fmt in ExportFormat])
     export.add_argument("--atol", type=float, default=1e-4, help="largest accepted output difference")
     export.add_argument("--clips", type=int, default=4, help="random and real clips compared (each)")
     export.add_argument(
@@ -29,10 +35,10 @@ def add_subcommands(sub: Any) -> None:
         "--no-speed",
         dest="speed",
         action="store_false",
-        help="onnx: skip timing it against PyTorch (the auto backend then keeps torch)",
+        help="onnx, openvino: skip timing it against PyTorch (auto then ignores it) and openvino's bf16 check",
     )
     export.add_argument(
-        "--rounds", type=_positive, default=5, help="onnx: interleaved timing rounds (median taken)"
+        "--rounds", type=_positive, default=5, help="onnx, openvino: interleaved timing rounds (median taken)"
     )
     export.set_defaults(handler=cmd_export)
     imports = sub.add_parser("import", help="convert a PySlowFast checkpoint to the zoo format")
@@ -64,13 +70,16 @@ def _settings() -> Any:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from app.analysis.artifacts import ExportFormat, artifact_path, cpu_model
-    from app.analysis.backends import speed_verdict
+    from app.analysis.artifacts import ExportFormat, artifact_path
     from app.analysis.catalog import load_catalog
     from app.analysis.export import export_model
 
     settings = _settings()
     torch.set_num_threads(settings.torch_threads)
+    if ExportFormat(args.format).is_tensorflow:
+        from app.cli.export_tf_cmd import cmd_export_tf
+
+        return cmd_export_tf(args, settings)
     try:
         spec = load_catalog(settings.models_dir).get(args.name)
         report = export_model(
@@ -104,16 +113,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                 f"  {name:6} clips {cmp.clips}: max |diff| {cmp.max_abs_diff:.3g}, "
                 f"top-1 agreement {100 * cmp.top1_agreement:.0f}%"
             )
-        if report.speed is not None:
-            sp = report.speed
-            auto = speed_verdict(
-                asdict(sp), threads=settings.torch_threads, batch=settings.batch_size, cpu=cpu_model()
-            )
-            print(
-                f"  speed  (threads {sp.threads}, batch {sp.batch}, median of {sp.rounds}): "
-                f"torch {sp.torch_ms_per_clip:.1f} ms/clip, onnx {sp.onnx_ms_per_clip:.1f} ms/clip "
-                f"-> the auto backend runs {auto.name} here"
-            )
+        for line in _speed_lines(settings, spec, report):
+            print(line)
     if not report.passed:
         print(
             f"error: verification failed (tolerance {report.atol:g}); the artifact was removed",
@@ -121,6 +122,35 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _speed_lines(settings: Settings, spec: ModelSpec, report: ExportReport) -> list[str]:
+    """The timing, what ``auto`` now runs here (reading every export's report), and bf16."""
+    from app.analysis.artifacts import cpu_model
+    from app.analysis.backend_choice import auto_ranking
+
+    sp, bf16 = report.speed, report.bf16
+    if sp is None:
+        return []
+    faster, _ = auto_ranking(
+        settings.models_dir,
+        spec,
+        report.weights_sha256,
+        threads=settings.torch_threads,
+        batch=settings.batch_size,
+        cpu=cpu_model(),
+    )
+    lines = [
+        f"  speed  (threads {sp.threads}, batch {sp.batch}, median of {sp.rounds}): "
+        f"torch {sp.torch_ms_per_clip:.1f} ms/clip, {sp.backend} {sp.backend_ms_per_clip:.1f} ms/clip "
+        f"-> the auto backend runs {faster[0].backend if faster else 'torch'} here"
+    ]
+    if bf16 is not None:
+        lines.append(
+            f"  bf16   {bf16.bf16_ms_per_clip:.1f} ms/clip (f32 {bf16.f32_ms_per_clip:.1f}), top-1 agrees with "
+            f"f32 on {100 * bf16.top1_agreement_with_f32:.0f}% of {bf16.clips} known-answer clips; {bf16.note}"
+        )
+    return lines
 
 
 def cmd_import(args: argparse.Namespace) -> int:

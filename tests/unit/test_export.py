@@ -1,5 +1,5 @@
-"""`models export`: ONNX, TorchScript and torch.export artifacts of x3d_xs and of the demo
-model's architecture, verified against PyTorch on random and real (decoded) clips."""
+"""`models export`: ONNX, OpenVINO, TorchScript and torch.export artifacts of x3d_xs and of the
+demo model's architecture, verified against PyTorch on random and real (decoded) clips."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import torch
 from app.__main__ import main
 from app.analysis.artifacts import ExportFormat, artifact_path, report_path
 from app.analysis.catalog import load_catalog
-from app.analysis.export import export_model
+from app.analysis.export import TIMED, export_model
 from app.analysis.export_verification import Runner, random_clips
 from app.settings import Settings
 from tests.conftest import REPO, write_zoo_checkpoint
 
 ALLOWED = Settings().allowed_format_list
-FORMATS = list(ExportFormat)
+FORMATS = [fmt for fmt in ExportFormat if not fmt.is_tensorflow]  # TensorFlow: test_export_tf.py
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,15 @@ def test_export_verifies_against_pytorch(
 ) -> None:
     models = x3d_dir if model == "x3d_xs" else demo_dir
     spec = load_catalog(models).get(model)
-    report = export_model(models, spec, fmt, allowed_formats=ALLOWED, video=motion_video, clips=3)
+    report = export_model(
+        models,
+        spec,
+        fmt,
+        allowed_formats=ALLOWED,
+        video=motion_video,
+        clips=3,
+        precision_videos=[motion_video],
+    )
     assert report.passed, report
     assert report.swish_replaced > 0, "X3D's Swish must be swapped for nn.SiLU"
     for cmp in (report.random, report.real):
@@ -107,11 +115,12 @@ def test_export_verifies_against_pytorch(
     assert target.is_file() and target.parent == models
     saved = json.loads(report_path(target).read_text())
     assert saved["passed"] and saved["weights_sha256"] == report.weights_sha256
-    if fmt is ExportFormat.ONNX:
+    if fmt in TIMED:
         assert report.speed is not None and saved["speed"]["rounds"] == 5
-        assert report.speed.torch_ms_per_clip > 0 and report.speed.onnx_ms_per_clip > 0
+        assert saved["speed"]["backend"] == fmt.value
+        assert report.speed.torch_ms_per_clip > 0 and report.speed.backend_ms_per_clip > 0
     else:
-        assert report.speed is None and saved["speed"] is None, "only ONNX is timed (for the auto backend)"
+        assert report.speed is None and saved["speed"] is None, "only what a worker runs is timed (for auto)"
     batch = torch.cat([random_clips(spec, 1, seed=9)[0][0]] * 5)
     assert Runner(fmt, target, ["clip"])(batch).shape[0] == 5, "the batch dimension stays dynamic"
 

@@ -1,5 +1,6 @@
 """The ONNX Runtime backend: chosen per model in settings (or by the export's own benchmark
-with ``auto``), same results as PyTorch, refuses missing or stale exports when set explicitly."""
+with ``auto``), same results as PyTorch, refuses missing or stale exports when set explicitly.
+(OpenVINO beside it: test_openvino_backend.py.)"""
 
 from __future__ import annotations
 
@@ -93,13 +94,14 @@ def assert_close_results(a: dict[str, Any], b: dict[str, Any], atol: float = 1e-
 
 def test_the_export_records_its_speed(onnx_models: Path) -> None:
     speed = json.loads((onnx_models / "X3D_XS.onnx.json").read_text())["speed"]
-    assert speed["torch_ms_per_clip"] > 0 and speed["onnx_ms_per_clip"] > 0
+    assert speed["backend"] == "onnx" and speed["torch_ms_per_clip"] > 0 and speed["backend_ms_per_clip"] > 0
     assert (speed["threads"], speed["batch"], speed["rounds"]) == (1, 1, 3)
     assert speed["host"] == platform.node() and speed["cpu"] == cpu_model() != ""
 
 
 def test_measuring_restores_the_callers_torch_threads(onnx_models: Path) -> None:
     from app.analysis.artifacts import ExportFormat, artifact_path
+    from app.analysis.backends import OnnxModule
     from app.analysis.export_speed import measure_speed
 
     spec = load_catalog(onnx_models).get("x3d_xs")
@@ -107,8 +109,9 @@ def test_measuring_restores_the_callers_torch_threads(onnx_models: Path) -> None
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        artifact = artifact_path(onnx_models, spec, ExportFormat.ONNX)
-        measure_speed(loaded.module, artifact, spec, threads=2, batch=1, rounds=1)
+        session = OnnxModule(artifact_path(onnx_models, spec, ExportFormat.ONNX), ["clip"], 2)
+        ms = measure_speed(loaded.module, {"onnx": session}, spec, threads=2, batch=1, rounds=1)
+        assert set(ms) == {"torch", "onnx"}
         assert torch.get_num_threads() == 1, "measured at 2 threads, the caller's 1 restored"
     finally:
         torch.set_num_threads(previous)
@@ -128,12 +131,12 @@ def test_onnx_results_match_torch(onnx_models: Path, short_clip: Path) -> None:
 def test_auto_runs_onnx_where_the_export_measured_it_faster(
     onnx_models: Path, short_clip: Path, tmp_path: Path
 ) -> None:
-    faster = with_speed(onnx_models, tmp_path / "faster", torch_ms_per_clip=20.0, onnx_ms_per_clip=10.0)
+    faster = with_speed(onnx_models, tmp_path / "faster", torch_ms_per_clip=20.0, backend_ms_per_clip=10.0)
     options = JobOptions(segment_seconds=1.0)
     out = analyzer(faster).analyze(short_clip, "x3d_xs", options).to_dict()
     assert out["provenance"]["backend"] == "onnx"
-    assert (
-        out["provenance"]["backend_reason"] == "auto: onnx 10.0 ms/clip < torch 20.0 ms/clip (export report)"
+    assert out["provenance"]["backend_reason"] == (
+        "auto: onnx 10.0 ms/clip < torch 20.0 ms/clip (2.00x); openvino: not exported (export reports)"
     )
     assert_close_results(
         analyzer(faster, x3d_xs="torch").analyze(short_clip, "x3d_xs", options).to_dict(), out
@@ -142,22 +145,25 @@ def test_auto_runs_onnx_where_the_export_measured_it_faster(
         analyzer(faster, default="torch", x3d_xs="auto").analyze(short_clip, "x3d_xs", options).to_dict()
     )
     assert explicit["provenance"]["backend"] == "onnx", "auto per model overrides the default"
-    assert choice(faster, device="cuda") == Choice("torch", "auto: the device is cuda (onnx runs on CPU)")
+    assert choice(faster, device="cuda") == Choice("torch", "auto: the device is cuda (exports run on CPU)")
 
 
 @pytest.mark.parametrize(
     ("speed", "reason"),
     [
         (
-            {"torch_ms_per_clip": 10.0, "onnx_ms_per_clip": 12.5},
-            "auto: onnx 12.5 ms/clip >= torch 10.0 ms/clip (export report)",
+            {"torch_ms_per_clip": 10.0, "backend_ms_per_clip": 12.5},
+            "auto: onnx 12.5 ms/clip >= torch 10.0 ms/clip (0.80x); openvino: not exported",
         ),
         (
-            {"torch_ms_per_clip": 20.0, "onnx_ms_per_clip": 10.0, "threads": 2},
+            {"torch_ms_per_clip": 20.0, "backend_ms_per_clip": 10.0, "threads": 2},
             "measured at 2 threads, batch 1",
         ),
-        ({"torch_ms_per_clip": 20.0, "onnx_ms_per_clip": 10.0, "batch": 8}, "measured at 1 threads, batch 8"),
-        ({"torch_ms_per_clip": 20.0, "onnx_ms_per_clip": 10.0, "cpu": "Other CPU"}, "on another CPU"),
+        (
+            {"torch_ms_per_clip": 20.0, "backend_ms_per_clip": 10.0, "batch": 8},
+            "measured at 1 threads, batch 8",
+        ),
+        ({"torch_ms_per_clip": 20.0, "backend_ms_per_clip": 10.0, "cpu": "Other CPU"}, "on another CPU"),
         ({"speed": None}, "has no speed figures"),
     ],
     ids=["slower", "other-threads", "other-batch", "other-cpu", "no-figures"],
@@ -174,15 +180,21 @@ def test_auto_keeps_torch_without_a_valid_export(onnx_models: Path, tmp_path: Pa
     bare.mkdir()
     write_zoo_checkpoint(bare, "x3d_xs", "X3D_XS.pyth", seed=11)
     got = choice(bare)
-    assert got.name == "torch" and "no usable onnx export (X3D_XS.onnx is not in" in got.reason
-    stale = with_speed(onnx_models, tmp_path / "stale", torch_ms_per_clip=20.0, onnx_ms_per_clip=10.0)
+    assert got.reason == "auto: openvino: not exported; onnx: not exported (export reports)", got
+    stale = with_speed(onnx_models, tmp_path / "stale", torch_ms_per_clip=20.0, backend_ms_per_clip=10.0)
     write_zoo_checkpoint(stale, "x3d_xs", "X3D_XS.pyth", seed=12)  # other weights than the export's
     got = choice(stale)
-    assert got.name == "torch" and "not verified against the current X3D_XS.pyth" in got.reason
-    broken = with_speed(onnx_models, tmp_path / "broken", torch_ms_per_clip=20.0, onnx_ms_per_clip=10.0)
+    assert got.name == "torch"
+    assert (
+        "onnx: no usable export (X3D_XS.onnx was not verified against the current X3D_XS.pyth" in got.reason
+    )
+    broken = with_speed(onnx_models, tmp_path / "broken", torch_ms_per_clip=20.0, backend_ms_per_clip=10.0)
     (broken / "X3D_XS.onnx").write_bytes(b"not a model")
     got = choice(broken)
-    assert got.name == "torch" and "ONNX Runtime could not load X3D_XS.onnx" in got.reason
+    assert (
+        got.name == "torch"
+        and "onnx: no usable export (X3D_XS.onnx changed since its verification" in got.reason
+    )
 
 
 def test_missing_or_stale_exports_are_refused(onnx_models: Path, short_clip: Path, tmp_path: Path) -> None:
@@ -193,7 +205,7 @@ def test_missing_or_stale_exports_are_refused(onnx_models: Path, short_clip: Pat
         analyzer(bare, x3d_xs="onnx").analyze(short_clip, "x3d_xs", JobOptions())
     with pytest.raises(WeightsMissing, match="x3d_xs is set to the onnx backend"):
         analyzer(bare, default="onnx").analyze(short_clip, "x3d_xs", JobOptions())
-    stale = with_speed(onnx_models, tmp_path / "stale", torch_ms_per_clip=20.0, onnx_ms_per_clip=10.0)
+    stale = with_speed(onnx_models, tmp_path / "stale", torch_ms_per_clip=20.0, backend_ms_per_clip=10.0)
     write_zoo_checkpoint(stale, "x3d_xs", "X3D_XS.pyth", seed=12)  # other weights than the export's
     with pytest.raises(WeightsInvalid, match=r"not verified against the current X3D_XS\.pyth"):
         analyzer(stale, x3d_xs="onnx").analyze(short_clip, "x3d_xs", JobOptions())
@@ -206,6 +218,14 @@ def test_backend_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.backends == {"x3d_xs": "onnx", "x3d_s": "torch", "x3d_m": "auto"}
     assert settings.backend_default == "torch"
+    monkeypatch.setenv("VAS_BACKENDS", '{"x3d_xs": "openvino", "x3d_s": "openvino-bf16"}')
+    monkeypatch.setenv("VAS_BACKEND_DEFAULT", "openvino")
+    assert Settings().backends == {"x3d_xs": "openvino", "x3d_s": "openvino-bf16"}
+    assert Settings().backend_default == "openvino"
+    monkeypatch.setenv("VAS_BACKEND_DEFAULT", "openvino-bf16")
+    with pytest.raises(ValueError):
+        Settings()  # bf16 (lossy) only per model, never for every model at once
+    monkeypatch.setenv("VAS_BACKEND_DEFAULT", "torch")
     monkeypatch.setenv("VAS_BACKENDS", '{"x3d_xs": "tensorrt"}')
     with pytest.raises(ValueError):
         Settings()
@@ -222,7 +242,7 @@ async def test_worker_job_on_auto_runs_the_faster_export(
     """Through HTTP and a worker (sandboxed decode, ``open_task``): the job runs on ONNX
     Runtime, says so in its provenance, and its scores match PyTorch's."""
     models = with_speed(
-        onnx_models, tmp_path / "models", torch_ms_per_clip=20.0, onnx_ms_per_clip=10.0, batch=4
+        onnx_models, tmp_path / "models", torch_ms_per_clip=20.0, backend_ms_per_clip=10.0, batch=4
     )
     settings = make_settings(tmp_path, models, batch_size=4)
     assert settings.backend_default == "auto" and settings.decode_in_subprocess
@@ -246,7 +266,9 @@ async def test_worker_job_on_auto_runs_the_faster_export(
     finally:
         close_app(app)
     assert results["provenance"]["backend"] == "onnx", results["provenance"]
-    assert results["provenance"]["backend_reason"].startswith("auto: onnx 10.0 ms/clip < torch 20.0")
+    assert results["provenance"]["backend_reason"].startswith(
+        "auto: onnx 10.0 ms/clip < torch 20.0 ms/clip (2.00x)"
+    )
     reference = (
         analyzer(models, batch_size=4, x3d_xs="torch")
         .analyze(short_clip, "x3d_xs", JobOptions(segment_seconds=1.0))

@@ -1,4 +1,5 @@
-"""`make run` installs what running needs, `make test` adds the test tools, and the install talks.
+"""`make run` installs what running needs, `make test` adds the test tools and TensorFlow (the
+`tf` extra), and the install talks.
 
 The dependency closure is computed from pyproject.toml and the installed distributions'
 own metadata (the same graph pip resolves), for the extras each make target asks
@@ -70,13 +71,19 @@ def closure(extras: list[str]) -> set[str]:
     return seen
 
 
+TENSORFLOW = {"tensorflow", "tensorflow-cpu", "ai-edge-litert", "keras"}
+"""The `tf` extra (TensorFlow ports): tests and `models export --format tflite` only."""
+
+
 def test_make_run_installs_no_test_tools_and_make_test_adds_them() -> None:
     run_extras, test_extras = extras_installed_by("run"), extras_installed_by("test")
-    assert run_extras == ["ml"] and set(test_extras) == {"ml", "dev"}
+    assert run_extras == ["ml"] and set(test_extras) == {"ml", "dev", "tf"}
     running = closure(run_extras)
     assert {"torch", "av", "fastapi", "pytorchvideo"} <= running
     assert not running & DEV_TOOLS, f"`make run` would install test tools: {sorted(running & DEV_TOOLS)}"
-    assert closure(test_extras) >= DEV_TOOLS
+    assert not running & TENSORFLOW, f"`make run` would install TensorFlow: {sorted(running & TENSORFLOW)}"
+    testing = closure(test_extras)
+    assert testing >= DEV_TOOLS and {"tensorflow-cpu", "ai-edge-litert"} <= testing
 
 
 def stamp_value() -> str:
@@ -114,3 +121,11 @@ def test_make_test_after_make_run_installs_only_the_dev_part_and_says_what_it_do
     assert done.returncode != 0 and f"pip failed (exit {done.returncode}); the end of {log}" in done.stderr
     assert "No module named pip" in done.stderr  # pip's own words, from the log's tail
     assert not (venv / ".vas-installed-dev").exists()
+
+
+def test_the_images_install_no_tensorflow() -> None:
+    """The worker image installs the `ml` extra only: TensorFlow stays a tool of `models export`."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    extras = set(re.findall(r"video-analysis-service\[([\w,]+)\]", dockerfile))
+    assert extras == {"ml"}, extras
+    assert "tensorflow" not in dockerfile.lower() and "litert" not in dockerfile.lower()
