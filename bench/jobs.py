@@ -21,7 +21,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
-from bench.throughput import OUT, table, write_checkpoint  # noqa: E402
+from bench.runs import OUT, table, write_checkpoint  # noqa: E402
 from bench.videos import write_bench_video  # noqa: E402
 
 

@@ -1,4 +1,5 @@
-"""Where a task's clips come from: a sandboxed decode child, or this process.
+"""Where a task's clips come from: sandboxed decode children (one, or several each taking a
+part of the video), or this process.
 
 Either way a source hands out ``PreparedClip``s (model-ready views of one clip) without
 blocking for long, so the ``Scheduler`` can interleave several jobs' sources and their
@@ -7,17 +8,19 @@ inference; ``waitables`` tell it what to sleep on when no source has a clip read
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from app.analysis.decode import DecodeStats
+from app.analysis.heap import TRIM_EVERY, trim
 from app.analysis.transforms import ClipInput, ClipTransform, pack_pathway
 
 if TYPE_CHECKING:
-    from app.analysis.decode import DecodedClip, DecodeStats
-    from app.analysis.decode_sandbox import DecodeSandbox
+    from app.analysis.decode import DecodedClip
+    from app.analysis.decode_sandbox import DecodeSandbox, SandboxClip
 
 
 @dataclass(frozen=True)
@@ -47,23 +50,46 @@ class ClipSource(Protocol):
 
 
 class SandboxClips:
-    """Clips from a decode child, as torch views (SlowFast inputs packed here)."""
+    """Clips from one or more decode children, as torch views (SlowFast inputs packed here).
 
-    def __init__(self, sandbox: DecodeSandbox, alpha: int | None) -> None:
-        self.sandbox, self.alpha = sandbox, alpha
+    Several children decode parts of one plan (``decode_split``), each part whole segments:
+    their clips are taken in turn, so each child's ring keeps draining, and every segment's
+    clips still arrive in their order."""
+
+    def __init__(self, sandboxes: Sequence[DecodeSandbox], alpha: int | None) -> None:
+        if not sandboxes:
+            raise ValueError("no decode child")
+        self.sandboxes, self.alpha = list(sandboxes), alpha
+        self._turn = 0
+        self._taken = 0
 
     @property
     def exhausted(self) -> bool:
-        return self.sandbox.exhausted
+        return all(s.exhausted for s in self.sandboxes)
 
     @property
     def stats(self) -> DecodeStats | None:
-        return self.sandbox.stats
+        parts = [s.stats for s in self.sandboxes]
+        if any(p is None for p in parts):
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        return DecodeStats.merged([p for p in parts if p is not None])
 
     def take(self) -> PreparedClip | None:
-        clip = self.sandbox.take()
-        if clip is None:
-            return None
+        count = len(self.sandboxes)
+        for k in range(count):
+            sandbox = self.sandboxes[(self._turn + k) % count]
+            clip = sandbox.take()
+            if clip is not None:
+                self._turn = (self._turn + k + 1) % count
+                return self._prepared(clip)
+        return None
+
+    def _prepared(self, clip: SandboxClip) -> PreparedClip:
+        self._taken += 1
+        if self._taken % TRIM_EVERY == 0:  # flat RSS whatever the video's length (``heap``)
+            trim()
         tensor = torch.from_numpy(clip.views)
         views: list[ClipInput] = [
             pack_pathway(tensor[v], self.alpha) if self.alpha else tensor[v] for v in range(tensor.shape[0])
@@ -71,13 +97,15 @@ class SandboxClips:
         return PreparedClip(clip.segment, clip.times, views)
 
     def waitables(self) -> list[Any]:
-        return self.sandbox.waitables()
+        return [w for s in self.sandboxes for w in s.waitables()]
 
     def charge(self, seconds: float) -> None:
-        self.sandbox.charge(seconds)
+        for sandbox in self.sandboxes:
+            sandbox.charge(seconds)
 
     def close(self) -> None:
-        self.sandbox.close()
+        for sandbox in self.sandboxes:
+            sandbox.close()
 
 
 class InProcessClips:

@@ -13,6 +13,13 @@ no other frame references it (most B-frames), the decoder skips it; if it is a
 reference, it is decoded as always. Skipping frames nothing depends on cannot change
 any other frame, so the clips are the same, for about a third less decoding work on
 H.264 with B-frames. (The optional fast mode skips every non-reference frame instead.)
+Only where the packet's pts is its frame's (``VideoScan.packet_times``; not in AVI,
+whose packed B-frames made the skip drop sampled frames).
+
+A pass may start at a keyframe (``start_pts``) instead of the beginning: the part of the
+plan a second decode child takes (``decode_split``). Decoding from a random-access point
+gives the frames after it exactly as a pass from the beginning does; a container that
+cannot seek there (it lands past the keyframe) is read from the beginning instead.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -52,6 +61,19 @@ class DecodeStats:
     errors: int = 0
     rotation: int | None = None
     sizes: set[tuple[int, int]] = field(default_factory=set)
+
+    @classmethod
+    def merged(cls, parts: Sequence[DecodeStats]) -> DecodeStats:
+        """The statistics of one video decoded in parts (in plan order) by several passes."""
+        rotations = [p.rotation for p in parts if p.rotation is not None]
+        return cls(
+            decoded=sum(p.decoded for p in parts),
+            converted=sum(p.converted for p in parts),
+            substituted=sum(p.substituted for p in parts),
+            errors=sum(p.errors for p in parts),
+            rotation=rotations[0] if rotations else None,
+            sizes=set().union(*(p.sizes for p in parts)),
+        )
 
 
 def frame_to_rgb(frame: Any) -> np.ndarray:
@@ -194,6 +216,58 @@ class _Assembler(Generic[F]):
         return out
 
 
+def _open_at(
+    stack: ExitStack,
+    path: Path,
+    allowed_formats: Iterable[str],
+    limits: MediaLimits,
+    threads: int,
+    start_pts: int | None,
+) -> tuple[Any, Iterator[Any]]:
+    """(video stream, its packets) from the keyframe at ``start_pts`` (None: the beginning).
+
+    Before seeking, the decoder decodes the stream's first packet: decoders learn
+    stream-wide facts there that change how later frames decode (FFmpeg's workarounds for
+    old x264 4:4:4 encodes, keyed on the version in x264's first SEI; Xvid/DivX builds from
+    their user data), and the seek's flush keeps them. A seek that fails or lands past that
+    keyframe reads from the beginning."""
+    formats = list(allowed_formats)
+    container = stack.enter_context(open_video(path, formats, limits))
+    stream = container.streams.video[0]
+    stream.codec_context.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
+    packets = container.demux(stream)
+    if start_pts is None:
+        return stream, packets
+    first = None
+    try:
+        _prime(next(packets, None))
+        container.seek(start_pts, stream=stream, backward=True, any_frame=False)
+        packets = container.demux(stream)
+        first = next(packets, None)
+    except MemoryError:
+        raise
+    except (av.FFmpegError, ValueError) as exc:
+        log.info("seeking to pts %s failed in %s: %s", start_pts, path.name, exc)
+    if first is not None and first.pts is not None and first.pts <= start_pts and first.is_keyframe:
+        return stream, chain([first], packets)
+    log.info("could not start at pts %s in %s; reading it from the beginning", start_pts, path.name)
+    container.close()
+    return _open_at(stack, path, formats, limits, threads, None)
+
+
+def _prime(packet: Any) -> None:
+    """Decode ``packet`` for what the decoder learns from it; its frames and errors do not matter."""
+    if packet is None:
+        return
+    try:
+        packet.decode()
+    except MemoryError:
+        raise
+    except (av.FFmpegError, ValueError):
+        pass
+
+
 def decode_clips(
     path: Path,
     allowed_formats: Iterable[str],
@@ -205,6 +279,7 @@ def decode_clips(
     stats: DecodeStats | None = None,
     limits: MediaLimits = DEFAULT_LIMITS,
     skip_nonref: bool = False,
+    start_pts: int | None = None,
 ) -> Generator[DecodedClip[F], None, None]:
     """Yield every clip of ``plan`` once all its frames are decoded; stops after the last one.
     Each decoded frame is held to the media limits (size, time), as the upload probe was.
@@ -212,21 +287,21 @@ def decode_clips(
     ``skip_nonref`` (fast mode): the decoder drops non-reference frames (most B-frames), and
     a planned frame that is never decoded is replaced by the nearest decoded one. An
     allocation failure (``MemoryError``, also FFmpeg's ENOMEM) or a frame refused by the
-    size cap (``FrameTooLarge``) is never taken for a bad packet."""
+    size cap (``FrameTooLarge``) is never taken for a bad packet. ``start_pts``: a keyframe
+    of the scan at or before every frame of ``plan`` to start decoding at."""
     state = _Assembler(scan, plan, prepare, limits)
     if stats is not None:
         state.stats = stats
-    with open_video(path, allowed_formats, limits) as container:
-        stream = container.streams.video[0]
+    with ExitStack() as stack:
+        stream, packets = _open_at(stack, path, allowed_formats, limits, threads, start_pts)
         ctx = stream.codec_context
-        ctx.thread_type = "AUTO"
-        ctx.thread_count = threads
         # Fast mode: NONREF for every packet. Exact mode: NONREF only for packets the plan
-        # does not need (toggled as the demuxer goes; a reference frame is decoded anyway).
+        # does not need (toggled as the demuxer goes; a reference frame is decoded anyway),
+        # where a packet's pts tells which frame it carries (not in AVI: ``scan``).
+        exact = not skip_nonref and scan.packet_times
         skipping = skip_nonref
         if skipping:
             ctx.skip_frame = "NONREF"
-        packets = container.demux(stream)
         while not state.done:
             try:
                 packet = next(packets)
@@ -238,7 +313,7 @@ def decode_clips(
                 state.stats.errors += 1
                 log.warning("demux stopped early in %s: %s", path.name, exc)
                 break
-            if not skip_nonref and state.wanted(packet.pts) == skipping:
+            if exact and state.wanted(packet.pts) == skipping:
                 skipping = not skipping
                 ctx.skip_frame = "NONREF" if skipping else "DEFAULT"
             try:

@@ -81,6 +81,8 @@ class SandboxClip:
 
 class DecodeSandbox:
     """One child for one video: ``scan()``, then ``decode(plan)``, then ``take()`` until exhausted.
+    Given the ``scan`` (a further child of a split decode, ``decode_split``), the child does
+    not scan, and ``decode(part, start_pts=...)`` starts it at a keyframe.
 
     Always ``close()`` it (a context manager): a child still running is killed. The child
     also dies with the thread that created it (Linux ``PR_SET_PDEATHSIG``), so a killed
@@ -97,10 +99,12 @@ class DecodeSandbox:
         *,
         threads: int = 0,
         limits: SandboxLimits | None = None,
+        scan: VideoScan | None = None,
     ) -> None:
         self.limits = limits or SandboxLimits()
         self.key = self.key_for(path, allowed_formats, media_limits, prep, frames, threads, self.limits)
         """What the child was started with: ``Analyzer.adopt`` matches on it."""
+        self.prep, self.frames = prep, frames
         self.shape = prep.clip_shape(frames)
         slot_bytes = math.prod(self.shape) * 4
         slots = slots_for(self.limits.queue_bytes, prep, frames)
@@ -118,8 +122,12 @@ class DecodeSandbox:
             cpu_per_video_second=cpu_seconds(self.limits.timeout_per_video_second, 0),
             fault=self.limits.fault,
             fault_stage=self.limits.fault_stage,
+            scan=scan,
         )
+        self._scan = scan
         self.allowance = self.limits.timeout_seconds
+        if scan is not None:
+            self.allowance += self.limits.timeout_per_video_second * scan.duration
         self.waited = 0.0
         self.stats: DecodeStats | None = None
         self.exhausted = False
@@ -164,7 +172,9 @@ class DecodeSandbox:
         return [] if self.exhausted else [self._conn, self._sentinel]
 
     def scan(self) -> VideoScan:
-        """Wait for the child's scan (counted against the allowance)."""
+        """Wait for the child's scan (counted against the allowance); the given one if any."""
+        if self._scan is not None:
+            return self._scan
         message = self._await()
         if message[0] != "scan":
             self._handle(message)  # raises the child's coded error or fault
@@ -173,8 +183,9 @@ class DecodeSandbox:
         self.allowance += self.limits.timeout_per_video_second * scan.duration
         return scan
 
-    def decode(self, plan: SamplingPlan, *, skip_nonref: bool = False) -> None:
-        self._conn.send(("plan", plan, skip_nonref))
+    def decode(self, plan: SamplingPlan, *, skip_nonref: bool = False, start_pts: int | None = None) -> None:
+        """Decode ``plan`` (from the keyframe at ``start_pts``, else from the beginning)."""
+        self._conn.send(("plan", plan, skip_nonref, start_pts))
 
     def take(self) -> SandboxClip | None:
         """The next decoded clip if one is ready now (never blocks); None otherwise or at the end."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,7 @@ class Analyzer:
         batch_size: int = 8,
         torch_threads: int = 1,
         decode_threads: int = 0,
+        decode_children: int = 1,
         model_cache_bytes: int = 2 * 1024**3,
         limits: MediaLimits | None = None,
         backends: Mapping[str, str] | None = None,
@@ -82,6 +84,7 @@ class Analyzer:
         self.allowed_formats = list(allowed_formats)
         self.device = resolve_device(device)
         self.batch_size, self.decode_threads = batch_size, decode_threads
+        self.decode_children = decode_children
         self.limits = limits or DEFAULT_LIMITS
         self.loader = ModelLoader(
             models_dir, device=self.device, cache_bytes=model_cache_bytes, auto_fetch=auto_fetch
@@ -111,6 +114,7 @@ class Analyzer:
             batch_size=settings.batch_size,
             torch_threads=settings.torch_threads,
             decode_threads=settings.decode_threads,
+            decode_children=settings.decode_children,
             model_cache_bytes=settings.model_cache_bytes,
             limits=MediaLimits.from_settings(settings),
             backends=settings.backends,
@@ -252,15 +256,15 @@ class Analyzer:
         plan: SamplingPlan,
         fast: bool,
     ) -> ClipSource:
-        """The plan's clips: from the sandboxed child, or decoded here with this engine's
+        """The plan's clips: from the sandboxed child (and ``decode_children - 1`` more, each
+        decoding a part of the video from a keyframe on), or decoded here with this engine's
         threads and limits (``fast``: non-reference frames skipped)."""
         from app.analysis.clip_sources import InProcessClips, SandboxClips
         from app.analysis.decode import DecodeStats, decode_clips
         from app.analysis.transforms import ClipTransform
 
         if sandbox is not None:
-            sandbox.decode(plan, skip_nonref=fast)
-            return SandboxClips(sandbox, spec.alpha)
+            return SandboxClips(self._decode_parts(sandbox, video_path, scan, plan, fast), spec.alpha)
         transform = ClipTransform.for_spec(spec, options.crops)
         stats = DecodeStats()
         clips = decode_clips(
@@ -275,6 +279,38 @@ class Analyzer:
             skip_nonref=fast,
         )
         return InProcessClips(clips, transform, stats)
+
+    def _decode_parts(
+        self, sandbox: DecodeSandbox, video_path: Path, scan: VideoScan, plan: SamplingPlan, fast: bool
+    ) -> list[DecodeSandbox]:
+        """``sandbox`` decodes the first part of the plan; one more child for each other part
+        (same settings, a share of the queue), started here with the scan already known."""
+        from app.analysis.decode_sandbox import DecodeSandbox
+        from app.analysis.decode_split import split_plan
+
+        parts = split_plan(scan, plan, self.decode_children)
+        sandbox.decode(parts[0].plan, skip_nonref=fast, start_pts=parts[0].start_pts)
+        limits = replace(sandbox.limits, queue_bytes=sandbox.limits.queue_bytes // len(parts))
+        children = [sandbox]
+        try:
+            for part in parts[1:]:
+                child = DecodeSandbox(
+                    video_path,
+                    self.allowed_formats,
+                    self.limits,
+                    sandbox.prep,
+                    sandbox.frames,
+                    threads=self.decode_threads,
+                    limits=limits,
+                    scan=scan,
+                )
+                children.append(child)
+                child.decode(part.plan, skip_nonref=fast, start_pts=part.start_pts)
+        except BaseException:
+            for child in children[1:]:
+                child.close()
+            raise
+        return children
 
     def _fast_decode(self, scan: VideoScan) -> bool:
         return 0 < self.fast_decode_min_seconds <= scan.duration

@@ -19,8 +19,8 @@ An annotated-video render (decode, draw, encode to ``target``):
 A decode, on the socket (pickled ``multiprocessing`` messages), in order:
 
     parent -> child   ChildConfig
-    child  -> parent  ("scan", VideoScan)
-    parent -> child   ("plan", SamplingPlan, skip_nonref)   or ("stop",)
+    child  -> parent  ("scan", VideoScan)                  (not when the config holds the scan)
+    parent -> child   ("plan", SamplingPlan, skip_nonref, start_pts)   or ("stop",)
     child  -> parent  ("clip", slot, segment, index, times)  ... as clips complete
     parent -> child   ("free", slot)                        ... as the parent copies them out
     child  -> parent  ("done", DecodeStats)
@@ -207,14 +207,15 @@ def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
     path = Path(config.path)
     if config.fault and config.fault_stage == "scan":
         _inject(config.fault)
-    scan = scan_video(path, config.allowed_formats, config.limits)
+    scan = config.scan or scan_video(path, config.allowed_formats, config.limits)
     if config.cpu_seconds:
         _cpu_limit(config.cpu_seconds + config.cpu_per_video_second * scan.duration)
-    conn.send(("scan", scan))
+    if config.scan is None:
+        conn.send(("scan", scan))
     message = conn.recv()
     if message[0] != "plan":
         return
-    _, plan, skip_nonref = message
+    _, plan, skip_nonref, start_pts = message
     free = list(range(config.slots))
     shape = config.prep.clip_shape(config.frames)
     stats = DecodeStats()
@@ -228,6 +229,7 @@ def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
         stats=stats,
         limits=config.limits,
         skip_nonref=skip_nonref,
+        start_pts=start_pts,
     )
     for sent, clip in enumerate(clips, start=1):
         while not free:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from app.analysis.limits import MediaLimits
     from app.analysis.prep import FramePrep
+    from app.analysis.scan import VideoScan
 
 FAULTS = ("segfault", "hang", "oom")
 
@@ -44,6 +45,9 @@ class ChildConfig:
     fault: str | None = None
     fault_stage: str = "decode"
     """Where ``fault`` strikes: ``scan`` (before the scan) or ``decode`` (after the first clip)."""
+    scan: VideoScan | None = None
+    """The video's scan, known already (a second decode child): the child does not scan
+    (nor send it) and waits for its plan at once."""
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,22 @@
 Times are seconds from the video stream's start (``stream.start_time`` -> 0), exactly the
 clock PyTorchVideo's ``EncodedVideoPyAV`` uses. Packets without a pts (some raw and
 AVI streams) force a decode pass instead; frames without a pts get ``i / fps``.
+
+The same pass notes which frames the container marks as keyframes (random-access points):
+where a second decode child may start (``decode_split``). A scan that had to decode knows
+none, so such a video is decoded in one pass.
+
+``packet_times`` says whether a packet's pts is the presentation time of the picture it
+carries, which matching packets to planned frames (the exact skip of ``decode``, the
+split) relies on. Not in AVI: it stores no presentation times (FFmpeg's parser derives
+them), and with DivX/Xvid "packed B-frames" a packet carries another frame's picture.
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
+from bisect import bisect_left
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -40,6 +50,15 @@ class VideoScan:
     start_pts: int
     source: str
     """"packets" (demux only) or "frames" (had to decode)."""
+    keyframes: tuple[int, ...] = ()
+    """Indices (into ``frame_times``) of the frames whose packets are keyframes, ascending."""
+    container: str = ""
+    """The demuxer's name (``"mov,mp4,m4a,3gp,3g2,mj2"``, ``"matroska,webm"``, ``"avi"``)."""
+
+    @property
+    def packet_times(self) -> bool:
+        """Whether each packet's pts is that of the picture it carries (module doc)."""
+        return self.source == "packets" and "avi" not in self.container.split(",")
 
 
 def open_video(
@@ -70,6 +89,7 @@ def scan_video(path: Path, allowed_formats: Iterable[str], limits: MediaLimits =
             raise NoFrames("the file has no video stream")
         stream = container.streams.video[0]
         pts: list[int] = []
+        keys: list[int] = []
         complete = True
         try:
             for packet in container.demux(stream):
@@ -79,10 +99,13 @@ def scan_video(path: Path, allowed_formats: Iterable[str], limits: MediaLimits =
                     complete = False
                     break
                 pts.append(int(packet.pts))
+                if packet.is_keyframe:
+                    keys.append(int(packet.pts))
         except (av.FFmpegError, ValueError) as exc:
             log.warning("demux stopped early in %s: %s", path.name, exc)
         if complete:
-            scan = _describe(container, stream, sorted(pts), "packets")
+            ordered = sorted(pts)
+            scan = _describe(container, stream, ordered, "packets", _keyframe_indices(ordered, keys))
         else:
             scan = _describe(container, stream, _decoded_pts(path, allowed_formats, limits), "frames")
     check_duration(scan.duration, limits)
@@ -110,7 +133,14 @@ def _decoded_pts(path: Path, allowed_formats: Iterable[str], limits: MediaLimits
     return [None] * len(found)
 
 
-def _describe(container: Any, stream: Any, pts: Sequence[int | None], source: str) -> VideoScan:
+def _keyframe_indices(ordered: Sequence[int], keys: Sequence[int]) -> tuple[int, ...]:
+    """Where each keyframe pts sits in the sorted pts (its first occurrence)."""
+    return tuple(sorted({bisect_left(ordered, key) for key in keys}))
+
+
+def _describe(
+    container: Any, stream: Any, pts: Sequence[int | None], source: str, keyframes: tuple[int, ...] = ()
+) -> VideoScan:
     if not pts:
         raise NoFrames("the video stream has no frames")
     time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
@@ -140,4 +170,6 @@ def _describe(container: Any, stream: Any, pts: Sequence[int | None], source: st
         time_base=time_base,
         start_pts=start,
         source=source,
+        keyframes=keyframes,
+        container=str(container.format.name),
     )
