@@ -73,6 +73,16 @@ class ManifestEntry(BaseModel):
         default="logits", description="What the network returns; logits get a softmax."
     )
     channel_order: Literal["rgb", "bgr"] = Field(default="rgb", description="Channel order of the input.")
+    task: Literal["classification", "multilabel"] = Field(
+        default="classification",
+        description="classification: softmax over the classes; multilabel: independent sigmoid scores.",
+    )
+    default_min_score: float | None = Field(
+        default=None, ge=0, le=1, description="min_score of a job that sets none (multilabel: 0.5 if unset)."
+    )
+    view_combine: Literal["mean", "max"] = Field(
+        default="mean", description="How a segment's views (clips x crops) combine: mean or max."
+    )
     top1: float | None = Field(default=None, description="Published top-1 accuracy, percent.")
     top5: float | None = Field(default=None, description="Published top-5 accuracy, percent.")
     params_m: float | None = Field(default=None, description="Parameters, millions.")

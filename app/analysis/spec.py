@@ -36,6 +36,12 @@ class ModelSpec:
     checkpoint_key: str | None = "model_state"
     output: Literal["probabilities", "logits"] = "logits"
     channel_order: Literal["rgb", "bgr"] = "rgb"
+    task: Literal["classification", "multilabel"] = "classification"
+    """classification: one softmax over the classes; multilabel: an independent sigmoid each."""
+    default_min_score: float | None = None
+    """``min_score`` when a job does not set it (None: 0.0, or 0.5 for a multi-label model)."""
+    view_combine: Literal["mean", "max"] = "mean"
+    """How a segment's views (clips x crops) combine: Kinetics averages, Charades takes the max."""
     top1: float | None = None
     top5: float | None = None
     params_m: float | None = None
@@ -43,6 +49,13 @@ class ModelSpec:
     description: str = ""
     demo: bool = False
     source: Literal["builtin", "manifest"] = "builtin"
+
+    @property
+    def min_score(self) -> float:
+        """The catalog's default ``min_score`` for this model's jobs (multi-label: 0.5 unless set)."""
+        if self.default_min_score is not None:
+            return self.default_min_score
+        return 0.5 if self.task == "multilabel" else 0.0
 
     @property
     def clip_seconds(self) -> float:
