@@ -49,9 +49,14 @@ class VideoInfo:
     codec: str
     rotation: int
     container: str = ""
+    source_url: str | None = None
+    """The URL the video was fetched from (a ``source_url`` job); None for an upload."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["source_url"] is None:
+            del data["source_url"]  # an upload's video reads as it always has
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VideoInfo:

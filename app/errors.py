@@ -6,8 +6,10 @@ ServiceError
  │    ├── JobNotFinished     results asked for too early (code: job_not_finished)
  │    ├── RenderFailed       the annotated video failed to render; ?retry=1 (code: render_failed; 409)
  │    ├── InvalidOptions     bad form fields or job options (code: invalid_options)
- │    │    └── UnknownModel      model name not in the catalog (code: unknown_model)
+ │    │    ├── UnknownModel      model name not in the catalog (code: unknown_model)
+ │    │    └── InvalidSourceUrl  source_url not http(s), or it reaches a refused address (code: invalid_source_url)
  │    ├── UploadTooLarge     body over the configured limit (code: upload_too_large)
+ │    │    └── SourceTooLarge    the video at source_url is over it (code: source_too_large)
  │    ├── UnsupportedMedia   not a video: text, playlist, unreadable (code: unsupported_media)
  │    │    ├── FormatNotAllowed  demuxer not on the allow-list (code: format_not_allowed)
  │    │    └── NoVideoStream     a readable container without video, e.g. audio only (code: no_video_stream)
@@ -20,6 +22,8 @@ ServiceError
  │    ├── Unauthorized       no, unknown or revoked API key (code: unauthorized; 401 + WWW-Authenticate)
  │    ├── RateLimited        a per-tenant limit was reached (code: rate_limited; 429 + Retry-After)
  │    ├── UploadTimeout      the upload body stalled past upload_read_timeout_seconds (code: upload_timeout; 408)
+ │    ├── SourceUnreachable  source_url not fetched: no such host, refused, HTTP error, redirects (code: source_unreachable; 422)
+ │    │    └── SourceTimeout     the fetch ran past source_fetch_timeout_seconds (code: source_timeout)
  │    ├── IdempotencyKeyReused  an Idempotency-Key sent again with a different request (code: idempotency_key_reused)
  │    └── BadUpload          malformed multipart body, missing/duplicate file part (code: bad_upload)
  ├── Unavailable             database or storage unreachable right now (code: unavailable)
@@ -39,9 +43,6 @@ ServiceError
       │    └── DecoderResourceLimit  over its memory or CPU-time limit (code: resource_limit; not retried)
       ├── JobTimeout         the whole job ran past its wall-clock budget (code: timeout; not retried)
       └── WorkerStopping     the worker is shutting down; the job is released, not failed
-
-A media limit hit while a worker decodes is a ``MediaLimitExceeded`` too (not an
-``AnalysisError``): the job fails with its code, and another attempt would not help.
 """
 
 from __future__ import annotations
@@ -101,11 +102,25 @@ class UnknownModel(InvalidOptions):
     title = "Unknown model"
 
 
+class InvalidSourceUrl(InvalidOptions):
+    """``source_url`` is no absolute http(s) URL, or it (or a redirect) reaches a refused address."""
+
+    code = "invalid_source_url"
+    title = "Invalid source URL"
+
+
 class UploadTooLarge(RequestError):
     """The upload is larger than this service accepts."""
 
     code = "upload_too_large"
     title = "Upload too large"
+
+
+class SourceTooLarge(UploadTooLarge):
+    """The video at ``source_url`` is larger than this service accepts."""
+
+    code = "source_too_large"
+    title = "Source too large"
 
 
 class UnsupportedMedia(RequestError):
@@ -209,10 +224,21 @@ class UploadTimeout(RequestError):
 
     code = "upload_timeout"
     title = "Upload timed out"
+    headers = {"Connection": "close"}
 
-    def __init__(self, detail: str | None = None) -> None:
-        super().__init__(detail)
-        self.headers = {"Connection": "close"}
+
+class SourceUnreachable(RequestError):
+    """The video at ``source_url`` could not be fetched (its answer is named in the detail)."""
+
+    code = "source_unreachable"
+    title = "Source unreachable"
+
+
+class SourceTimeout(SourceUnreachable):
+    """Fetching ``source_url`` took longer than ``source_fetch_timeout_seconds``."""
+
+    code = "source_timeout"
+    title = "Source timed out"
 
 
 class IdempotencyKeyReused(RequestError):
@@ -245,11 +271,7 @@ class InsufficientStorage(Unavailable):
 
     code = "insufficient_storage"
     title = "Insufficient storage"
-    retry_after_seconds = 60
-
-    def __init__(self, detail: str | None = None) -> None:
-        super().__init__(detail)
-        self.headers = {"Retry-After": str(self.retry_after_seconds)}
+    headers = {"Retry-After": "60"}  # read by problems.py, as an instance's own headers are
 
 
 class LeaseLost(ServiceError):

@@ -43,6 +43,7 @@ class JobOut(BaseModel):
     error: ErrorOut | None
     video: VideoOut | None
     callback_url: str | None = None
+    source_url: str | None = None
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -66,6 +67,7 @@ def job_out(job: Job) -> JobOut:
         error=ErrorOut(code=job.error.code, message=job.error.message) if job.error else None,
         video=video,
         callback_url=job.callback_url,
+        source_url=job.video.source_url if job.video else None,
     )
 
 

@@ -28,7 +28,9 @@ class JobOptions(BaseModel):
     start: float = Field(default=0.0, ge=0)
     end: float | None = Field(default=None, gt=0)
     top_k: int = Field(default=5, ge=1, le=50)
-    min_score: float = Field(default=0.0, ge=0, le=1)
+    min_score: float | None = Field(default=None, ge=0, le=1)
+    """Labels scoring below it are dropped; unset: the model's default (``ModelSpec.min_score``:
+    0.5 for a multi-label model, 0.0 for a classifier). Results echo the value used."""
 
     @model_validator(mode="after")
     def _range_is_ordered(self) -> JobOptions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,15 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest accepted upload body.")
     upload_read_timeout_seconds: float = Field(
         default=60.0, gt=0, description="An upload whose body sends no bytes this long is refused (408)."
+    )
+    source_fetch_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Deadline of fetching a job's source_url as a whole (lookup, redirects, body); then 422.",
+    )
+    source_url_allowed_networks: str = Field(
+        default="",
+        description="CIDRs a source_url may be fetched from although loopback/private/link-local (comma list).",
     )
     default_model: str = Field(default="x3d_s", description="Model used when a job names none.")
     lease_seconds: float = Field(default=60.0, gt=0, description="How long a claim lasts without renewal.")
@@ -202,6 +212,14 @@ class Settings(BaseSettings):
         """Absolute from the start, so messages (e.g. where to put missing weights) and child
         processes with another working directory name the same folder."""
         return path.expanduser().resolve()
+
+    @field_validator("source_url_allowed_networks")
+    @classmethod
+    def _networks(cls, text: str) -> str:
+        """A bad entry stops the start, rather than failing every fetch later."""
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            ipaddress.ip_network(part, strict=False)
+        return text
 
     @property
     def allowed_format_list(self) -> list[str]:

@@ -86,21 +86,42 @@ VAL_SIZES = [(160, 120), (192, 144), (128, 128), (320, 240)]
 # Scene seeds: disjoint ranges per split (tests and the self-check use seeds < 1e6).
 TRAIN_SEED_BASE, VAL_SEED_BASE = 1_000_000, 2_000_000
 
-# Label permutations under the geometric augmentations (class ids).
-_ID = {c: i for i, c in enumerate(CLASSES)}
+
+def label_permutations(
+    classes: tuple[str, ...],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """How class ids of ``classes`` change under (flip W, flip H, time reversal, transpose)."""
+    ids = {c: i for i, c in enumerate(classes)}
+
+    def perm(pairs: list[tuple[str, str]]) -> torch.Tensor:
+        p = list(range(len(classes)))
+        for a, b in pairs:
+            p[ids[a]], p[ids[b]] = ids[b], ids[a]
+        return torch.tensor(p)
+
+    return (
+        perm([("moving left", "moving right")]),
+        perm([("moving up", "moving down")]),
+        perm([("moving left", "moving right"), ("moving up", "moving down")]),
+        perm([("moving left", "moving up"), ("moving right", "moving down")]),
+    )
 
 
-def _perm(pairs: list[tuple[str, str]]) -> torch.Tensor:
-    p = list(range(len(CLASSES)))
-    for a, b in pairs:
-        p[_ID[a]], p[_ID[b]] = _ID[b], _ID[a]
-    return torch.tensor(p)
+FLIP_W, FLIP_H, REVERSE_T, TRANSPOSE = label_permutations(CLASSES)
 
 
-FLIP_W = _perm([("moving left", "moving right")])
-FLIP_H = _perm([("moving up", "moving down")])
-REVERSE_T = _perm([("moving left", "moving right"), ("moving up", "moving down")])
-TRANSPOSE = _perm([("moving left", "moving up"), ("moving right", "moving down")])
+def window_frames(scene: Any, k0: int, split: str, rng: np.random.Generator) -> list[np.ndarray]:
+    """The 8 sampled frames of the window from frame ``k0`` of ``scene`` (anything with
+    ``frame(k)``): validation's whole window through libx264, training's by a random route."""
+    picks = sample_indices(WINDOW)
+    route = "full" if split == "val" else str(rng.choice(["full", "picked", "raw"], p=[0.15, 0.35, 0.5]))
+    crf = int(rng.integers(18, 31))
+    if route == "full":  # the real thing: the whole 30 fps window through libx264 and back
+        decoded = h264_round_trip([scene.frame(k0 + i) for i in range(WINDOW)], fps=30, crf=crf)
+        return [decoded[i] for i in picks]
+    if route == "picked":  # cheaper: only the 8 sampled frames (same kind of artefacts)
+        return h264_round_trip([scene.frame(k0 + i) for i in picks], fps=30, crf=crf)
+    return [scene.frame(k0 + i) for i in picks]
 
 
 def make_example(job: tuple[str, int]) -> tuple[np.ndarray, int]:
@@ -113,17 +134,7 @@ def make_example(job: tuple[str, int]) -> tuple[np.ndarray, int]:
     base = TRAIN_SEED_BASE if split == "train" else VAL_SEED_BASE
     scene = SyntheticScene([(CLASSES[label], 3.0)], fps=30, width=width, height=height, seed=base + index)
     k0 = int(rng.integers(0, scene.frame_count - WINDOW + 1))
-    picks = sample_indices(WINDOW)
-    route = "full" if split == "val" else str(rng.choice(["full", "picked", "raw"], p=[0.15, 0.35, 0.5]))
-    crf = int(rng.integers(18, 31))
-    if route == "full":  # the real thing: the whole 30 fps window through libx264 and back
-        decoded = h264_round_trip([scene.frame(k0 + i) for i in range(WINDOW)], fps=30, crf=crf)
-        frames = [decoded[i] for i in picks]
-    elif route == "picked":  # cheaper: only the 8 sampled frames (same kind of artefacts)
-        frames = h264_round_trip([scene.frame(k0 + i) for i in picks], fps=30, crf=crf)
-    else:
-        frames = [scene.frame(k0 + i) for i in picks]
-    clip = preprocess(frames)
+    clip = preprocess(window_frames(scene, k0, split, rng))
     return clip.numpy().astype(np.float16), label
 
 
@@ -355,7 +366,11 @@ python scripts/train_demo_model.py --out models      # ~18 min on 2 vCPUs (make 
 python scripts/check_demo_model.py --models models   # self-check, needs >= 95 % agreement
 ```
 """
-    (out / "DEMO_MODEL.md").write_text(text)
+    path = out / "DEMO_MODEL.md"
+    # The multi-label model's section (scripts/train_demo_multilabel.py) follows a marker: keep it.
+    marker = "<!-- demo_motion_multi -->"
+    old = path.read_text() if path.exists() else ""
+    path.write_text(text + ("\n" + old[old.index(marker) :] if marker in old else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """The annotated video: the source re-encoded as H.264 MP4 with the current top labels
-and scores drawn on each frame and a thin timeline bar (top-1 colour per segment, a
+(a multi-label model's: every kept label) and scores drawn on each frame and a thin timeline bar (top-1 colour per segment, a
 playhead) along the bottom edge.
 
 Frames are turned upright (display matrix) and scaled to at most ``max_height``; their
@@ -33,8 +33,9 @@ class Cue:
     labels: tuple[tuple[str, int, float], ...]  # (label, class id, score), best first
 
 
-def cues_from(segments: Sequence[dict[str, Any]], lines: int = 3) -> list[Cue]:
-    """Same timing as the WebVTT track: overlapping segments hand over at the next start."""
+def cues_from(segments: Sequence[dict[str, Any]], lines: int | None = 3) -> list[Cue]:
+    """Same timing as the WebVTT track: overlapping segments hand over at the next start.
+    ``lines`` labels a cue at most (None: every kept label, for a multi-label model)."""
     ordered = sorted(segments, key=lambda s: (s["start"], s["index"]))
     out = []
     for i, seg in enumerate(ordered):
@@ -131,9 +132,11 @@ def render(
     limits: MediaLimits | None = None,
     part: Path | None = None,
     on_frame: Callable[[int], None] | None = None,
+    lines: int | None = 3,
 ) -> int:
     """Write the annotated MP4 via ``part`` (a temp file beside ``target``, renamed into place);
-    returns frames written. ``on_frame(written)`` runs after each frame (the sandbox's test hook)."""
+    returns frames written. ``on_frame(written)`` runs after each frame (the sandbox's test hook).
+    ``lines``: labels drawn per cue (a classifier's best three; None: all, for multi-label)."""
     import av
 
     from app.analysis.decode import frame_to_rgb
@@ -141,7 +144,7 @@ def render(
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = part or target.with_name(f".{target.stem}.{os.getpid()}.part.mp4")
-    cues = cues_from(segments)
+    cues = cues_from(segments, lines)
     written = 0
     try:
         with open_video(source, allowed_formats, limits or DEFAULT_LIMITS) as reader:

@@ -1,8 +1,10 @@
-"""From per-segment mean probabilities to the typed results document.
+"""From per-segment probabilities (views combined) to the typed results document.
 
-A segment's labels are the top-k of its mean; the summary is the top-k of the segments'
-means averaged; runs merge consecutive segments sharing a top-1 label. Scores become
-plain Python floats here, so the results hold no tensors.
+A segment's labels are the top-k of its scores at or above ``min_score`` (for a
+multi-label model: every label at or above it, best first, capped at k). Classifier:
+the summary is the top-k of the segments' scores averaged, and runs merge consecutive
+segments sharing a top-1 label. Multi-label: per-label summary and runs
+(``multilabel.py``). Scores become plain Python floats here, so the results hold no tensors.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from app.analysis.classifier import top_k
+from app.analysis.multilabel import label_runs, label_summary
 from app.analysis.results import (
     AnalysisResult,
     Label,
@@ -142,13 +145,27 @@ def analysis_result(
 ) -> AnalysisResult:
     """The whole document: the segments plus their summary and runs."""
     k, min_score = options["top_k"], options["min_score"]
+    multilabel = spec.task == "multilabel"
     return AnalysisResult(
         model=spec.name,
         labelset=spec.labelset,
+        task=spec.task,
         options=options,
         video=video,
         segments=segments,
-        summary=summary(segments, means, labels, k=k, min_score=min_score),
-        runs=runs(segments, means, labels, min_score=min_score),
+        summary=(
+            label_summary(segments, means, labels)
+            if multilabel
+            else summary(segments, means, labels, k=k, min_score=min_score)
+        ),
+        runs=label_runs(segments) if multilabel else runs(segments, means, labels, min_score=min_score),
         provenance=provenance,
     )
+
+
+def scoring_options(spec: ModelSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``min_score`` filled in where the job left it unset: the model's
+    default (0.5 for a multi-label model, 0.0 for a classifier unless its entry says)."""
+    if options.get("min_score") is None:
+        return {**options, "min_score": spec.min_score}
+    return options

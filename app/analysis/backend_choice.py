@@ -93,7 +93,18 @@ def verified_export(
         raise WeightsInvalid(f"{path.name} was not verified against the current {spec.weights}: {how}")
     if report.get("artifact_sha256") != artifacts_sha256(artifact_files(path)):
         raise WeightsInvalid(f"{path.name} changed since its verification: {how}")
+    if report.get("clip_shape") != [spec.frames, spec.crop, spec.crop]:
+        raise WeightsInvalid(
+            f"{path.name} was exported for clips of {_shape(report.get('clip_shape'))}; the catalog's "
+            f"recipe for {spec.name} is now {spec.frames}x{spec.crop}x{spec.crop}: {how}"
+        )
     return path, report
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, list) and value:
+        return "x".join(str(v) for v in value)
+    return "an unrecorded size (an export older than this check)"
 
 
 @dataclass(frozen=True)

@@ -191,5 +191,17 @@ class Backends:
         return CompiledIR(xml, threads=self.threads, precision=precision, cache_dir=self.cache_dir)
 
 
+def for_crops(loaded: LoadedModel, module: nn.Module, choice: Choice, crops: int) -> tuple[nn.Module, Choice]:
+    """The module for a job with ``crops`` spatial crops: an export takes the 1-crop size
+    only (``export.export_clip_shape``), so a job whose crops are another size runs on
+    PyTorch, and its provenance says why."""
+    spec = loaded.spec
+    size = spec.crop_geometry(crops)[1]
+    if choice.name == Backend.TORCH or size == spec.crop:
+        return module, choice
+    why = f"its {choice.name} export takes {spec.crop}x{spec.crop} clips, this job's {crops}-crop views are {size}x{size}"
+    return loaded.module, Choice(Backend.TORCH, f"torch: {why} ({choice.reason})")
+
+
 def _runtime(measured: Measured) -> str:
     return "ONNX Runtime" if measured.backend is Backend.ONNX else "OpenVINO"

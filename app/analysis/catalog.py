@@ -35,6 +35,7 @@ __all__ = [
     "ModelSpec",
     "SkippedEntry",
     "builtin_names",
+    "builtin_weights",
     "clip_seconds",
     "default_segment_seconds",
     "load_catalog",
@@ -75,14 +76,43 @@ def missing_weights(spec: ModelSpec, models_dir: Path, *, why: str = "") -> Weig
 
 
 class Catalog:
-    """The built-in zoo entries plus the operator's manifest, for one models directory."""
+    """The built-in zoo entries plus the operator's manifest, for one models directory.
+
+    A catalog from ``load_catalog`` follows ``<models_dir>/manifest.json``: when the file's
+    identity (inode, size, mtime) changes, the next lookup re-reads it, so a model added by
+    ``models add`` (or by hand) is served by a running API and worker without a restart."""
 
     def __init__(
-        self, specs: list[ModelSpec], models_dir: Path, skipped: tuple[SkippedEntry, ...] = ()
+        self,
+        specs: list[ModelSpec],
+        models_dir: Path,
+        skipped: tuple[SkippedEntry, ...] = (),
+        *,
+        follow_manifest: bool = False,
+        manifest_version: tuple[int, int, int] | None = None,
     ) -> None:
-        self._specs = {spec.name: spec for spec in specs}
+        """``manifest_version``: the identity of the manifest that ``specs`` were read from."""
         self.models_dir = models_dir
-        self.skipped = skipped
+        self._follow = follow_manifest
+        self._identity = manifest_version
+        self._state = ({spec.name: spec for spec in specs}, skipped)
+
+    @property
+    def _specs(self) -> dict[str, ModelSpec]:
+        return self._current()[0]
+
+    @property
+    def skipped(self) -> tuple[SkippedEntry, ...]:
+        return self._current()[1]
+
+    def _current(self) -> tuple[dict[str, ModelSpec], tuple[SkippedEntry, ...]]:
+        """The specs and skipped entries of the manifest as it is now (one stat per lookup)."""
+        if self._follow:
+            identity = manifest_identity(self.models_dir)
+            if identity != self._identity:
+                specs, skipped = _read_catalog(self.models_dir)
+                self._state, self._identity = ({spec.name: spec for spec in specs}, skipped), identity
+        return self._state
 
     def names(self) -> list[str]:
         return list(self._specs)
@@ -95,9 +125,10 @@ class Catalog:
 
     def _unknown_message(self, name: str) -> str:
         """Models that can run here first, then the ones still waiting for weights."""
-        ready = [n for n, spec in self._specs.items() if self.weights_present(spec)]
-        waiting = [n for n in self._specs if n not in ready]
-        close = difflib.get_close_matches(name, self.names(), n=1)
+        specs = self._specs
+        ready = [n for n, spec in specs.items() if self.weights_present(spec)]
+        waiting = [n for n in specs if n not in ready]
+        close = difflib.get_close_matches(name, list(specs), n=1)
         parts = [f"unknown model {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")]
         if ready:
             parts.append(f"models with weights in {self.models_dir}: {', '.join(ready)}")
@@ -114,7 +145,8 @@ class Catalog:
         return self.weights_path(spec).is_file()
 
     def describe(self) -> list[dict[str, Any]]:
-        """JSON-able listing: specs, whether weights are present, recorded sha256.
+        """JSON-able listing: specs, the default ``min_score``, whether weights are present,
+        recorded sha256.
 
         A malformed lock file must not take the listing down (loads still refuse it)."""
         try:
@@ -124,10 +156,21 @@ class Catalog:
         items = []
         for spec in self._specs.values():
             item = spec.to_dict()
+            item["min_score"] = spec.min_score
             item["weights_present"] = self.weights_present(spec)
             item["sha256"] = lock.get(spec.weights)
             items.append(item)
         return items
+
+
+def manifest_identity(models_dir: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime) of the manifest, None when there is none: a replace (new inode),
+    an edit in place (size or mtime) and a removal all change it."""
+    try:
+        stat = (models_dir / MANIFEST_NAME).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 @cache
@@ -142,6 +185,11 @@ def _builtin_specs() -> tuple[ModelSpec, ...]:
 def builtin_names() -> list[str]:
     """The zoo models every catalog starts with (a manifest entry of that name overrides)."""
     return [spec.name for spec in _builtin_specs()]
+
+
+def builtin_weights() -> set[str]:
+    """The zoo models' weights file names (``models remove`` never deletes these)."""
+    return {spec.weights for spec in _builtin_specs()}
 
 
 def _manifest_spec(raw: Any, known: dict[str, ModelSpec], models_dir: Path) -> ModelSpec:
@@ -166,7 +214,7 @@ def _warn_once(manifest: str, mtime_ns: int, label: str, reason: str) -> None:
     log.warning("model %r in %s skipped: %s", label, manifest, reason)
 
 
-def load_catalog(models_dir: Path) -> Catalog:
+def _read_catalog(models_dir: Path) -> tuple[list[ModelSpec], tuple[SkippedEntry, ...]]:
     """Built-in zoo entries, then ``<models_dir>/manifest.json`` (adds or overrides by name)."""
     specs = {spec.name: spec for spec in _builtin_specs()}
     skipped: list[SkippedEntry] = []
@@ -181,4 +229,14 @@ def load_catalog(models_dir: Path) -> Catalog:
                 _warn_once(str(manifest), mtime_ns, skipped[-1].name, exc.detail)
                 continue
             specs[spec.name] = spec
-    return Catalog(list(specs.values()), models_dir, tuple(skipped))
+    return list(specs.values()), tuple(skipped)
+
+
+def load_catalog(models_dir: Path) -> Catalog:
+    """The catalog of ``models_dir``; it re-reads the manifest whenever the file changes.
+
+    A manifest that stops being a ``{"models": [...]}`` document after loading raises
+    ManifestInvalid on the next lookup, as it would have at startup."""
+    identity = manifest_identity(models_dir)
+    specs, skipped = _read_catalog(models_dir)
+    return Catalog(specs, models_dir, skipped, follow_manifest=True, manifest_version=identity)

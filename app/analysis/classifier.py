@@ -1,9 +1,11 @@
 """Batched inference over views of clips, turned into per-segment probabilities.
 
 Views (clips x crops) from any segments share a batch. Each view's output becomes a
-probability vector (softmax only for logit models: X3D and R(2+1)D hub heads already end
-in a softmax, and a second one flattens the scores), and a segment's score is the mean of
-its views' probabilities.
+probability vector: for a classifier one softmax (only for logit models: X3D and R(2+1)D
+hub heads already end in a softmax, and a second one flattens the scores); for a
+multi-label model an independent sigmoid per label (again only for logits). A segment's
+score combines its views' vectors by the spec's ``view_combine``: their mean (Kinetics'
+protocol) or, label by label, their maximum (Charades').
 """
 
 from __future__ import annotations
@@ -30,23 +32,40 @@ def top_k(probs: torch.Tensor, labels: tuple[str, ...], k: int, min_score: float
     )
 
 
-class SegmentSums:
-    """Per-segment sums of probability rows; a segment's score is the mean of its views'.
-    Batching is the scheduler's (``app.analysis.pipeline``): rows of any segments, and of
-    several jobs, arrive here after one forward pass."""
+Task = Literal["classification", "multilabel"]
+ViewCombine = Literal["mean", "max"]
 
-    def __init__(self) -> None:
+
+class SegmentSums:
+    """Per-segment sums (``combine="mean"``) or element-wise maxima (``"max"``) of
+    probability rows; ``combined`` is a segment's score. Batching is the scheduler's
+    (``app.analysis.pipeline``): rows of any segments, and of several jobs, arrive here
+    after one forward pass."""
+
+    def __init__(self, combine: ViewCombine = "mean") -> None:
+        self.combine = combine
         self.sums: dict[int, torch.Tensor] = {}
+        """Per segment: the rows' sum ("mean") or their element-wise maximum ("max")."""
         self.counts: dict[int, int] = {}
 
     def accumulate(self, keys: Sequence[int], probs: torch.Tensor) -> None:
-        """Add one probability row per key (a segment index) to that segment's sum."""
+        """Fold one probability row per key (a segment index) into that segment's sum or max."""
         for key, row in zip(keys, probs, strict=True):
-            self.sums[key] = self.sums[key] + row if key in self.sums else row.clone()
+            if key not in self.sums:
+                self.sums[key] = row.clone()
+            elif self.combine == "max":
+                self.sums[key] = torch.maximum(self.sums[key], row)
+            else:
+                self.sums[key] = self.sums[key] + row
             self.counts[key] = self.counts.get(key, 0) + 1
 
     def mean(self, segment: int) -> torch.Tensor:
+        """The mean of a segment's rows (only meaningful when ``combine`` is "mean")."""
         return self.sums[segment] / self.counts[segment]
+
+    def combined(self, segment: int) -> torch.Tensor:
+        """A segment's score: its views' mean or maximum, as ``combine`` says."""
+        return self.sums[segment].clone() if self.combine == "max" else self.mean(segment)
 
 
 def stack_views(views: Sequence[ClipInput], device: torch.device) -> ClipInput:
@@ -77,6 +96,7 @@ def predict(
     output: Literal["probabilities", "logits"],
     num_classes: int,
     device: torch.device,
+    task: Task = "classification",
 ) -> torch.Tensor:
     """One forward pass over ``views``: a float64 probability row per view, on the CPU."""
     batch = stack_views(views, device)
@@ -85,4 +105,14 @@ def predict(
     out = out.float().cpu().reshape(out.shape[0], -1)
     if out.shape[1] != num_classes:
         raise WeightsInvalid(f"the model outputs {out.shape[1]} classes but its labelset has {num_classes}")
-    return (torch.softmax(out, dim=1) if output == "logits" else out).double()
+    return probabilities(out, output=output, task=task).double()
+
+
+def probabilities(
+    out: torch.Tensor, *, output: Literal["probabilities", "logits"], task: Task
+) -> torch.Tensor:
+    """Rows of model outputs as probabilities: a softmax over a classifier's logits, an
+    independent sigmoid per multi-label logit; probability outputs are taken as they are."""
+    if output != "logits":
+        return out
+    return torch.sigmoid(out) if task == "multilabel" else torch.softmax(out, dim=1)

@@ -237,18 +237,38 @@ def _renamed(
             yield key, native_to_ptv(key, layout), tensor
 
 
-def convert(
+NATIVE = "pyslowfast native"
+
+
+def _prepare(
     source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
-) -> tuple[dict[str, torch.Tensor], ImportReport]:
-    """Rename ``source`` for a model whose ``state_dict()`` is ``target``."""
+) -> tuple[dict[str, torch.Tensor], Layout, bool, str]:
+    """Wrapper prefixes gone, the target's layout, whether the names are PySlowFast-native,
+    and the source layout as reported."""
     state = _strip(dict(source), "module.")
     ptv_wrapped = bool(state) and all(k.startswith("model.") for k in state)
     state = _strip(state, "model.")
     layout = Layout.of(target)
     native = not ptv_wrapped and _is_native(state, layout)
-    report = ImportReport(
-        "pyslowfast native" if native else ("ptv wrapper (model.)" if ptv_wrapped else "pytorchvideo")
-    )
+    name = NATIVE if native else ("ptv wrapper (model.)" if ptv_wrapped else "pytorchvideo")
+    return state, layout, native, name
+
+
+def renamed_tensors(
+    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Every source tensor a rule names, under its pytorchvideo name, shapes unchecked (to
+    read e.g. the head's class count before a full ``convert``), and the source layout."""
+    state, layout, native, name = _prepare(source, target)
+    return {new: tensor for _, new, tensor in _renamed(state, layout, native) if new}, name
+
+
+def convert(
+    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], ImportReport]:
+    """Rename ``source`` for a model whose ``state_dict()`` is ``target``."""
+    state, layout, native, layout_name = _prepare(source, target)
+    report = ImportReport(layout_name)
     out: dict[str, torch.Tensor] = {}
     for key, name, tensor in _renamed(state, layout, native):
         if name is None:

@@ -19,12 +19,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.analysis.assemble import analysis_result, provenance, segment_results, video_info
+from app.analysis.assemble import analysis_result, provenance, scoring_options, segment_results, video_info
 from app.analysis.budget import JobBudget
 from app.analysis.catalog import load_catalog, read_labels
 from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
 from app.analysis.partials import SegmentsSink
-from app.analysis.plan import effective_options, plan_for
+from app.analysis.plan import effective_options, plan_for_scan
 from app.analysis.results import AnalysisResult
 from app.analysis.scan import VideoScan, scan_video
 from app.analysis.segmenting import MAX_SEGMENTS
@@ -171,6 +171,7 @@ class Analyzer:
         """Start one job's analysis: the decoder starts first (sandboxed unless
         ``decode_in_subprocess`` is off) and scans while the model loads. Run the task with
         a ``Scheduler``; close it in any case."""
+        from app.analysis.backends import for_crops
         from app.analysis.pipeline import AnalysisTask
 
         started = time.monotonic()
@@ -179,23 +180,23 @@ class Analyzer:
         sandbox = self._sandbox_for(video_path, spec, options) if self.decode_in_subprocess else None
         try:
             loaded = self.loader.load(spec)
-            model, backend = self.backends.resolve(loaded)
+            model, backend = for_crops(loaded, *self.backends.resolve(loaded), options.crops)
             scan = sandbox.scan() if sandbox else scan_video(video_path, self.allowed_formats, self.limits)
-            plan = plan_for(spec, options, scan.frame_times, scan.duration, max_segments=self.max_segments)
+            plan = plan_for_scan(spec, options, scan, max_segments=self.max_segments)
             fast = self._fast_decode(scan)
             source = self._start_decode(sandbox, video_path, spec, options, scan, plan, fast)
         except BaseException:
             if sandbox is not None:
                 sandbox.close()
             raise
-        used = effective_options(spec, options, scan.duration)
+        used = scoring_options(spec, effective_options(spec, options, scan.duration))
         deadline = self.budget.deadline(spec, used, started) if self.budget is not None else None
 
         def finish(task: AnalysisTask) -> AnalysisResult:
             stats = task.source.stats
             if stats is None:
                 raise RuntimeError("the decoder finished without its statistics")
-            means = {seg.index: task.sums.mean(seg.index) for seg in plan.segments}
+            means = {seg.index: task.sums.combined(seg.index) for seg in plan.segments}
             return analysis_result(
                 spec,
                 labels,

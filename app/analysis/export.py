@@ -158,11 +158,19 @@ class ExportReport:
     real: Comparison
     passed: bool
     versions: dict[str, str] = field(default_factory=dict)
+    clip_shape: list[int] = field(default_factory=list)
+    """(frames, height, width) of the clips the artifact takes: the catalog's 1-crop recipe
+    when it was exported (``backend_choice.verified_export`` refuses it once that changes)."""
     speed: Speed | None = None
     bf16: Bf16Check | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def export_clip_shape(spec: ModelSpec) -> list[int]:
+    """The clip geometry an export of ``spec`` is made for: (frames, crop, crop)."""
+    return [spec.frames, spec.crop, spec.crop]
 
 
 def export_model(
@@ -223,6 +231,7 @@ def export_model(
         real=real_cmp,
         passed=passed,
         versions=versions() | _extra_versions(fmt),
+        clip_shape=export_clip_shape(spec),
         speed=timing,
         bf16=bf16,
     )

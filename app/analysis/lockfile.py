@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from app.errors import ManifestInvalid
@@ -60,13 +60,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 @contextmanager
-def _locked(models_dir: Path) -> Iterator[None]:
-    with (models_dir / f".{LOCK_NAME}.lock").open("a") as fh:
+def flocked(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created empty if absent)."""
+    with path.open("a") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _locked(models_dir: Path) -> AbstractContextManager[None]:
+    return flocked(models_dir / f".{LOCK_NAME}.lock")
 
 
 def record_sha256(models_dir: Path, file_name: str, digest: str | None = None) -> str:
@@ -78,3 +83,13 @@ def record_sha256(models_dir: Path, file_name: str, digest: str | None = None) -
         body = json.dumps(dict(sorted(lock.items())), indent=2) + "\n"
         atomic_write_bytes(models_dir / LOCK_NAME, body.encode("utf-8"))
     return digest
+
+
+def forget_sha256(models_dir: Path, file_name: str) -> None:
+    """Drop ``file_name``'s recorded hash (its model was removed); absent is fine."""
+    with _locked(models_dir):
+        lock = read_lock(models_dir)
+        if lock.pop(file_name, None) is None:
+            return
+        body = json.dumps(dict(sorted(lock.items())), indent=2) + "\n"
+        atomic_write_bytes(models_dir / LOCK_NAME, body.encode("utf-8"))

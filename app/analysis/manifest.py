@@ -19,7 +19,7 @@ from app.errors import ManifestInvalid
 
 MANIFEST_NAME = "manifest.json"
 LABELS_DIR = Path(__file__).resolve().parent / "labels"
-BUILTIN_LABELSETS = {"kinetics400": "kinetics400.json", "ssv2": "ssv2.json"}
+BUILTIN_LABELSETS = {"kinetics400": "kinetics400.json", "ssv2": "ssv2.json", "charades": "charades.json"}
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 BUILDER_PATTERN = r"^pytorchvideo\.models\.[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 _SHOW_PROBLEMS = 5
@@ -85,6 +85,7 @@ class ManifestEntry(BaseModel):
     )
     top1: float | None = Field(default=None, description="Published top-1 accuracy, percent.")
     top5: float | None = Field(default=None, description="Published top-5 accuracy, percent.")
+    mAP: float | None = Field(default=None, description="Published mean average precision, percent.")
     params_m: float | None = Field(default=None, description="Parameters, millions.")
     gflops: float | None = Field(default=None, description="GFLOPs per view, as published.")
     description: str = Field(default="", description="Free text shown in the model list.")

@@ -42,6 +42,6 @@ class PartialReporter:
         if not ready:
             return
         self.pending = [s for s in self.pending if s not in ready]
-        means = {s.index: sums.mean(s.index) for s in ready}
+        means = {s.index: sums.combined(s.index) for s in ready}
         part = replace(self.plan, segments=tuple(ready))
         self.sink(segment_results(part, means, self.used_times, self.labels, self.options))

@@ -65,7 +65,7 @@ class AnalysisTask:
         self.key = (id(model), crop)
         """Views of tasks with equal keys can share a batch."""
         self.num_classes = len(labels)
-        self.sums = SegmentSums()
+        self.sums = SegmentSums(spec.view_combine)
         self.total = len(plan.clips) * int(used["crops"])
         self.done = 0
         self.pending: deque[tuple[int, ClipInput]] = deque()
@@ -227,6 +227,7 @@ class Scheduler:
                 views,
                 output=first.spec.output,
                 num_classes=first.num_classes,
+                task=first.spec.task,
                 device=self.device,
             )
         except Exception as exc:

@@ -4,6 +4,12 @@ Pure arithmetic, no torch or av, so it is cheap to test exhaustively. Frames are
 exactly as PyTorchVideo does at test time: every frame with ``start <= t < end`` in the
 clip window (``EncodedVideoPyAV.get_clip``), reduced to T frames by
 ``UniformTemporalSubsample`` (``linspace(0, n-1, T)`` in float32, truncated).
+
+Windows, segment bounds and frame times are exact rationals (``exact_time``): a window
+``[t0, t0 + T*tau/30)`` holds exactly the frames whose timestamps fall in it, which is what
+``get_clip`` returns when given the same window as ``Fraction`` seconds. (Given float
+seconds, PyTorchVideo rounds the end up to the next tick, so ``3.8000000000000003`` takes
+the frame at 3.8 s; ``docs/MODELS.md``, "Clip windows".)
 """
 
 from __future__ import annotations
@@ -11,16 +17,21 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from app.analysis.exact_time import Seconds, as_fraction, exact_times, scan_timeline
 from app.analysis.segmenting import MAX_SEGMENTS, segment_bounds, segment_lengths
-from app.analysis.spec import ModelSpec
+from app.analysis.spec import SOURCE_FPS, ModelSpec
 from app.errors import NoFrames
 from app.options import JobOptions
+
+if TYPE_CHECKING:
+    from app.analysis.scan import VideoScan
 
 
 def uniform_subsample_indices(n: int, t: int) -> list[int]:
@@ -59,8 +70,9 @@ def emulated_subsample_indices(n: int, t: int) -> list[int]:
 class ClipPlan:
     segment: int
     index: int
-    window_start: float
-    window_end: float
+    window_start: Fraction
+    window_end: Fraction
+    """The window ``[window_start, window_end)`` in exact seconds from the stream's start."""
     frames: tuple[int, ...]
     """Indices into the plan's ``frame_times``; exactly T, non-decreasing."""
 
@@ -91,16 +103,23 @@ class SamplingPlan:
         return frozenset(i for clip in self.clips for i in clip.frames)
 
 
-def clip_window(center: float, clip_seconds: float, duration: float) -> tuple[float, float]:
-    """The native window centred on ``center``, shifted to lie inside ``[0, duration]``."""
-    if clip_seconds >= duration:
-        return 0.0, duration
-    begin = center - clip_seconds / 2
-    begin = min(max(begin, 0.0), duration - clip_seconds)
-    return begin, begin + clip_seconds
+def model_clip_seconds(spec: ModelSpec) -> Fraction:
+    """``spec.clip_seconds`` exactly: T frames every tau frames at 30 fps, ``T*tau/30``."""
+    return Fraction(spec.frames * spec.sampling_rate) / as_fraction(SOURCE_FPS)
 
 
-def select_frames(times: Sequence[float], window_start: float, window_end: float, t: int) -> tuple[int, ...]:
+def clip_window(center: Seconds, clip_seconds: Seconds, duration: Seconds) -> tuple[Fraction, Fraction]:
+    """The native window centred on ``center``, shifted to lie inside ``[0, duration]``, exact."""
+    middle, length, total = as_fraction(center), as_fraction(clip_seconds), as_fraction(duration)
+    if length >= total:
+        return Fraction(0), total
+    begin = min(max(middle - length / 2, Fraction(0)), total - length)
+    return begin, begin + length
+
+
+def select_frames(
+    times: Sequence[Fraction], window_start: Fraction, window_end: Fraction, t: int
+) -> tuple[int, ...]:
     """T frame indices for one window; the frame nearest the centre when the window is empty."""
     lo, hi = bisect_left(times, window_start), bisect_left(times, window_end)
     if hi > lo:
@@ -113,29 +132,30 @@ def select_frames(times: Sequence[float], window_start: float, window_end: float
 
 
 def make_plan(
-    frame_times: Sequence[float],
-    duration: float,
+    frame_times: Sequence[Seconds],
+    duration: Seconds,
     *,
     frames: int,
-    clip_seconds: float,
-    segment_seconds: float,
-    stride_seconds: float,
+    clip_seconds: Seconds,
+    segment_seconds: Seconds,
+    stride_seconds: Seconds,
     clips_per_segment: int = 1,
-    start: float = 0.0,
-    end: float | None = None,
+    start: Seconds = 0.0,
+    end: Seconds | None = None,
     max_segments: int = MAX_SEGMENTS,
 ) -> SamplingPlan:
     """Cut ``[start, end)`` into segments (at most ``max_segments``, else InvalidOptions) and
-    give each ``clips_per_segment`` clips of T frames."""
-    times = tuple(float(t) for t in frame_times)
+    give each ``clips_per_segment`` clips of T frames. Floats are read with ``as_fraction``."""
+    times = exact_times(frame_times)
     if not times:
         raise NoFrames("the video stream has no frames")
     if any(b < a for a, b in pairwise(times)):
         raise ValueError("frame_times must be sorted")
+    total, length_of_clip = as_fraction(duration), as_fraction(clip_seconds)
     segments = []
     for index, (seg_start, seg_end) in enumerate(
         segment_bounds(
-            duration,
+            total,
             start=start,
             end=end,
             segment_seconds=segment_seconds,
@@ -146,13 +166,17 @@ def make_plan(
         length = seg_end - seg_start
         clips = []
         for k in range(clips_per_segment):
-            center = seg_start + (k + 0.5) * length / clips_per_segment
-            w_start, w_end = clip_window(center, clip_seconds, duration)
+            center = seg_start + (2 * k + 1) * length / (2 * clips_per_segment)
+            w_start, w_end = clip_window(center, length_of_clip, total)
             chosen = select_frames(times, w_start, w_end, frames)
             clips.append(ClipPlan(index, k, w_start, w_end, chosen))
         used = [times[i] for clip in clips for i in clip.frames]
-        segments.append(SegmentPlan(index, seg_start, seg_end, tuple(clips), min(used), max(used)))
-    return SamplingPlan(times, duration, tuple(segments))
+        segments.append(
+            SegmentPlan(
+                index, float(seg_start), float(seg_end), tuple(clips), float(min(used)), float(max(used))
+            )
+        )
+    return SamplingPlan(tuple(float(t) for t in times), float(total), tuple(segments))
 
 
 def effective_options(spec: ModelSpec, options: JobOptions, duration: float) -> dict[str, Any]:
@@ -166,22 +190,30 @@ def effective_options(spec: ModelSpec, options: JobOptions, duration: float) -> 
 def plan_for(
     spec: ModelSpec,
     options: JobOptions,
-    frame_times: Sequence[float],
-    duration: float,
+    frame_times: Sequence[Seconds],
+    duration: Seconds,
     *,
     max_segments: int = MAX_SEGMENTS,
 ) -> SamplingPlan:
     """The plan for one job: ``make_plan`` with the spec's clip and the effective options."""
-    used = effective_options(spec, options, duration)
+    used = effective_options(spec, options, float(duration))
     return make_plan(
         frame_times,
         duration,
         frames=spec.frames,
-        clip_seconds=spec.clip_seconds,
+        clip_seconds=model_clip_seconds(spec),
         segment_seconds=used["segment_seconds"],
         stride_seconds=used["stride_seconds"],
         clips_per_segment=used["clips_per_segment"],
         start=used["start"],
-        end=used["end"],
+        end=options.end,
         max_segments=max_segments,
     )
+
+
+def plan_for_scan(
+    spec: ModelSpec, options: JobOptions, scan: VideoScan, *, max_segments: int = MAX_SEGMENTS
+) -> SamplingPlan:
+    """``plan_for`` on the scan's exact timeline (integer pts and time base, not float seconds)."""
+    times, duration = scan_timeline(scan)
+    return plan_for(spec, options, times, duration, max_segments=max_segments)

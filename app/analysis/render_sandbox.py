@@ -38,6 +38,7 @@ def render_in_sandbox(
     max_height: int,
     threads: int,
     sandbox: SandboxLimits,
+    lines: int | None = 3,
 ) -> int:
     """``annotate.render`` in a spawned child under the decode child's address-space limit (at
     least ``RENDER_MIN_MEMORY``), a CPU-time limit and a wall-clock deadline (``RENDER_COST``):
@@ -57,6 +58,7 @@ def render_in_sandbox(
         memory_bytes=max(sandbox.memory_bytes, RENDER_MIN_MEMORY) if sandbox.memory_bytes else None,
         cpu_seconds=cpu_seconds(allowance, 5),
         fault=sandbox.fault,
+        lines=lines,
     )
     try:
         frames: int = one_shot(SandboxChild(role="the renderer"), config, allowance, "rendered")

@@ -40,12 +40,23 @@ _CLIP_SPEC_FIELDS = (
 
 @dataclass(frozen=True)
 class Label:
+    """A scored class. In a multi-label summary ``score`` is the label's maximum over the
+    segments and ``share`` the fraction of the analysed time it was kept (else None)."""
+
     label: str
     class_id: int
     score: float
+    share: float | None = None
 
     def to_dict(self) -> dict[str, str | int | float]:
-        return {"label": self.label, "class_id": self.class_id, "score": self.score}
+        out: dict[str, str | int | float] = {
+            "label": self.label,
+            "class_id": self.class_id,
+            "score": self.score,
+        }
+        if self.share is not None:
+            out["share"] = self.share
+        return out
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,8 @@ class SegmentResult:
 
 @dataclass(frozen=True)
 class Run:
-    """Consecutive segments sharing a top-1 label; ``score`` is their top-1 scores' mean."""
+    """Consecutive segments sharing a top-1 label (multi-label: keeping a label; runs of
+    different labels may then overlap); ``score`` is that label's mean score over them."""
 
     label: str
     class_id: int
@@ -177,12 +189,15 @@ class AnalysisResult:
     summary: tuple[Label, ...]
     runs: tuple[Run, ...]
     provenance: Provenance
+    task: str = "classification"
+    """How scores were made: "classification" (softmax, one label a moment) or "multilabel"."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (the job store's and every API format's input)."""
         return {
             "model": self.model,
             "labelset": self.labelset,
+            "task": self.task,
             "options": dict(self.options),
             "video": self.video.to_dict(),
             "segments": [segment.to_dict() for segment in self.segments],

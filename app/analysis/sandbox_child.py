@@ -159,6 +159,7 @@ def render_main(conn: Connection, config: RenderConfig) -> None:
             limits=config.limits,
             part=part,
             on_frame=strike_mid_encode,
+            lines=config.lines,
         )
         conn.send(("rendered", frames))
 

@@ -81,3 +81,5 @@ class RenderConfig:
     cpu_seconds: float | None
     fault: str | None = None
     """Test hook: fail this way mid-encode, once the partial file exists (``FAULTS``)."""
+    lines: int | None = 3
+    """Labels drawn per cue (None: every kept label, for a multi-label model)."""

@@ -2,22 +2,28 @@
 
 Pure arithmetic without numpy, torch or av, so that the API refuses a job with too many
 segments at submission (``app/api/admission.py``) by the very rule the worker's planner
-(``plan.py``) applies to the decoded video. Counting never overflows: a stride too small
-to divide by is "too many segments", not an ``OverflowError``.
+(``plan.py``) applies to the decoded video. Bounds are exact rationals (``exact_time``):
+``start + i * stride`` never accumulates float error, so the clip windows centred in them
+are exact too. Counting never overflows: a stride too small to divide by is "too many
+segments", not an ``OverflowError``.
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
+from app.analysis.exact_time import Seconds, as_fraction
 from app.analysis.spec import ModelSpec
 from app.errors import InvalidOptions, NoFrames
 from app.options import JobOptions
 
 MAX_SEGMENTS = 20_000
 """The segment limit of callers without settings (the default of ``max_segments_per_job``)."""
-_EPS = 1e-6
+_EPS = Fraction(1, 10**6)
+"""A tail shorter than this (1 us) is no segment of its own."""
 _EXACT_DIGITS = 10**15
+_HUGE = 10**308
 
 
 def segment_lengths(spec: ModelSpec, options: JobOptions) -> tuple[float, float]:
@@ -27,47 +33,58 @@ def segment_lengths(spec: ModelSpec, options: JobOptions) -> tuple[float, float]
     return segment, options.stride_seconds or segment
 
 
-def analysed_range(duration: float, *, start: float, end: float | None) -> tuple[float, float]:
+def analysed_range(duration: Seconds, *, start: Seconds, end: Seconds | None) -> tuple[float, float]:
     """``[start, min(end, duration))``; NoFrames when it is empty."""
-    stop = min(end, duration) if end is not None else duration
-    if start >= stop:
-        raise NoFrames(f"the requested range starts at {start:g}s but the video ends at {stop:g}s")
-    return start, stop
+    begin, stop = exact_range(duration, start=start, end=end)
+    return float(begin), float(stop)
 
 
-def segment_count(start: float, stop: float, stride_seconds: float, *, limit: int = MAX_SEGMENTS) -> int:
+def exact_range(duration: Seconds, *, start: Seconds, end: Seconds | None) -> tuple[Fraction, Fraction]:
+    """``analysed_range`` in exact seconds."""
+    begin, length = as_fraction(start), as_fraction(duration)
+    stop = min(as_fraction(end), length) if end is not None else length
+    if begin >= stop:
+        raise NoFrames(
+            f"the requested range starts at {float(begin):g}s but the video ends at {float(stop):g}s"
+        )
+    return begin, stop
+
+
+def segment_count(
+    start: Seconds, stop: Seconds, stride_seconds: Seconds, *, limit: int = MAX_SEGMENTS
+) -> int:
     """How many segments start in ``[start, stop)`` every ``stride_seconds`` (at least one);
     InvalidOptions, naming the count and the limit, when that is more than ``limit``."""
     if not 0 < stride_seconds < math.inf:
         raise InvalidOptions(f"stride_seconds must be a finite number > 0, got {stride_seconds!r}")
-    quotient = (stop - start - _EPS) / stride_seconds
-    if not math.isfinite(quotient):
+    span = as_fraction(stop) - as_fraction(start)
+    count = max(1, math.ceil((span - _EPS) / as_fraction(stride_seconds)))
+    if count <= limit:
+        return count
+    if count > _HUGE:
         shown = "more than 1e308"
     else:
-        count = max(1, math.ceil(quotient))
-        if count <= limit:
-            return count
         shown = f"{count:,}" if count < _EXACT_DIGITS else f"about {float(count):.3g}"
     raise InvalidOptions(
-        f"a stride of {stride_seconds:g} s over the {stop - start:g} s analysed makes {shown} segments; "
+        f"a stride of {float(stride_seconds):g} s over the {float(span):g} s analysed makes {shown} segments; "
         f"at most {limit:,} per job (raise stride_seconds / segment_seconds, or narrow start/end)",
         limit=limit,
     )
 
 
 def segment_bounds(
-    duration: float,
+    duration: Seconds,
     *,
-    start: float,
-    end: float | None,
-    segment_seconds: float,
-    stride_seconds: float,
+    start: Seconds,
+    end: Seconds | None,
+    segment_seconds: Seconds,
+    stride_seconds: Seconds,
     limit: int = MAX_SEGMENTS,
-) -> list[tuple[float, float]]:
-    """``[start + i*stride, min(that + segment, end))`` while the start is before the end."""
-    start, stop = analysed_range(duration, start=start, end=end)
-    count = segment_count(start, stop, stride_seconds, limit=limit)
+) -> list[tuple[Fraction, Fraction]]:
+    """``[start + i*stride, min(that + segment, end))`` while the start is before the end, exact."""
+    begin, stop = exact_range(duration, start=start, end=end)
+    count = segment_count(begin, stop, stride_seconds, limit=limit)
+    stride, length = as_fraction(stride_seconds), as_fraction(segment_seconds)
     return [
-        (seg_start, min(seg_start + segment_seconds, stop))
-        for seg_start in (start + i * stride_seconds for i in range(count))
+        (seg_start, min(seg_start + length, stop)) for seg_start in (begin + i * stride for i in range(count))
     ]

@@ -44,6 +44,8 @@ class ModelSpec:
     """How a segment's views (clips x crops) combine: Kinetics averages, Charades takes the max."""
     top1: float | None = None
     top5: float | None = None
+    mAP: float | None = None
+    """Published mean average precision, percent (multi-label datasets such as Charades)."""
     params_m: float | None = None
     gflops: float | None = None
     description: str = ""

@@ -2,8 +2,9 @@
 
 Reference chain (torch-hub tutorial, PySlowFast ``Ptvkinetics`` test branch):
 subsample -> /255 -> normalize(mean, std) -> ShortSideScale (bilinear, align_corners=False,
-long side ``floor(long/short*size)``) -> centre crop or 3 uniform crops (offsets
-``ceil((dim-size)/2)``, 0, ``dim-size``) -> SlowFast PackPathway.
+long side ``floor(long/short*size)``) -> one centre crop as torchvision's ``CenterCropVideo``
+(offset ``round((dim-size)/2)``, halves to even), or 3 uniform crops (offsets 0,
+``ceil((dim-size)/2)``, ``dim-size``) -> SlowFast PackPathway.
 
 Every step but the crop acts on each frame alone, so frames are scaled and normalised one
 at a time as they are decoded (memory: one small float frame instead of a full-size RGB
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from app.analysis.prep import crop_offsets, short_side_size
+from app.analysis.prep import crop_offsets, short_side_size, view_offsets
 from app.analysis.spec import ModelSpec
 
 __all__ = ["ClipInput", "ClipTransform", "crop_offsets", "pack_pathway", "short_side_size"]
@@ -84,10 +85,8 @@ class ClipTransform:
         same = [f if f.shape[-2:] == first else _resize(f, first) for f in frames]
         clip = torch.stack(same, dim=1)
         height, width = clip.shape[-2:]
-        spatial = [1] if self.crops == 1 else [0, 1, 2]
         out: list[ClipInput] = []
-        for idx in spatial:
-            y, x = crop_offsets(height, width, self.crop, idx)
+        for y, x in view_offsets(height, width, self.crop, self.crops):
             view = clip[:, :, y : y + self.crop, x : x + self.crop].contiguous()
             out.append(pack_pathway(view, self.alpha) if self.alpha else view)
         return out

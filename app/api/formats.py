@@ -133,7 +133,8 @@ def render_jsonl(segments: Iterable[dict[str, Any]]) -> str:
 
 
 def render_csv(segments: Iterable[dict[str, Any]]) -> str:
-    """One row per segment x label (rank 1 = best); a segment with no label above
+    """One row per segment x label (rank 1 = best): every label the segment kept, so a
+    multi-label segment has a row per label going on; a segment with no label above
     ``min_score`` still gets a row, with empty label columns."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -176,8 +177,9 @@ def cues(segments: Sequence[dict[str, Any]]) -> list[Cue]:
     return out
 
 
-def cue_text(labels: Sequence[dict[str, Any]], *, escape: bool, lines: int = 3) -> str:
-    """Top label first (``walking 93%``), then up to ``lines - 1`` runners-up."""
+def cue_text(labels: Sequence[dict[str, Any]], *, escape: bool, lines: int | None = 3) -> str:
+    """Top label first (``walking 93%``), then up to ``lines - 1`` runners-up (``lines``
+    None: every label, as for a multi-label model, whose kept labels all hold at once)."""
     rows = []
     for label in labels[:lines]:
         name = " ".join(str(label["label"]).split())
@@ -188,32 +190,39 @@ def cue_text(labels: Sequence[dict[str, Any]], *, escape: bool, lines: int = 3) 
     return "\n".join(rows)
 
 
-def render_vtt(cue_list: Iterable[Cue]) -> str:
+def render_vtt(cue_list: Iterable[Cue], lines: int | None = 3) -> str:
     parts = ["WEBVTT", ""]
     for cue in cue_list:
         parts += [
             f"seg-{cue.number}",
             f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}",
-            cue_text(cue.labels, escape=True),
+            cue_text(cue.labels, escape=True, lines=lines),
             "",
         ]
     return "\n".join(parts)
 
 
-def render_srt(cue_list: Iterable[Cue]) -> str:
+def render_srt(cue_list: Iterable[Cue], lines: int | None = 3) -> str:
     parts = []
     for cue in cue_list:
         parts += [
             str(cue.number),
             f"{_clock(cue.start, ',')} --> {_clock(cue.end, ',')}",
-            cue_text(cue.labels, escape=False),
+            cue_text(cue.labels, escape=False, lines=lines),
             "",
         ]
     return "\r\n".join(parts) + ("\r\n" if parts else "")
 
 
-def render_text(fmt: ResultFormat, segments: Sequence[dict[str, Any]], chunk: Page | None = None) -> str:
-    """``fmt`` for ``chunk`` (a page of ``segments``; default: all of them)."""
+def render_text(
+    fmt: ResultFormat,
+    segments: Sequence[dict[str, Any]],
+    chunk: Page | None = None,
+    *,
+    task: str | None = None,
+) -> str:
+    """``fmt`` for ``chunk`` (a page of ``segments``; default: all of them). Cues show a
+    classifier's best three labels, a multi-label model's (``task``) every kept label."""
     shown = chunk.segments if chunk is not None else segments
     if fmt is ResultFormat.JSONL:
         return render_jsonl(shown)
@@ -222,7 +231,8 @@ def render_text(fmt: ResultFormat, segments: Sequence[dict[str, Any]], chunk: Pa
     if fmt in (ResultFormat.VTT, ResultFormat.SRT):
         on_page = {int(s["index"]) for s in shown}
         page_cues = [c for c in cues(segments) if chunk is None or c.segment in on_page]
-        return render_vtt(page_cues) if fmt is ResultFormat.VTT else render_srt(page_cues)
+        lines = None if task == "multilabel" else 3
+        return render_vtt(page_cues, lines) if fmt is ResultFormat.VTT else render_srt(page_cues, lines)
     raise ValueError(f"{fmt} is not a text format")
 
 
@@ -265,4 +275,5 @@ def respond(
         return {**payload, "segments": chunk.segments, "next_cursor": chunk.next_cursor}
     if fmt is not ResultFormat.JSONL:
         headers["Content-Disposition"] = f'inline; filename="{job_id}.{fmt.value}"'
-    return Response(render_text(fmt, segments, chunk), media_type=fmt.media_type, headers=headers)
+    text = render_text(fmt, segments, chunk, task=payload.get("task"))
+    return Response(text, media_type=fmt.media_type, headers=headers)

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 _INT_FIELDS = {"clips_per_segment", "crops", "top_k"}
 _FLOAT_FIELDS = {"segment_seconds", "stride_seconds", "start", "end", "min_score"}
-_TEXT_FIELDS = {"model", "callback_url"}
+SOURCE_FIELD = "source_url"
+_TEXT_FIELDS = {"model", "callback_url", SOURCE_FIELD}
 FORM_FIELDS = _TEXT_FIELDS | _INT_FIELDS | _FLOAT_FIELDS
 
 

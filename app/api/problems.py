@@ -43,6 +43,7 @@ STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
     errors.BadUpload: 400,
     errors.UploadTimeout: 408,
     errors.IdempotencyKeyReused: 422,
+    errors.SourceUnreachable: 422,
     errors.RequestError: 400,
     errors.InsufficientStorage: 507,
     errors.Unavailable: 503,

@@ -3,12 +3,19 @@ itself (``JobOut``) lives in ``app.job_json``, shared with the webhooks and the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from pydantic.json_schema import SkipJsonSchema
 
 from app.job_json import JobOut
+
+
+def _absent_not_null_schema(schema: dict[str, Any]) -> None:
+    """Optional members are left out, never sent as null: say so in the schema."""
+    for member in schema.get("properties", {}).values():
+        if "default" in member and member["default"] is None:
+            del member["default"]
 
 
 class JobList(BaseModel):
@@ -22,6 +29,26 @@ class LabelScore(BaseModel):
     score: float
 
 
+class SummaryLabel(LabelScore):
+    """A summary entry. Classifier: the label's mean score over the segments (top-k).
+    Multi-label: every label kept in some segment, ``score`` its maximum, ``share`` the
+    fraction of the analysed time (union of segment spans) where it was kept."""
+
+    model_config = ConfigDict(json_schema_extra=_absent_not_null_schema)
+
+    share: Annotated[float, Field(ge=0, le=1)] | SkipJsonSchema[None] = Field(
+        default=None, description="multi-label only"
+    )
+
+    @model_serializer(mode="wrap")
+    def _share_only_when_set(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        """A classifier's entries keep today's three members (no ``share: null``)."""
+        data = handler(self)
+        if data.get("share") is None:
+            data.pop("share", None)
+        return data
+
+
 class SegmentOut(BaseModel):
     index: int
     start: float
@@ -32,6 +59,9 @@ class SegmentOut(BaseModel):
 
 
 class RunOut(BaseModel):
+    """Classifier: consecutive segments sharing a top-1 label (runs follow one another).
+    Multi-label: per label, consecutive segments keeping it (runs may overlap)."""
+
     label: str
     class_id: int
     start: float
@@ -43,10 +73,14 @@ class ResultsOut(BaseModel):
     job_id: str
     model: str
     labelset: str
+    task: Literal["classification", "multilabel"] = Field(
+        default="classification",
+        description="classification: one softmax per segment; multilabel: a sigmoid per label",
+    )
     video: dict[str, Any]
     options: dict[str, Any] = Field(default_factory=dict)
     segments: list[SegmentOut]
-    summary: list[LabelScore]
+    summary: list[SummaryLabel]
     runs: list[RunOut] = Field(default_factory=list)
     provenance: dict[str, Any] = Field(default_factory=dict)
     next_cursor: str | None = Field(default=None, description="More segments: pass as ?cursor= (with limit)")
@@ -57,18 +91,11 @@ class ProblemItem(BaseModel):
     msg: str
 
 
-def _absent_not_null(schema: dict[str, Any]) -> None:
-    """Optional problem members are left out, never sent as null: say so in the schema."""
-    for member in schema.get("properties", {}).values():
-        if "default" in member and member["default"] is None:
-            del member["default"]
-
-
 class Problem(BaseModel):
     """RFC 9457 problem details; every error response has this shape (served as
     application/problem+json). The optional members appear with the codes named."""
 
-    model_config = ConfigDict(json_schema_extra=_absent_not_null)
+    model_config = ConfigDict(json_schema_extra=_absent_not_null_schema)
 
     type: str
     title: str

@@ -4,9 +4,12 @@
 
 1. A known ``Idempotency-Key`` of the tenant: the body is read and hashed, nothing stored,
    and the key's job returned if the request is the same (file bytes and form fields, see
-   ``ReceivedUpload.fingerprint``), else ``IdempotencyKeyReused``. The look-up comes first,
-   so a database outage still fails before the body is read.
-2. The body streams into a blob writer (``receive_upload``), hashed on the way.
+   ``ReceivedUpload.fingerprint``; a ``source_url`` and the fields, see
+   ``SourceRequest.fingerprint``, the URL not fetched), else ``IdempotencyKeyReused``. The
+   look-up comes first, so a database outage still fails before the body is read.
+2. The body streams into a blob writer (``receive_upload``), hashed on the way. A body that
+   names a ``source_url`` instead (a form, or JSON: ``read_field_body``) has its fields
+   checked first, then the video is fetched into the blob writer (``fetch_source``).
 3. The upload's bytes are charged to the tenant, the form is parsed, the callback resolved
    and the file probed in the sandbox. Any failure (a disconnect included) aborts the
    writer, so nothing is stored; success commits the blob.
@@ -24,8 +27,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -35,12 +38,15 @@ from starlette.requests import Request
 
 from app.analysis.limits import MediaLimits
 from app.api.admission import require_segment_limit, require_weights
+from app.api.field_body import FIELD_BODY_TYPES, read_field_body
 from app.api.forms import FORM_FIELDS, parse_job_form
 from app.api.ratelimit import charge_upload
 from app.api.routes.deliveries import resolve_callback
-from app.api.upload import Discard, ReceivedUpload, receive_upload
+from app.api.source_fetch import fetch_source
+from app.api.upload import Discard, ReceivedUpload, SinkT, SourceRequest, receive_upload
 from app.domain import Job, NewJob, VideoInfo
 from app.errors import InsufficientStorage, NotFound, Unavailable
+from app.options import JobOptions
 
 if TYPE_CHECKING:
     from app.analysis.catalog import Catalog
@@ -51,6 +57,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("app.api.routes.jobs")
 """The route's logger name, kept from before these steps moved here: log filters rely on it."""
+
+
+@dataclass(frozen=True)
+class _Form:
+    """The checked fields of a submission: model, options and webhook."""
+
+    model: str
+    options: JobOptions
+    callback_url: str | None
+    callback_owner: str | None
 
 
 @dataclass(frozen=True)
@@ -83,15 +99,15 @@ async def submit(request: Request, tenant: str, idempotency_key: str | None) -> 
         await run_in_threadpool(store.ping)
     job_id = str(uuid.uuid4())
     blobs: BlobStore = request.app.state.blobs
-    upload = await receive_upload(
-        request,
-        lambda: blobs.writer(job_id),
-        max_bytes=settings.max_upload_bytes,
-        allowed_fields=FORM_FIELDS,
-        read_timeout=settings.upload_read_timeout_seconds,
-    )
-    new = await _describe(request, settings, upload, job_id, tenant, idempotency_key)
-    fingerprint = upload.fingerprint if idempotency_key else None
+    body = await _read(request, settings, lambda: blobs.writer(job_id))
+    form, source_url = None, None
+    if isinstance(body, SourceRequest):
+        form, source_url = await _form(request, settings, body.fields), body.url
+        upload = await fetch_source(body, lambda: blobs.writer(job_id), settings)
+    else:
+        upload = body
+    new = await _describe(request, settings, upload, job_id, tenant, idempotency_key, form, source_url)
+    fingerprint = body.fingerprint if idempotency_key else None
     job, created = await _insert(store, blobs, new, fingerprint)
     if created:
         _announce(request.app.state, job, upload, tenant)
@@ -101,21 +117,39 @@ async def submit(request: Request, tenant: str, idempotency_key: str | None) -> 
 async def _replay(request: Request, settings: Settings, store: JobStore, tenant: str, key: str) -> Submission:
     """Step 1: the body is only read and hashed (stored nowhere, so a replay also works on
     a full disk), then compared with the request that created the key's job."""
-    upload = await receive_upload(
-        request,
-        Discard,
-        max_bytes=settings.max_upload_bytes,
-        allowed_fields=FORM_FIELDS,
-        read_timeout=settings.upload_read_timeout_seconds,
-    )
-    job = await run_in_threadpool(
-        store.get_job_by_idempotency_key, tenant, key, fingerprint=upload.fingerprint
-    )
+    body = await _read(request, settings, Discard)
+    job = await run_in_threadpool(store.get_job_by_idempotency_key, tenant, key, fingerprint=body.fingerprint)
     if job is None:
         raise NotFound(
             "the job of this Idempotency-Key was deleted while the request was read; send it again"
         )
     return Submission(job, created=False)
+
+
+async def _read(
+    request: Request, settings: Settings, open_sink: Callable[[], SinkT]
+) -> ReceivedUpload[SinkT] | SourceRequest:
+    """The body by its type: a multipart upload (or form naming a source_url), or the
+    fields of a JSON or URL-encoded body naming a source_url."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in FIELD_BODY_TYPES:
+        return await read_field_body(request, content_type, settings.upload_read_timeout_seconds)
+    return await receive_upload(
+        request,
+        open_sink,
+        max_bytes=settings.max_upload_bytes,
+        allowed_fields=FORM_FIELDS,
+        read_timeout=settings.upload_read_timeout_seconds,
+    )
+
+
+async def _form(request: Request, settings: Settings, fields: dict[str, str]) -> _Form:
+    """The model (its weights present), options and webhook of the fields; or the coded error."""
+    catalog: Catalog = request.app.state.catalog
+    model, options = parse_job_form(fields, settings.default_model, catalog)
+    require_weights(catalog, model, settings)
+    callback_url, callback_owner = await resolve_callback(request, fields.get("callback_url"))
+    return _Form(model, options, callback_url, callback_owner)
 
 
 async def _describe(
@@ -125,15 +159,16 @@ async def _describe(
     job_id: str,
     tenant: str,
     idempotency_key: str | None,
+    form: _Form | None = None,
+    source_url: str | None = None,
 ) -> NewJob:
-    """Step 3: the job to insert, its blob committed; or the coded error, its blob aborted."""
+    """Step 3: the job to insert, its blob committed; or the coded error, its blob aborted.
+    ``form``: the fields already checked (a source_url's, before the fetch)."""
     catalog: Catalog = request.app.state.catalog
     prober: VideoProber = request.app.state.prober
     try:
         await charge_upload(request, tenant, upload.writer.size)
-        model, options = parse_job_form(upload.fields, settings.default_model, catalog)
-        require_weights(catalog, model, settings)
-        callback_url, callback_owner = await resolve_callback(request, upload.fields.get("callback_url"))
+        form = form or await _form(request, settings, upload.fields)
         video = await run_in_threadpool(
             prober.probe_video,
             upload.writer.temp_path,
@@ -141,22 +176,22 @@ async def _describe(
             allowed_formats=settings.allowed_format_list,
             limits=MediaLimits.from_settings(settings),
         )
-        require_segment_limit(catalog, model, options, video, settings)
+        require_segment_limit(catalog, form.model, form.options, video, settings)
         upload.writer.commit()
     except BaseException:
         upload.writer.abort()
         raise
     return NewJob(
         id=job_id,
-        model=model,
-        options=options.model_dump(),
-        video=video,
+        model=form.model,
+        options=form.options.model_dump(),
+        video=replace(video, source_url=source_url) if source_url else video,
         blob_key=job_id,
         max_attempts=settings.max_attempts,
         tenant=tenant,
         idempotency_key=idempotency_key,
-        callback_url=callback_url,
-        callback_owner=callback_owner,
+        callback_url=form.callback_url,
+        callback_owner=form.callback_owner,
     )
 
 

@@ -7,6 +7,10 @@ is only fingerprinted) chunk by chunk and is hashed on the way, the limit is enf
 while streaming (also for chunked bodies without Content-Length), and any failure
 removes the partial file.
 
+A form may name a ``source_url`` instead of sending a file part: the body then holds fields
+only (a ``SourceRequest``; the video is fetched by ``app.api.source_fetch``). Both at once
+is refused as soon as the second arrives.
+
 A body that stalls for ``upload_read_timeout_seconds`` is ``UploadTimeout`` (408, and the
 connection is closed). A full disk is ``InsufficientStorage`` (507), answered at once: the
 server (uvicorn) drops the rest of the body, so the client reads the answer, not a reset.
@@ -26,12 +30,14 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from app.api.forms import SOURCE_FIELD
 from app.errors import BadUpload, InvalidOptions, UnsupportedMedia, UploadTimeout, UploadTooLarge
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024
 MAX_PART_HEADER_BYTES = 64 * 1024  # long (even hostile) file names stay metadata, not a 400
 MULTIPART_SLACK = 1024 * 1024  # part headers, boundaries and text fields around the file
+BOTH_SOURCES = "give either a 'file' part or a 'source_url', not both"
 
 
 class FileSink(Protocol):
@@ -74,6 +80,29 @@ class ReceivedUpload(Generic[SinkT]):
         file's bytes and the form fields as sent (model, options, callback); not the file name."""
         document = {"file_sha256": self.file_sha256, "fields": self.fields}
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SourceRequest:
+    """A submission without a file: its fields, ``source_url`` (not empty) among them."""
+
+    fields: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.fields[SOURCE_FIELD].strip()
+
+    @property
+    def fingerprint(self) -> str:
+        """What makes two submissions the same request: the URL and the fields as sent (the
+        video behind the URL is not fetched to compare a replay)."""
+        document = {"source_url": self.url, "fields": self.fields}
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def has_source(fields: dict[str, str]) -> bool:
+    """A ``source_url`` was given (an empty field, as HTML forms send, counts as none)."""
+    return bool(fields.get(SOURCE_FIELD, "").strip())
 
 
 @dataclass
@@ -135,6 +164,8 @@ class _Collector(Generic[SinkT]):
         if b"filename" in params:
             self._part.filename = params[b"filename"].decode("utf-8", "replace")
         if self._part.name == FILE_FIELD:
+            if has_source(self.fields):
+                raise InvalidOptions(BOTH_SOURCES)
             if self.writer is not None:
                 raise InvalidOptions("more than one 'file' part; upload exactly one video per job")
             self.writer = self.open_sink()
@@ -166,9 +197,11 @@ class _Collector(Generic[SinkT]):
             self.fields[self._part.name] = self._part.data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidOptions(f"form field {self._part.name!r} is not UTF-8 text") from exc
+        if self.writer is not None and has_source(self.fields):
+            raise InvalidOptions(BOTH_SOURCES)
 
 
-async def _chunks(request: Request, max_bytes: int, read_timeout: float) -> AsyncIterator[bytes]:
+async def body_chunks(request: Request, max_bytes: int, read_timeout: float) -> AsyncIterator[bytes]:
     """The body's chunks: a stall past ``read_timeout`` is ``UploadTimeout``, a body over
     ``max_bytes`` (and the multipart slack) ``UploadTooLarge``."""
     stream, received = request.stream(), 0
@@ -194,11 +227,14 @@ async def receive_upload(
     max_bytes: int,
     allowed_fields: set[str],
     read_timeout: float,
-) -> ReceivedUpload[SinkT]:
+) -> ReceivedUpload[SinkT] | SourceRequest:
     """Parse the request body; the caller owns (commits or aborts) the returned writer."""
     content_type, params = parse_options_header(request.headers.get("content-type"))
     if content_type != b"multipart/form-data" or not params.get(b"boundary"):
-        raise BadUpload("send the video as multipart/form-data with a 'file' part (curl -F file=@video.mp4)")
+        raise BadUpload(
+            "send the video as multipart/form-data with a 'file' part (curl -F file=@video.mp4), "
+            "or its URL as source_url (a form or a JSON body)"
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes + MULTIPART_SLACK:
         raise UploadTooLarge(f"the body ({declared} bytes) is larger than the limit of {max_bytes} bytes")
@@ -210,11 +246,15 @@ async def receive_upload(
         max_header_size=MAX_PART_HEADER_BYTES,
     )
     try:
-        async for chunk in _chunks(request, max_bytes, read_timeout):
+        async for chunk in body_chunks(request, max_bytes, read_timeout):
             parser.write(chunk)
         parser.finalize()
+        if collector.writer is None and has_source(collector.fields):
+            return SourceRequest(collector.fields)
         if collector.writer is None:
-            raise InvalidOptions("the form has no 'file' part; send the video as -F file=@video.mp4")
+            raise InvalidOptions(
+                "the form has no 'file' part; send the video as -F file=@video.mp4 or its URL as source_url"
+            )
         if collector.writer.size == 0:
             raise UnsupportedMedia("the uploaded file is empty")
     except (MultipartParseError, ValueError) as exc:

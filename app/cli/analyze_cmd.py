@@ -16,7 +16,7 @@ from app.errors import InvalidOptions, ServiceError
 if TYPE_CHECKING:
     from app.analysis.decode_sandbox import DecodeSandbox
     from app.analysis.openvino_runtime import EarlyCompile
-    from app.analysis.results import AnalysisResult
+    from app.analysis.results import AnalysisResult, Label
     from app.options import JobOptions
     from app.settings import Settings
 
@@ -199,8 +199,16 @@ def format_table(result: AnalysisResult) -> str:
         top_label, top_score = (
             (seg.labels[0].label, seg.labels[0].score) if seg.labels else ("-", float("nan"))
         )
-        rest = ", ".join(f"{x.label} {x.score:.3f}" for x in seg.labels[1:4])
+        others = seg.labels[1:] if result.task == "multilabel" else seg.labels[1:4]
+        rest = ", ".join(f"{x.label} {x.score:.3f}" for x in others)
         lines.append(f"{seg.start:8.2f} - {seg.end:<8.2f}  {top_label[:32]:<32} {top_score:6.3f}  {rest}")
     if result.summary:
-        lines += ["", "summary: " + ", ".join(f"{x.label} {x.score:.3f}" for x in result.summary)]
+        lines += ["", "summary: " + ", ".join(_summary_item(x) for x in result.summary)]
     return "\n".join(lines) + "\n"
+
+
+def _summary_item(label: Label) -> str:
+    """``walking 0.812``; multi-label: ``walking max 0.912, 40% of the time``."""
+    if label.share is None:
+        return f"{label.label} {label.score:.3f}"
+    return f"{label.label} max {label.score:.3f}, {100 * label.share:.0f}% of the time"

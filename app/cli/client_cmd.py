@@ -1,4 +1,5 @@
-"""A client for a running server: ``submit FILE [--wait]``, ``status ID``, ``results ID``.
+"""A client for a running server: ``submit FILE [--wait]`` (or ``submit --source-url URL``:
+the server fetches the video), ``status ID``, ``results ID``.
 
 The server's base URL comes from ``VAS_URL`` (default ``http://127.0.0.1:8000``) or
 ``--url``; the API key from ``VAS_API_KEY`` (sent as ``Authorization: Bearer``). Results
@@ -38,8 +39,9 @@ _FORM_FLAGS = (
 
 
 def register(subparsers: Any) -> None:
-    submit = subparsers.add_parser("submit", help="upload a video to a running server")
-    submit.add_argument("file", type=Path)
+    submit = subparsers.add_parser("submit", help="upload a video (or name its URL) to a running server")
+    submit.add_argument("file", type=Path, nargs="?", help="the video to upload (or give --source-url)")
+    submit.add_argument("--source-url", default=None, help="http(s) URL the server fetches the video from")
     submit.add_argument("--model", default=None)
     submit.add_argument("--segment-seconds", type=float, default=None)
     submit.add_argument("--stride-seconds", type=float, default=None)
@@ -115,21 +117,37 @@ def _unreachable(exc: httpx.HTTPError) -> int:
     return EXIT_USAGE
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
-    if not args.file.is_file():
-        print(f"error: {args.file} is not a file", file=sys.stderr)
-        return EXIT_USAGE
+def _usage_error(args: argparse.Namespace) -> str | None:
+    if (args.file is None) == (args.source_url is None):
+        return "give a video FILE or --source-url URL (one of them)"
+    if args.file is not None and not args.file.is_file():
+        return f"{args.file} is not a file"
     if args.format and not args.wait:
-        print("error: --format prints the results, so it needs --wait", file=sys.stderr)
+        return "--format prints the results, so it needs --wait"
+    return None
+
+
+def _post_job(
+    http: httpx.Client, args: argparse.Namespace, fields: dict[str, str], bar: ProgressBar
+) -> httpx.Response:
+    """Upload the file (progress on ``bar``), or send the URL for the server to fetch."""
+    if args.source_url is not None:
+        return http.post("/v1/jobs", json={"source_url": args.source_url, **fields})
+    with args.file.open("rb") as fh:
+        reader = _Counting(fh, args.file.stat().st_size, bar)
+        return http.post("/v1/jobs", files={"file": (args.file.name, cast(BinaryIO, reader))}, data=fields)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    if problem := _usage_error(args):
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     fields = {name: str(getattr(args, name)) for name in _FORM_FLAGS if getattr(args, name) is not None}
-    bar = ProgressBar(f"upload {args.file.name}")
+    bar = ProgressBar(f"upload {args.file.name}" if args.file else "fetch by URL")
     try:
-        with client(args, timeout=300.0) as http, args.file.open("rb") as fh:
-            reader = _Counting(fh, args.file.stat().st_size, bar)
-            response = http.post(
-                "/v1/jobs", files={"file": (args.file.name, cast(BinaryIO, reader))}, data=fields
-            )
+        # A URL's job answers once the server fetched and probed the video: allow for its deadline.
+        with client(args, timeout=600.0 if args.source_url else 300.0) as http:
+            response = _post_job(http, args, fields, bar)
             bar.close()
             if response.status_code >= 400:
                 return _problem(response)

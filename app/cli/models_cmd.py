@@ -1,4 +1,5 @@
-"""``models list | fetch NAME... | hash NAME | schema``: the catalog and its weights files."""
+"""``models list | fetch NAME... | hash NAME | schema`` (and ``add``/``remove``, ``export``/``import``):
+the catalog and its weights files."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("models", help="the model catalog: list, fetch, hash, export, import")
+    parser = subparsers.add_parser(
+        "models", help="the model catalog: list, fetch, hash, add, remove, export, import"
+    )
     sub = parser.add_subparsers(dest="models_command", required=True)
     listing = sub.add_parser("list", help="catalog models, clip specs and weight status")
     listing.add_argument("--json", action="store_true", help="print the catalog as JSON")
@@ -32,9 +35,10 @@ def register(subparsers: Any) -> None:
     hashing.set_defaults(handler=cmd_hash)
     schema = sub.add_parser("schema", help="print the JSON Schema of models/manifest.json")
     schema.set_defaults(handler=cmd_schema)
-    from app.cli import export_cmd
+    from app.cli import export_cmd, models_add_cmd
 
     export_cmd.add_subcommands(sub)
+    models_add_cmd.add_subcommands(sub)
 
 
 def _sha256(text: str) -> str:

@@ -10,6 +10,9 @@ name is resolved and checked again, and the request goes to the checked address,
 name that re-resolves elsewhere between the check and the connect (DNS rebinding)
 cannot redirect it. The request tries the checked addresses in the resolver's order until
 one accepts the connection, as a plain connect to the name would.
+
+The same rules guard a job's ``source_url`` (``app.api.source_fetch``): ``parse_url``,
+``host_addresses`` and ``check_addresses`` take the field and the setting to name.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from app.webhooks.addresses import Address, Network, refusal
 
 Resolver = Callable[[str, int], list[str]]
 MAX_URL_LENGTH = 2048
+WEBHOOK_SETTING = "VAS_WEBHOOK_ALLOWED_NETWORKS"
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,9 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def _parse(url: str, field: str) -> tuple[str, SplitResult, int]:
+def parse_url(url: str, field: str) -> tuple[str, SplitResult, int]:
+    """(URL stripped, its parts, its port) of an absolute http(s) URL without credentials;
+    else InvalidOptions naming ``field``."""
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
         raise InvalidOptions(f"{field} is longer than {MAX_URL_LENGTH} characters")
@@ -63,35 +69,44 @@ def _parse(url: str, field: str) -> tuple[str, SplitResult, int]:
     return url, parts, port
 
 
-def _literal(host: str) -> Address | None:
+def literal_address(host: str) -> Address | None:
+    """The IP address a host names literally (an IPv6 zone dropped); None for a name."""
     try:
         return ipaddress.ip_address(host.split("%")[0])
     except ValueError:
         return None
 
 
-def _check(addresses: Sequence[str], allowed: Sequence[Network], field: str) -> None:
+def check_addresses(
+    addresses: Sequence[str], allowed: Sequence[Network], field: str, setting: str = WEBHOOK_SETTING
+) -> None:
+    """InvalidOptions naming ``field`` unless every address may be reached (``setting`` is
+    the environment variable that allows more networks)."""
     for text in addresses:
         reason = refusal(ipaddress.ip_address(text.split("%")[0]), allowed)
         if reason is not None:
-            raise InvalidOptions(
-                f"{field} resolves to {reason} (allow its network with VAS_WEBHOOK_ALLOWED_NETWORKS)"
-            )
+            raise InvalidOptions(f"{field} resolves to {reason} (allow its network with {setting})")
+
+
+def host_addresses(host: str, port: int, resolver: Resolver) -> list[str]:
+    """The addresses to check for ``host``: the address it names, or the resolver's answer
+    (never empty); TimeoutError, OSError or UnicodeError when it does not resolve."""
+    literal = literal_address(host)
+    if literal is not None:
+        return [str(literal)]
+    found = resolver(host, port)
+    if not found:
+        raise OSError(f"{host!r} resolved to no address")
+    return found
 
 
 def _addresses(host: str, port: int, field: str, resolver: Resolver) -> list[str]:
-    literal = _literal(host)
-    if literal is not None:
-        return [str(literal)]
     try:
-        found = resolver(host, port)
+        return host_addresses(host, port, resolver)
     except TimeoutError as exc:
         raise InvalidOptions(f"{field} host {host!r} did not resolve in time") from exc
     except (OSError, UnicodeError) as exc:
         raise InvalidOptions(f"{field} host {host!r} does not resolve") from exc
-    if not found:
-        raise InvalidOptions(f"{field} host {host!r} does not resolve")
-    return found
 
 
 def validate_url(
@@ -99,21 +114,21 @@ def validate_url(
 ) -> str:
     """The URL, stripped, if a webhook may be sent there; else InvalidOptions saying why
     (naming ``field``). A name that does not resolve passes: ``pin`` checks it at send time."""
-    url, parts, port = _parse(url, field)
+    url, parts, port = parse_url(url, field)
     assert parts.hostname is not None
     try:
         addresses = _addresses(parts.hostname, port, field, resolver)
     except InvalidOptions:  # only a name fails to resolve; a literal address never does
         return url
-    _check(addresses, allowed, field)
+    check_addresses(addresses, allowed, field)
     return url
 
 
 def pin(url: str, allowed: Sequence[Network] = (), *, resolver: Resolver = resolve) -> Target:
     """Send-time check: resolve now, refuse unless every address is allowed, and name them
     all (the resolver's preferred first) as the ones to connect to."""
-    url, parts, port = _parse(url, "callback_url")
+    url, parts, port = parse_url(url, "callback_url")
     assert parts.hostname is not None
     addresses = _addresses(parts.hostname, port, "callback_url", resolver)
-    _check(addresses, allowed, "callback_url")
+    check_addresses(addresses, allowed, "callback_url")
     return Target(url=url, addresses=tuple(address.split("%")[0] for address in addresses))

@@ -88,5 +88,6 @@ class RenderRunner:
             max_height=self.settings.annotate_max_height,
             threads=self.settings.decode_threads,
             sandbox=self.sandbox,
+            lines=None if results.get("task") == "multilabel" else 3,
         )
         return key

@@ -275,3 +275,42 @@ async def test_worker_job_on_auto_runs_the_faster_export(
         .to_dict()
     )
     assert_close_results(reference, results, atol=1e-5)
+
+
+def overridden(source: Path, target: Path, **fields: Any) -> Path:
+    """A copy of ``source``'s passed export with ``models/manifest.json`` overriding x3d_xs."""
+    with_speed(source, target, torch_ms_per_clip=20.0, backend_ms_per_clip=10.0)
+    entry = {"name": "x3d_xs", **fields}
+    (target / "manifest.json").write_text(json.dumps({"models": [entry]}))
+    return target
+
+
+def test_an_export_of_another_clip_size_is_refused(
+    onnx_models: Path, short_clip: Path, tmp_path: Path
+) -> None:
+    """The catalog's 1-crop recipe changed after the export (a manifest override here): the
+    export would be fed clips of a size it was not made for, so it is not used."""
+    spec = load_catalog(onnx_models).get("x3d_xs")
+    smaller = spec.crop - 22
+    moved = overridden(onnx_models, tmp_path / "moved", crop=smaller)
+    got = choice(moved)
+    assert got.name == "torch"
+    assert f"was exported for clips of {spec.frames}x{spec.crop}x{spec.crop}" in got.reason, got
+    with pytest.raises(WeightsInvalid, match=f"is now {spec.frames}x{smaller}x{smaller}"):
+        analyzer(moved, x3d_xs="onnx").analyze(short_clip, "x3d_xs", JobOptions())
+
+
+def test_three_crops_of_another_size_run_on_torch(
+    onnx_models: Path, short_clip: Path, tmp_path: Path
+) -> None:
+    spec = load_catalog(onnx_models).get("x3d_xs")
+    big = spec.crop + 32
+    models = overridden(onnx_models, tmp_path / "three", three_crop_size=big)
+    options = JobOptions(segment_seconds=1.0, crops=3)
+    got = analyzer(models, x3d_xs="onnx").analyze(short_clip, "x3d_xs", options).to_dict()
+    assert got["provenance"]["backend"] == "torch"
+    assert f"this job's 3-crop views are {big}x{big}" in got["provenance"]["backend_reason"]
+    want = analyzer(models, x3d_xs="torch").analyze(short_clip, "x3d_xs", options).to_dict()
+    assert_close_results(got, want, atol=0.0)
+    one = analyzer(models, x3d_xs="onnx").analyze(short_clip, "x3d_xs", JobOptions(segment_seconds=1.0))
+    assert one.to_dict()["provenance"]["backend"] == "onnx", "1-crop jobs still run the export"

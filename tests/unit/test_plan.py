@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.analysis.catalog import load_catalog
+from app.analysis.exact_time import as_fraction
 from app.analysis.plan import (
     effective_options,
     emulated_subsample_indices,
@@ -48,13 +49,14 @@ def frame_times(draw: st.DrawFn) -> list[float]:
 
 
 def reference_clip(
-    times: list[float], duration: float, center: float, clip_seconds: float, t: int
-) -> tuple[list[int], tuple[float, float]]:
-    """Straight from the definitions: half-open window, torch.linspace subsample, nearest fallback."""
+    times: list[Fraction], duration: Fraction, center: Fraction, clip_seconds: Fraction, t: int
+) -> tuple[list[int], tuple[Fraction, Fraction]]:
+    """Straight from the definitions, in exact seconds: half-open window, torch.linspace
+    subsample, nearest fallback."""
     if clip_seconds >= duration:
-        start, end = 0.0, duration
+        start, end = Fraction(0), duration
     else:
-        start = min(max(center - clip_seconds / 2, 0.0), duration - clip_seconds)
+        start = min(max(center - clip_seconds / 2, Fraction(0)), duration - clip_seconds)
         end = start + clip_seconds
     inside = [i for i, x in enumerate(times) if start <= x < end]
     if not inside:
@@ -112,20 +114,25 @@ def test_plan_properties(times: list[float], frames: int, rate: int, segment: fl
     assert segs[-1].end == pytest.approx(duration)
     for a, b in itertools.pairwise(segs):
         assert a.end == pytest.approx(b.start, abs=1e-9)
+    exact = [as_fraction(x) for x in times]  # how make_plan reads float seconds
     for seg in segs:
         assert seg.start < seg.end
         assert len(seg.clips) == k
+        seg_start = seg.index * as_fraction(segment)
+        seg_end = min(seg_start + as_fraction(segment), as_fraction(duration))
+        assert (seg.start, seg.end) == (float(seg_start), float(seg_end))
         for clip in seg.clips:
             assert len(clip.frames) == frames
             chosen = [times[i] for i in clip.frames]
             assert chosen == sorted(chosen)
             assert 0.0 <= clip.window_start <= clip.window_end <= duration + 1e-9
-            if any(clip.window_start <= x < clip.window_end for x in times):
-                assert all(clip.window_start <= x < clip.window_end for x in chosen)
-            center = seg.start + (clip.index + 0.5) * (seg.end - seg.start) / k
-            expected, window = reference_clip(times, duration, center, clip_seconds, frames)
+            if any(clip.window_start <= x < clip.window_end for x in exact):
+                assert all(clip.window_start <= exact[i] < clip.window_end for i in clip.frames)
+            center = seg_start + (clip.index + Fraction(1, 2)) * (seg_end - seg_start) / k
+            clip_exact = Fraction(frames * rate, 30)
+            expected, window = reference_clip(exact, as_fraction(duration), center, clip_exact, frames)
             assert list(clip.frames) == expected
-            assert (clip.window_start, clip.window_end) == pytest.approx(window)
+            assert (clip.window_start, clip.window_end) == window
         used = [times[i] for c in seg.clips for i in c.frames]
         assert (seg.first_frame_time, seg.last_frame_time) == (min(used), max(used))
     assert plan.needed_frames == {i for c in plan.clips for i in c.frames}
@@ -137,7 +144,7 @@ def test_constant_rate_window_takes_every_tau_th_frame(fps: Fraction) -> None:
     times = cfr_times(fps, 10)
     plan = make_plan(times, 10.0, frames=16, clip_seconds=16 * 4 / 30, segment_seconds=2, stride_seconds=2)
     clip = plan.segments[1].clips[0]
-    inside = [i for i, x in enumerate(times) if clip.window_start <= x < clip.window_end]
+    inside = [i for i, x in enumerate(times) if clip.window_start <= as_fraction(x) < clip.window_end]
     assert abs(len(inside) - 16 * 4 / 30 * float(fps)) <= 1
     assert clip.frames[0] == inside[0] and clip.frames[-1] == inside[-1]
 

@@ -26,7 +26,8 @@ def reference_views(
     alpha: int | None = None,
     bgr: bool = False,
 ) -> list[torch.Tensor | list[torch.Tensor]]:
-    """subsample -> /255 -> normalize -> short_side_scale -> uniform crop(s) -> (BGR) -> PackPathway."""
+    """subsample -> /255 -> normalize -> short_side_scale -> centre crop (CenterCropVideo) or
+    3 uniform crops -> (BGR) -> PackPathway."""
     x = torch.from_numpy(video).permute(3, 0, 1, 2).float()  # (C, N, H, W), as EncodedVideo returns
     x = x[:, indices] / 255.0
     mean, std = torch.tensor(MEAN).view(3, 1, 1, 1), torch.tensor(STD).view(3, 1, 1, 1)
@@ -43,7 +44,9 @@ def reference_views(
         height, width = x.shape[2], x.shape[3]
         y0 = math.ceil((height - crop) / 2)
         x0 = math.ceil((width - crop) / 2)
-        if height > width:
+        if crops == 1:  # torchvision CenterCropVideo, as the Torch Hub tutorial
+            y0, x0 = round((height - crop) / 2.0), round((width - crop) / 2.0)
+        elif height > width:
             y0 = 0 if idx == 0 else height - crop if idx == 2 else y0
         else:
             x0 = 0 if idx == 0 else width - crop if idx == 2 else x0
@@ -111,12 +114,12 @@ def test_for_spec_uses_the_catalog_geometry(tmp_path: Path) -> None:
     catalog = load_catalog(tmp_path)
     one = ClipTransform.for_spec(catalog.get("x3d_s"), crops=1)
     three = ClipTransform.for_spec(catalog.get("x3d_s"), crops=3)
-    assert (one.short_side, one.crop, three.short_side, three.crop) == (182, 160, 182, 182)
+    assert (one.short_side, one.crop, three.short_side, three.crop) == (182, 182, 182, 182)
     sf = ClipTransform.for_spec(catalog.get("slowfast_r50"))
     assert sf.alpha == 4 and not sf.bgr
     frame = np.zeros((360, 640, 3), dtype=np.uint8)
     views = one.views([one.prepare_frame(frame)] * 13)
-    assert len(views) == 1 and views[0].shape == (3, 13, 160, 160)
+    assert len(views) == 1 and views[0].shape == (3, 13, 182, 182)
     assert three.prepare_frame(frame).shape == (3, 182, 323)
 
 

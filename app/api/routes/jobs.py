@@ -39,6 +39,37 @@ _UPLOAD_TIMEOUT_RESPONSE: dict[int | str, dict[str, Any]] = {
     408: problem_response("The body stalled past upload_read_timeout_seconds (code upload_timeout)")
 }
 
+_OPTION_PROPERTIES: dict[str, Any] = {
+    "model": {"type": "string", "description": "Catalog name (GET /v1/models)."},
+    "segment_seconds": {"type": "number", "minimum": MIN_SEGMENT_SECONDS, "maximum": 3600},
+    "stride_seconds": {"type": "number", "minimum": MIN_SEGMENT_SECONDS, "maximum": 3600},
+    "clips_per_segment": {"type": "integer", "minimum": 1, "maximum": 10},
+    "crops": {"type": "integer", "enum": [1, 3]},
+    "start": {"type": "number", "minimum": 0},
+    "end": {"type": "number", "exclusiveMinimum": 0},
+    "top_k": {"type": "integer", "minimum": 1, "maximum": 50},
+    "min_score": {"type": "number", "minimum": 0, "maximum": 1},
+    "callback_url": {
+        "type": "string",
+        "format": "uri",
+        "description": "Webhook for the final state (default: your key's; empty: none).",
+    },
+}
+_SOURCE_URL: dict[str, Any] = {
+    "type": "string",
+    "format": "uri",
+    "maxLength": 2048,
+    "description": "Fetch the video from this http(s) URL instead of uploading it (not with `file`). "
+    "Public addresses only (unless allowed by source_url_allowed_networks), at most 3 redirects; "
+    "the upload's size, format and probe limits apply.",
+}
+_BY_URL: dict[str, Any] = {
+    "schema": {
+        "type": "object",
+        "required": ["source_url"],
+        "properties": {"source_url": _SOURCE_URL, **_OPTION_PROPERTIES},
+    }
+}
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -46,30 +77,16 @@ _UPLOAD_BODY: dict[str, Any] = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["file"],
+                    "description": "Exactly one of `file` and `source_url`.",
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "The video."},
-                        "model": {"type": "string", "description": "Catalog name (GET /v1/models)."},
-                        "segment_seconds": {
-                            "type": "number",
-                            "minimum": MIN_SEGMENT_SECONDS,
-                            "maximum": 3600,
-                        },
-                        "stride_seconds": {"type": "number", "minimum": MIN_SEGMENT_SECONDS, "maximum": 3600},
-                        "clips_per_segment": {"type": "integer", "minimum": 1, "maximum": 10},
-                        "crops": {"type": "integer", "enum": [1, 3]},
-                        "start": {"type": "number", "minimum": 0},
-                        "end": {"type": "number", "exclusiveMinimum": 0},
-                        "top_k": {"type": "integer", "minimum": 1, "maximum": 50},
-                        "min_score": {"type": "number", "minimum": 0, "maximum": 1},
-                        "callback_url": {
-                            "type": "string",
-                            "format": "uri",
-                            "description": "Webhook for the final state (default: your key's; empty: none).",
-                        },
+                        "source_url": _SOURCE_URL,
+                        **_OPTION_PROPERTIES,
                     },
                 }
-            }
+            },
+            "application/json": _BY_URL,
+            "application/x-www-form-urlencoded": _BY_URL,
         },
     }
 }
@@ -98,7 +115,7 @@ def _get(store: StoreDep, job_id: str, tenant: str) -> Job:
         **_UPLOAD_TIMEOUT_RESPONSE,
         **_DISK_FULL_RESPONSE,
     },
-    summary="Upload a video and queue its analysis",
+    summary="Upload a video (or name its URL) and queue its analysis",
 )
 async def submit_job(
     request: Request,

@@ -125,7 +125,9 @@ function renderTables(results) {
       el("td", {}, percent(run.score)))));
   document.getElementById("summary").replaceChildren(...results.summary.map((item) =>
     el("tr", {}, el("td", {}, item.label),
-      el("td", {}, percent(item.score), el("span", { class: "bar", style: `width:${Math.round(80 * item.score)}px` })))));
+      el("td", {}, percent(item.score), el("span", { class: "bar", style: `width:${Math.round(80 * item.score)}px` }),
+        // multi-label: score is the label's maximum, share its part of the video's time
+        ...(item.share != null ? [el("span", { class: "muted" }, ` max; ${percent(item.share)} of the time`)] : [])))));
   document.getElementById("segments").replaceChildren(...results.segments.map((seg) =>
     el("tr", { "data-index": seg.index },
       el("td", {}, seg.index),
