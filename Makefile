@@ -7,7 +7,7 @@ HOST ?= $(or $(VAS_HOST),127.0.0.1)
 PORT ?= $(or $(VAS_PORT),8000)
 PYTEST_ARGS ?=
 
-.PHONY: venv dev-venv run worker migrate test test-deps lint typecheck unit bench demo-model clean deploy-deps deploy-test
+.PHONY: venv dev-venv run worker migrate test test-deps lint typecheck unit bench bench-gpu demo-model clean deploy-deps deploy-test
 
 venv:
 	@scripts/ensure_venv.sh $(VENV) ml
@@ -49,6 +49,10 @@ demo-model: venv
 
 bench: venv
 	$(PY) bench/pipeline.py
+
+# The GPU worker on a CUDA machine (stops at once without one; `bench/gpu.py --dry-run` on a CPU).
+bench-gpu: venv
+	$(PY) bench/gpu.py
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -82,6 +82,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     store = open_store(settings)
     metrics = Metrics()
+    metrics.for_worker()
     if settings.metrics_port:
         serve_worker_metrics(metrics, settings.host, settings.metrics_port)
     worker = worker_class(settings)(

@@ -36,6 +36,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 RATE_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 def multiproc_dir() -> str | None:
@@ -105,16 +106,44 @@ class Metrics:
             registry=r,
         )
 
+        self.decode_frames = Counter(
+            "vas_decode_frames",
+            "Frames decoded for succeeded jobs (rate() of it: decode frames per second)",
+            ["model"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "vas_batch_size",
+            "Views per forward pass, as run on the device (after any out-of-memory split)",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+
+    def for_worker(self) -> None:
+        """A worker's extras: every forward pass's size, and the GPU's memory and use."""
+        from app.analysis.batch_events import add_batch_listener
+        from app.gpu_metrics import GpuCollector
+
+        add_batch_listener(self.batch_size.observe)
+        self.registry.register(GpuCollector())
+
     def record_job(self, model: str, outcome: str, seconds: float) -> None:
         self.job_outcomes.labels(outcome).inc()
         self.job_duration.labels(model, outcome).observe(seconds)
 
     def record_results(
-        self, model: str, segments: int, seconds: float, decode_seconds: float, inference_seconds: float
+        self,
+        model: str,
+        segments: int,
+        seconds: float,
+        decode_seconds: float,
+        inference_seconds: float,
+        decoded_frames: int = 0,
     ) -> None:
-        """Throughput of a succeeded job (``seconds``: claim to analysed), and its decode and
-        inference seconds (the engine's timings; decoding overlaps inference)."""
+        """Throughput of a succeeded job (``seconds``: claim to analysed), its decode and
+        inference seconds (the engine's timings; decoding overlaps inference) and frames."""
         self.segments.labels(model).inc(segments)
+        self.decode_frames.labels(model).inc(max(decoded_frames, 0))
         if seconds > 0 and segments:
             self.segments_per_second.labels(model).observe(segments / seconds)
         for value, counter in (

@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MIN_SEGMENT_SECONDS = 0.01
 """The shortest segment or stride: one frame period at 100 fps. Shorter ones only repeat the
 same frames (every clip is the model's native window, seconds long) and multiply the work;
 a denormal one once overflowed the planner's segment count."""
+MAX_RANGES = 1000
+"""The most time ranges one job may name (``segments``)."""
+
+Bound = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+TimeRange = tuple[Bound, Bound]
+"""``[start, end)`` in seconds from the video's start."""
+
+RANGES_EXCLUDE = ("segment_seconds", "stride_seconds", "start", "end")
+"""Options that cut the video some other way, so they cannot come with ``segments``. Another
+way of choosing the segments (``segmentation``: shots) joins this list as a conflict."""
 
 
 class JobOptions(BaseModel):
     """How a video is cut into segments and how each segment is scored.
 
     ``segment_seconds``/``stride_seconds`` left unset mean "the model's default"
-    (its native clip duration, rounded); the engine fills them in.
+    (its native clip duration, rounded); the engine fills them in. ``segments`` names the
+    segments instead: each ``[start, end]`` range is one segment, in the order given.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     segment_seconds: float | None = Field(default=None, ge=MIN_SEGMENT_SECONDS, le=3600)
     stride_seconds: float | None = Field(default=None, ge=MIN_SEGMENT_SECONDS, le=3600)
+    segments: tuple[TimeRange, ...] | None = None
+    """Chosen time ranges, each analysed as one segment (overlaps and any order allowed);
+    whether they lie inside the video is checked against its duration (``segmenting``)."""
     clips_per_segment: int = Field(default=1, ge=1, le=10)
     crops: Literal[1, 3] = 1
     start: float = Field(default=0.0, ge=0)
@@ -31,9 +46,55 @@ class JobOptions(BaseModel):
     min_score: float | None = Field(default=None, ge=0, le=1)
     """Labels scoring below it are dropped; unset: the model's default (``ModelSpec.min_score``:
     0.5 for a multi-label model, 0.0 for a classifier). Results echo the value used."""
+    detect_shots: bool = False
+    """Also find the video's shots (TransNetV2, ``analysis/shots.py``) in the same decode pass."""
+
+    @field_validator("segments")
+    @classmethod
+    def _ranges_are_usable(cls, ranges: tuple[TimeRange, ...] | None) -> tuple[TimeRange, ...] | None:
+        if ranges is None:
+            return None
+        if not ranges:
+            raise ValueError("give at least one [start, end] range, or leave segments out")
+        if len(ranges) > MAX_RANGES:
+            raise ValueError(f"at most {MAX_RANGES:,} ranges per job, got {len(ranges):,}")
+        for i, (begin, stop) in enumerate(ranges):
+            if not stop > begin:
+                raise ValueError(f"range {i} [{begin:g}, {stop:g}]: end must be greater than start")
+            if stop - begin < MIN_SEGMENT_SECONDS or not math.isfinite(stop - begin):
+                raise ValueError(f"range {i} [{begin:g}, {stop:g}] is shorter than {MIN_SEGMENT_SECONDS} s")
+        return ranges
 
     @model_validator(mode="after")
     def _range_is_ordered(self) -> JobOptions:
         if self.end is not None and self.end <= self.start:
             raise ValueError("end must be greater than start")
+        if self.segments is not None and (clashing := self.ranges_conflicts()):
+            raise ValueError(
+                f"segments conflicts with {', '.join(clashing)}: the ranges are the segments "
+                f"(leave {' and '.join(clashing)} out, or segments)"
+            )
         return self
+
+    def ranges_conflicts(self) -> list[str]:
+        """The options in ``RANGES_EXCLUDE`` this job sets (``start`` counts when not 0)."""
+        return [name for name in RANGES_EXCLUDE if getattr(self, name) not in (None, 0.0)]
+
+
+def parse_ranges(text: str) -> list[list[float]]:
+    """``"0:4, 10:12.5"`` (the CLI's and the page's notation) as ``[[0, 4], [10, 12.5]]``;
+    ValueError naming the bad part. Bounds are checked by ``JobOptions``."""
+    out = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        begin, sep, stop = part.partition(":")
+        try:
+            if not sep:
+                raise ValueError(part)
+            out.append([float(begin), float(stop)])
+        except ValueError:
+            raise ValueError(f"{part!r} is not START:END in seconds (e.g. 0:4,10:12.5)") from None
+    if not out:
+        raise ValueError("no ranges given (e.g. 0:4,10:12.5)")
+    return out

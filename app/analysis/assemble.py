@@ -2,9 +2,10 @@
 
 A segment's labels are the top-k of its scores at or above ``min_score`` (for a
 multi-label model: every label at or above it, best first, capped at k). Classifier:
-the summary is the top-k of the segments' scores averaged, and runs merge consecutive
-segments sharing a top-1 label. Multi-label: per-label summary and runs
-(``multilabel.py``). Scores become plain Python floats here, so the results hold no tensors.
+the summary is the top-k of the segments' scores averaged (weighted by their lengths),
+and runs merge consecutive segments (ordered by start) sharing a top-1 label.
+Multi-label: per-label summary and runs (``multilabel.py``). Scores become plain Python
+floats here, so the results hold no tensors.
 """
 
 from __future__ import annotations
@@ -70,8 +71,13 @@ def summary(
     k: int,
     min_score: float,
 ) -> tuple[Label, ...]:
-    """Top-k of the mean of the segments' probability vectors."""
-    mean = torch.stack([means[s.index] for s in segments]).mean(dim=0)
+    """Top-k of the mean of the segments' probability vectors, each weighted by its length
+    (chosen ranges differ in length; equal fixed segments weigh the same)."""
+    stacked = torch.stack([means[s.index] for s in segments])
+    weights = torch.tensor([max(s.end - s.start, 0.0) for s in segments], dtype=stacked.dtype)
+    if float(weights.sum()) <= 0:
+        weights = torch.ones_like(weights)
+    mean = (stacked * weights[:, None]).sum(dim=0) / weights.sum()
     return top_k(mean, labels, k, min_score)
 
 
@@ -82,18 +88,21 @@ def runs(
     *,
     min_score: float,
 ) -> tuple[Run, ...]:
-    """Consecutive segments sharing a top-1 label, merged; a top-1 below ``min_score`` breaks a run."""
+    """Consecutive segments (by start: chosen ranges may come in any order) sharing a top-1
+    label, merged; a top-1 below ``min_score`` breaks a run."""
     merged: list[Run] = []
     scores: list[float] = []
     extending = False
-    for seg in segments:
+    for seg in sorted(segments, key=lambda s: (s.start, s.index)):
         best = top_k(means[seg.index], labels, 1)[0]
         if best.score < min_score:
             extending = False
             continue
         if extending and best.class_id == merged[-1].class_id:
             scores.append(best.score)
-            merged[-1] = replace(merged[-1], end=float(seg.end), score=float(sum(scores) / len(scores)))
+            merged[-1] = replace(
+                merged[-1], end=max(merged[-1].end, float(seg.end)), score=float(sum(scores) / len(scores))
+            )
         else:
             scores = [best.score]
             merged.append(Run(best.label, best.class_id, float(seg.start), float(seg.end), best.score))

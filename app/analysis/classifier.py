@@ -13,10 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
+from weakref import WeakKeyDictionary
 
 import torch
 from torch import nn
 
+from app.analysis.batch_events import batch_ran
+from app.analysis.oom_retry import OomGuard
 from app.analysis.results import Label
 from app.analysis.transforms import ClipInput
 from app.errors import WeightsInvalid
@@ -89,6 +92,17 @@ def _autocast(device: torch.device) -> AbstractContextManager[object]:
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
+_guards: WeakKeyDictionary[nn.Module, OomGuard] = WeakKeyDictionary()
+
+
+def guard_for(model: nn.Module) -> OomGuard:
+    """The model's out-of-memory guard: its learned batch cap lives as long as the model."""
+    guard = _guards.get(model)
+    if guard is None:
+        guard = _guards[model] = OomGuard(on_batch=batch_ran)
+    return guard
+
+
 def predict(
     model: nn.Module,
     views: Sequence[ClipInput],
@@ -98,11 +112,16 @@ def predict(
     device: torch.device,
     task: Task = "classification",
 ) -> torch.Tensor:
-    """One forward pass over ``views``: a float64 probability row per view, on the CPU."""
-    batch = stack_views(views, device)
-    with torch.inference_mode(), _autocast(device):
-        out = model(list(batch) if isinstance(batch, list) else batch)
-    out = out.float().cpu().reshape(out.shape[0], -1)
+    """A float64 probability row per view, on the CPU: one forward pass, or several when
+    the batch does not fit in GPU memory (``oom_retry``: split, retried, same rows)."""
+
+    def forward(part: Sequence[ClipInput]) -> torch.Tensor:
+        batch = stack_views(part, device)
+        with torch.inference_mode(), _autocast(device):
+            out: torch.Tensor = model(list(batch) if isinstance(batch, list) else batch)
+        return out.float().cpu().reshape(out.shape[0], -1)
+
+    out = guard_for(model).run(forward, views)
     if out.shape[1] != num_classes:
         raise WeightsInvalid(f"the model outputs {out.shape[1]} classes but its labelset has {num_classes}")
     return probabilities(out, output=output, task=task).double()

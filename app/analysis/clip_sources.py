@@ -8,7 +8,7 @@ inference; ``waitables`` tell it what to sleep on when no source has a clip read
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,6 +21,7 @@ from app.analysis.transforms import ClipInput, ClipTransform, pack_pathway
 if TYPE_CHECKING:
     from app.analysis.decode import DecodedClip
     from app.analysis.decode_sandbox import DecodeSandbox, SandboxClip
+    from app.analysis.shot_runner import ShotRunner
 
 
 @dataclass(frozen=True)
@@ -147,3 +148,39 @@ class InProcessClips:
 
     def close(self) -> None:
         self.clips.close()
+
+
+class ShotClips:
+    """A source whose decoder also feeds the shot detector (``detect_shots``): ``flush``
+    (the in-process decoder's last, partial batch of small frames) runs once the source is
+    exhausted, and ``close`` lets the detector's thread go too."""
+
+    def __init__(
+        self, source: ClipSource, shots: ShotRunner, flush: Callable[[], None] | None = None
+    ) -> None:
+        self.source, self.shots, self._flush = source, shots, flush
+
+    @property
+    def exhausted(self) -> bool:
+        return self.source.exhausted
+
+    @property
+    def stats(self) -> DecodeStats | None:
+        return self.source.stats
+
+    def take(self) -> PreparedClip | None:
+        clip = self.source.take()
+        if self.source.exhausted and self._flush is not None:
+            flush, self._flush = self._flush, None
+            flush()
+        return clip
+
+    def waitables(self) -> list[Any]:
+        return self.source.waitables()
+
+    def charge(self, seconds: float) -> None:
+        self.source.charge(seconds)
+
+    def close(self) -> None:
+        self.source.close()
+        self.shots.close()

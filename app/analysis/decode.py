@@ -280,6 +280,7 @@ def decode_clips(
     limits: MediaLimits = DEFAULT_LIMITS,
     skip_nonref: bool = False,
     start_pts: int | None = None,
+    on_frame: Callable[[Any], None] | None = None,
 ) -> Generator[DecodedClip[F], None, None]:
     """Yield every clip of ``plan`` once all its frames are decoded; stops after the last one.
     Each decoded frame is held to the media limits (size, time), as the upload probe was.
@@ -288,7 +289,8 @@ def decode_clips(
     a planned frame that is never decoded is replaced by the nearest decoded one. An
     allocation failure (``MemoryError``, also FFmpeg's ENOMEM) or a frame refused by the
     size cap (``FrameTooLarge``) is never taken for a bad packet. ``start_pts``: a keyframe
-    of the scan at or before every frame of ``plan`` to start decoding at."""
+    of the scan at or before every frame of ``plan`` to start decoding at. ``on_frame``
+    (shot detection) gets every decoded frame, to the end of the stream: nothing is skipped."""
     state = _Assembler(scan, plan, prepare, limits)
     if stats is not None:
         state.stats = stats
@@ -298,11 +300,12 @@ def decode_clips(
         # Fast mode: NONREF for every packet. Exact mode: NONREF only for packets the plan
         # does not need (toggled as the demuxer goes; a reference frame is decoded anyway),
         # where a packet's pts tells which frame it carries (not in AVI: ``scan``).
-        exact = not skip_nonref and scan.packet_times
-        skipping = skip_nonref
+        every = on_frame is not None
+        exact = not skip_nonref and scan.packet_times and not every
+        skipping = skip_nonref and not every
         if skipping:
             ctx.skip_frame = "NONREF"
-        while not state.done:
+        while every or not state.done:
             try:
                 packet = next(packets)
             except StopIteration:
@@ -326,7 +329,10 @@ def decode_clips(
                 log.debug("skipping undecodable packet in %s: %s", path.name, exc)
                 continue
             for frame in frames:
-                yield from state.add(frame)
+                if on_frame is not None:
+                    on_frame(frame)
+                if not state.done:
+                    yield from state.add(frame)
         if state.done:
             return
         if not state.decoded_any:

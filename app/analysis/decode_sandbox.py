@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from app.analysis.decode import DecodeStats
     from app.analysis.plan import SamplingPlan
     from app.analysis.scan import VideoScan
+    from app.analysis.shot_frames import FramesSink
     from app.settings import Settings
 
 MAX_SLOTS = 32
@@ -132,6 +133,7 @@ class DecodeSandbox:
         self.stats: DecodeStats | None = None
         self.exhausted = False
         self._closed = False
+        self._on_frames: FramesSink | None = None
         self._ring = SlotRing.create(slots, slot_bytes)
         try:
             self._child = SandboxChild(self._ring.fd)
@@ -183,19 +185,32 @@ class DecodeSandbox:
         self.allowance += self.limits.timeout_per_video_second * scan.duration
         return scan
 
-    def decode(self, plan: SamplingPlan, *, skip_nonref: bool = False, start_pts: int | None = None) -> None:
-        """Decode ``plan`` (from the keyframe at ``start_pts``, else from the beginning)."""
-        self._conn.send(("plan", plan, skip_nonref, start_pts))
+    def decode(
+        self,
+        plan: SamplingPlan,
+        *,
+        skip_nonref: bool = False,
+        start_pts: int | None = None,
+        on_frames: FramesSink | None = None,
+    ) -> None:
+        """Decode ``plan`` (from the keyframe at ``start_pts``, else from the beginning).
+        ``on_frames``: every frame of the video, at 48x27 (``shot_frames``), reaches it as
+        ``take`` reads them (the child decodes to the end, skipping nothing)."""
+        self._on_frames = on_frames
+        self._conn.send(("plan", plan, skip_nonref and on_frames is None, start_pts, on_frames is not None))
 
     def take(self) -> SandboxClip | None:
         """The next decoded clip if one is ready now (never blocks); None otherwise or at the end."""
         if self.exhausted:
             return None
-        if not self._conn.poll():
-            if not self._alive() and not self._conn.poll():
-                self._died()
-            return None
-        return self._handle(self._receive())
+        while self._conn.poll():
+            message = self._receive()
+            if message[0] != "frames" or self._on_frames is None:
+                return self._handle(message)
+            self._on_frames(message[1], list(message[2]))
+        if not self._alive() and not self._conn.poll():
+            self._died()
+        return None
 
     def next_clip(self) -> SandboxClip | None:
         """The next clip, waiting for it (counted against the allowance); None at the end."""

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from app.analysis.decode_sandbox import DecodeSandbox, SandboxLimits
     from app.analysis.pipeline import AnalysisTask, Scheduler
     from app.analysis.plan import SamplingPlan
+    from app.analysis.shot_runner import ShotRunner
     from app.analysis.spec import ModelSpec
     from app.settings import Settings
 
@@ -178,16 +179,23 @@ class Analyzer:
         spec = load_catalog(self.models_dir).get(model_name)
         labels = read_labels(spec)
         sandbox = self._sandbox_for(video_path, spec, options) if self.decode_in_subprocess else None
+        shots: ShotRunner | None = None
         try:
+            if options.detect_shots:
+                from app.analysis.shot_runner import ShotRunner
+
+                shots = ShotRunner()
             loaded = self.loader.load(spec)
             model, backend = for_crops(loaded, *self.backends.resolve(loaded), options.crops)
             scan = sandbox.scan() if sandbox else scan_video(video_path, self.allowed_formats, self.limits)
             plan = plan_for_scan(spec, options, scan, max_segments=self.max_segments)
-            fast = self._fast_decode(scan)
-            source = self._start_decode(sandbox, video_path, spec, options, scan, plan, fast)
+            fast = self._fast_decode(scan) and shots is None  # shots need every frame anyway
+            source = self._start_decode(sandbox, video_path, spec, options, scan, plan, fast, shots)
         except BaseException:
             if sandbox is not None:
                 sandbox.close()
+            if shots is not None:
+                shots.close()
             raise
         used = scoring_options(spec, effective_options(spec, options, scan.duration))
         deadline = self.budget.deadline(spec, used, started) if self.budget is not None else None
@@ -197,15 +205,20 @@ class Analyzer:
             if stats is None:
                 raise RuntimeError("the decoder finished without its statistics")
             means = {seg.index: task.sums.combined(seg.index) for seg in plan.segments}
-            return analysis_result(
+            found = shots.finish(scan.duration) if shots is not None else None
+            timings = task.timings
+            if shots is not None:
+                timings = replace(timings, shots_seconds=shots.seconds)
+            result = analysis_result(
                 spec,
                 labels,
                 used,
                 video=video_info(scan, stats, fast_decode=fast),
                 segments=segment_results(plan, means, task.used_times, labels, used),
                 means=means,
-                provenance=provenance(spec, used, loaded.sha256, backend, task.timings),
+                provenance=provenance(spec, used, loaded.sha256, backend, timings),
             )
+            return result if found is None else replace(result, shots=found)
 
         return AnalysisTask(
             model=model,
@@ -256,16 +269,23 @@ class Analyzer:
         scan: VideoScan,
         plan: SamplingPlan,
         fast: bool,
+        shots: ShotRunner | None = None,
     ) -> ClipSource:
         """The plan's clips: from the sandboxed child (and ``decode_children - 1`` more, each
         decoding a part of the video from a keyframe on), or decoded here with this engine's
-        threads and limits (``fast``: non-reference frames skipped)."""
-        from app.analysis.clip_sources import InProcessClips, SandboxClips
+        threads and limits (``fast``: non-reference frames skipped). With ``shots``, one
+        decoder decodes every frame and also feeds them, small, to the shot detector."""
+        from app.analysis.clip_sources import InProcessClips, SandboxClips, ShotClips
         from app.analysis.decode import DecodeStats, decode_clips
+        from app.analysis.shot_frames import SmallFrames
         from app.analysis.transforms import ClipTransform
 
+        if sandbox is not None and shots is not None:
+            sandbox.decode(plan, on_frames=shots.add)
+            return ShotClips(SandboxClips([sandbox], spec.alpha), shots)
         if sandbox is not None:
             return SandboxClips(self._decode_parts(sandbox, video_path, scan, plan, fast), spec.alpha)
+        small = SmallFrames(scan, shots.add) if shots is not None else None
         transform = ClipTransform.for_spec(spec, options.crops)
         stats = DecodeStats()
         clips = decode_clips(
@@ -278,8 +298,12 @@ class Analyzer:
             stats=stats,
             limits=self.limits,
             skip_nonref=fast,
+            on_frame=small.add if small is not None else None,
         )
-        return InProcessClips(clips, transform, stats)
+        source = InProcessClips(clips, transform, stats)
+        if shots is not None and small is not None:
+            return ShotClips(source, shots, small.flush)
+        return source
 
     def _decode_parts(
         self, sandbox: DecodeSandbox, video_path: Path, scan: VideoScan, plan: SamplingPlan, fast: bool

@@ -64,7 +64,8 @@ def label_runs(segments: Sequence[SegmentResult]) -> tuple[Run, ...]:
             first, scores = open_runs.get(label.class_id, (None, []))
             scores.append(label.score)
             start = first.start if first is not None else float(seg.start)
-            run = Run(label.label, label.class_id, start, float(seg.end), float(sum(scores) / len(scores)))
+            end = max(first.end, float(seg.end)) if first is not None else float(seg.end)
+            run = Run(label.label, label.class_id, start, end, float(sum(scores) / len(scores)))
             open_runs[label.class_id] = (run, scores)
     done += [run for run, _ in open_runs.values()]
     return tuple(sorted(done, key=lambda r: (r.start, r.class_id)))

@@ -15,7 +15,7 @@ the frame at 3.8 s; ``docs/MODELS.md``, "Clip windows".)
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.analysis.exact_time import Seconds, as_fraction, exact_times, scan_timeline
-from app.analysis.segmenting import MAX_SEGMENTS, segment_bounds, segment_lengths
+from app.analysis.segmenting import MAX_SEGMENTS, job_bounds, segment_bounds, segment_lengths
 from app.analysis.spec import SOURCE_FPS, ModelSpec
 from app.errors import NoFrames
 from app.options import JobOptions
@@ -146,6 +146,38 @@ def make_plan(
 ) -> SamplingPlan:
     """Cut ``[start, end)`` into segments (at most ``max_segments``, else InvalidOptions) and
     give each ``clips_per_segment`` clips of T frames. Floats are read with ``as_fraction``."""
+    return plan_segments(
+        frame_times,
+        duration,
+        lambda total: segment_bounds(
+            total,
+            start=start,
+            end=end,
+            segment_seconds=segment_seconds,
+            stride_seconds=stride_seconds,
+            limit=max_segments,
+        ),
+        frames=frames,
+        clip_seconds=clip_seconds,
+        clips_per_segment=clips_per_segment,
+    )
+
+
+Bounds = list[tuple[Fraction, Fraction]]
+
+
+def plan_segments(
+    frame_times: Sequence[Seconds],
+    duration: Seconds,
+    bounds: Callable[[Fraction], Bounds],
+    *,
+    frames: int,
+    clip_seconds: Seconds,
+    clips_per_segment: int = 1,
+) -> SamplingPlan:
+    """One segment per ``bounds(duration)`` entry, in that order (index = position), whatever
+    the source of the bounds; each gets ``clips_per_segment`` native windows centred at
+    ``start + (2k+1)/(2n)`` of its length (shifted inside the video), of T frames each."""
     times = exact_times(frame_times)
     if not times:
         raise NoFrames("the video stream has no frames")
@@ -153,16 +185,7 @@ def make_plan(
         raise ValueError("frame_times must be sorted")
     total, length_of_clip = as_fraction(duration), as_fraction(clip_seconds)
     segments = []
-    for index, (seg_start, seg_end) in enumerate(
-        segment_bounds(
-            total,
-            start=start,
-            end=end,
-            segment_seconds=segment_seconds,
-            stride_seconds=stride_seconds,
-            limit=max_segments,
-        )
-    ):
+    for index, (seg_start, seg_end) in enumerate(bounds(total)):
         length = seg_end - seg_start
         clips = []
         for k in range(clips_per_segment):
@@ -180,8 +203,15 @@ def make_plan(
 
 
 def effective_options(spec: ModelSpec, options: JobOptions, duration: float) -> dict[str, Any]:
-    """The options actually used: the model's default segment, stride = segment, ``end`` clamped."""
+    """The options actually used: the model's default segment, stride = segment, ``end``
+    clamped. With chosen ranges: no segment or stride, and ``start``/``end`` the span the
+    ranges cover (what the job's time budget counts)."""
     data = options.model_dump()
+    if options.segments is not None:
+        data["segments"] = [list(pair) for pair in options.segments]
+        data["start"] = min(begin for begin, _ in options.segments)
+        data["end"] = min(max(stop for _, stop in options.segments), duration)
+        return data
     data["segment_seconds"], data["stride_seconds"] = segment_lengths(spec, options)
     data["end"] = min(options.end, duration) if options.end is not None else duration
     return data
@@ -195,19 +225,14 @@ def plan_for(
     *,
     max_segments: int = MAX_SEGMENTS,
 ) -> SamplingPlan:
-    """The plan for one job: ``make_plan`` with the spec's clip and the effective options."""
-    used = effective_options(spec, options, float(duration))
-    return make_plan(
+    """The plan for one job: the spec's clip over the job's segments (``job_bounds``)."""
+    return plan_segments(
         frame_times,
         duration,
+        lambda total: job_bounds(spec, options, total, limit=max_segments),
         frames=spec.frames,
         clip_seconds=model_clip_seconds(spec),
-        segment_seconds=used["segment_seconds"],
-        stride_seconds=used["stride_seconds"],
-        clips_per_segment=used["clips_per_segment"],
-        start=used["start"],
-        end=options.end,
-        max_segments=max_segments,
+        clips_per_segment=options.clips_per_segment,
     )
 
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import app
 
@@ -140,14 +140,38 @@ class VideoInfo:
 
 
 @dataclass(frozen=True)
+class Shot:
+    """One shot (``shots.py``): ``[start, end)`` in seconds; ``transition`` is how it began,
+    ``cut`` or ``gradual`` (None for the first shot)."""
+
+    index: int
+    start: float
+    end: float
+    transition: Literal["cut", "gradual"] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "start": float(self.start),
+            "end": float(self.end),
+            "transition": self.transition,
+        }
+
+
+@dataclass(frozen=True)
 class Timings:
     decode_seconds: float
     """Wall time until the decoder delivered its last clip (it overlaps inference)."""
     inference_seconds: float
     """This job's share (by views) of the forward passes it took part in."""
+    shots_seconds: float | None = None
+    """Time the shot detector spent in its network (``detect_shots``; it overlaps the rest)."""
 
     def to_dict(self) -> dict[str, float]:
-        return {"decode_seconds": self.decode_seconds, "inference_seconds": self.inference_seconds}
+        out = {"decode_seconds": self.decode_seconds, "inference_seconds": self.inference_seconds}
+        if self.shots_seconds is not None:
+            out["shots_seconds"] = self.shots_seconds
+        return out
 
 
 @dataclass(frozen=True)
@@ -191,10 +215,12 @@ class AnalysisResult:
     provenance: Provenance
     task: str = "classification"
     """How scores were made: "classification" (softmax, one label a moment) or "multilabel"."""
+    shots: tuple[Shot, ...] | None = None
+    """The video's shots, when the job asked for them (``detect_shots``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (the job store's and every API format's input)."""
-        return {
+        out = {
             "model": self.model,
             "labelset": self.labelset,
             "task": self.task,
@@ -205,6 +231,9 @@ class AnalysisResult:
             "runs": [run.to_dict() for run in self.runs],
             "provenance": self.provenance.to_dict(),
         }
+        if self.shots is not None:
+            out["shots"] = [shot.to_dict() for shot in self.shots]
+        return out
 
 
 def preprocessing_hash(spec: ModelSpec, options: dict[str, Any]) -> str:

@@ -20,8 +20,10 @@ A decode, on the socket (pickled ``multiprocessing`` messages), in order:
 
     parent -> child   ChildConfig
     child  -> parent  ("scan", VideoScan)                  (not when the config holds the scan)
-    parent -> child   ("plan", SamplingPlan, skip_nonref, start_pts)   or ("stop",)
+    parent -> child   ("plan", SamplingPlan, skip_nonref, start_pts, shot_frames)   or ("stop",)
     child  -> parent  ("clip", slot, segment, index, times)  ... as clips complete
+    child  -> parent  ("frames", uint8 (n, 27, 48, 3), times) ... with ``shot_frames``: every
+                                                           decoded frame, small (``shot_frames``)
     parent -> child   ("free", slot)                        ... as the parent copies them out
     child  -> parent  ("done", DecodeStats)
 
@@ -204,6 +206,7 @@ def _send(conn: Connection, message: tuple[Any, ...]) -> None:
 def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
     from app.analysis.decode import DecodeStats, decode_clips
     from app.analysis.scan import scan_video
+    from app.analysis.shot_frames import SmallFrames
 
     path = Path(config.path)
     if config.fault and config.fault_stage == "scan":
@@ -216,10 +219,13 @@ def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
     message = conn.recv()
     if message[0] != "plan":
         return
-    _, plan, skip_nonref, start_pts = message
+    _, plan, skip_nonref, start_pts, shot_frames = message
     free = list(range(config.slots))
     shape = config.prep.clip_shape(config.frames)
     stats = DecodeStats()
+    small = (
+        SmallFrames(scan, lambda frames, times: conn.send(("frames", frames, times))) if shot_frames else None
+    )
     clips = decode_clips(
         path,
         config.allowed_formats,
@@ -231,6 +237,7 @@ def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
         limits=config.limits,
         skip_nonref=skip_nonref,
         start_pts=start_pts,
+        on_frame=small.add if small is not None else None,
     )
     for sent, clip in enumerate(clips, start=1):
         while not free:
@@ -245,6 +252,8 @@ def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
         conn.send(("clip", slot, clip.plan.segment, clip.plan.index, clip.times))
         if config.fault and config.fault_stage == "decode" and sent == 1:
             _inject(config.fault)
+    if small is not None:
+        small.flush()
     conn.send(("done", stats))
 
 

@@ -6,17 +6,22 @@ segments at submission (``app/api/admission.py``) by the very rule the worker's 
 ``start + i * stride`` never accumulates float error, so the clip windows centred in them
 are exact too. Counting never overflows: a stride too small to divide by is "too many
 segments", not an ``OverflowError``.
+
+A job's segments come from one source: fixed windows (``segment_seconds``/``stride_seconds``
+over ``start``/``end``) or the caller's own ranges (``segments``); ``job_bounds`` picks it,
+and is where another source (shots) plugs in.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
 
 from app.analysis.exact_time import Seconds, as_fraction
 from app.analysis.spec import ModelSpec
 from app.errors import InvalidOptions, NoFrames
-from app.options import JobOptions
+from app.options import JobOptions, TimeRange
 
 MAX_SEGMENTS = 20_000
 """The segment limit of callers without settings (the default of ``max_segments_per_job``)."""
@@ -88,3 +93,61 @@ def segment_bounds(
     return [
         (seg_start, min(seg_start + length, stop)) for seg_start in (begin + i * stride for i in range(count))
     ]
+
+
+def require_ranges_inside(
+    duration: Seconds, ranges: Sequence[TimeRange], *, limit: int = MAX_SEGMENTS
+) -> None:
+    """InvalidOptions naming the first range that ends after ``duration`` (the probed one, at
+    submission), or the count when there are more ranges than ``limit`` segments."""
+    _require_count(ranges, limit)
+    total = as_fraction(duration)
+    for i, (begin, stop) in enumerate(ranges):
+        if as_fraction(stop) > total:
+            raise InvalidOptions(
+                f"segments[{i}] [{begin:g}, {stop:g}] ends after the video, which is {float(total):g} s long"
+            )
+
+
+def range_bounds(
+    duration: Seconds, ranges: Sequence[TimeRange], *, limit: int = MAX_SEGMENTS
+) -> list[tuple[Fraction, Fraction]]:
+    """The chosen ranges as segment bounds, exact, in the order given. The decoded video may
+    be a frame shorter than the probe said: an end past it is clamped to it; a range that
+    starts at or after it is InvalidOptions."""
+    _require_count(ranges, limit)
+    total = as_fraction(duration)
+    out = []
+    for i, (begin, stop) in enumerate(ranges):
+        first = as_fraction(begin)
+        if first >= total:
+            raise InvalidOptions(
+                f"segments[{i}] [{begin:g}, {stop:g}] starts after the video, which is {float(total):g} s long"
+            )
+        out.append((first, min(as_fraction(stop), total)))
+    return out
+
+
+def _require_count(ranges: Sequence[TimeRange], limit: int) -> None:
+    if len(ranges) > limit:
+        raise InvalidOptions(
+            f"{len(ranges):,} ranges in segments; at most {limit:,} segments per job", limit=limit
+        )
+
+
+def job_bounds(
+    spec: ModelSpec, options: JobOptions, duration: Seconds, *, limit: int = MAX_SEGMENTS
+) -> list[tuple[Fraction, Fraction]]:
+    """The job's segments, exact: its chosen ranges, else fixed windows of the model's
+    default (or the asked) length."""
+    if options.segments is not None:
+        return range_bounds(duration, options.segments, limit=limit)
+    segment, stride = segment_lengths(spec, options)
+    return segment_bounds(
+        duration,
+        start=options.start,
+        end=options.end,
+        segment_seconds=segment,
+        stride_seconds=stride,
+        limit=limit,
+    )

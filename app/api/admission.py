@@ -8,7 +8,8 @@ directory or the probed video. A job refused here costs the client one 422 inste
   own ``catalog.missing_weights`` error, naming ``python -m app models fetch``), unless
   workers may fetch them themselves (``auto_fetch`` and a download URL);
 * the options cut the probed video into more than ``max_segments_per_job`` segments
-  (``invalid_options``, naming the count and the limit), by the rule the planner applies.
+  (``invalid_options``, naming the count and the limit), by the rule the planner applies;
+* a chosen range (``segments``) ends after the probed video (``invalid_options``, naming it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from app.analysis.catalog import missing_weights
-from app.analysis.segmenting import analysed_range, segment_count, segment_lengths
+from app.analysis.segmenting import analysed_range, require_ranges_inside, segment_count, segment_lengths
 from app.errors import NoFrames
 
 if TYPE_CHECKING:
@@ -39,9 +40,13 @@ def require_segment_limit(
     catalog: Catalog, model: str, options: JobOptions, video: VideoInfo, settings: Settings
 ) -> None:
     """InvalidOptions (422) when the options cut the probed video into more segments than
-    ``max_segments_per_job``. A video of unknown duration, or a range past its end, is left
-    to the worker (which applies the same limit, or fails the job ``no_frames``)."""
+    ``max_segments_per_job``, or name a range (``segments``) ending after it. A video of
+    unknown duration, or a ``start``/``end`` past its end, is left to the worker (which
+    applies the same limit, or fails the job ``no_frames``)."""
     if video.duration is None:
+        return
+    if options.segments is not None:
+        require_ranges_inside(video.duration, options.segments, limit=settings.max_segments_per_job)
         return
     _, stride = segment_lengths(catalog.get(model), options)
     try:

@@ -220,12 +220,15 @@ def render_text(
     chunk: Page | None = None,
     *,
     task: str | None = None,
+    shots: Sequence[dict[str, Any]] | None = None,
 ) -> str:
     """``fmt`` for ``chunk`` (a page of ``segments``; default: all of them). Cues show a
-    classifier's best three labels, a multi-label model's (``task``) every kept label."""
+    classifier's best three labels, a multi-label model's (``task``) every kept label.
+    JSONL's last page ends with one ``{"shot": {...}}`` line per shot (``detect_shots``)."""
     shown = chunk.segments if chunk is not None else segments
     if fmt is ResultFormat.JSONL:
-        return render_jsonl(shown)
+        last = chunk is None or chunk.next_cursor is None
+        return render_jsonl([*shown, *({"shot": shot} for shot in (shots or []) if last)])
     if fmt is ResultFormat.CSV:
         return render_csv(shown)
     if fmt in (ResultFormat.VTT, ResultFormat.SRT):
@@ -275,5 +278,5 @@ def respond(
         return {**payload, "segments": chunk.segments, "next_cursor": chunk.next_cursor}
     if fmt is not ResultFormat.JSONL:
         headers["Content-Disposition"] = f'inline; filename="{job_id}.{fmt.value}"'
-    text = render_text(fmt, segments, chunk, task=payload.get("task"))
+    text = render_text(fmt, segments, chunk, task=payload.get("task"), shots=payload.get("shots"))
     return Response(text, media_type=fmt.media_type, headers=headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -15,12 +16,25 @@ if TYPE_CHECKING:
 _INT_FIELDS = {"clips_per_segment", "crops", "top_k"}
 _FLOAT_FIELDS = {"segment_seconds", "stride_seconds", "start", "end", "min_score"}
 SOURCE_FIELD = "source_url"
+_JSON_FIELDS = {"segments"}
+_BOOL_FIELDS = {"detect_shots"}
 _TEXT_FIELDS = {"model", "callback_url", SOURCE_FIELD}
-FORM_FIELDS = _TEXT_FIELDS | _INT_FIELDS | _FLOAT_FIELDS
+FORM_FIELDS = _TEXT_FIELDS | _INT_FIELDS | _FLOAT_FIELDS | _JSON_FIELDS | _BOOL_FIELDS
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+"""How a form (an HTML checkbox sends ``on``), a query-style body or JSON says yes or no."""
 
 
 def _convert(name: str, raw: str) -> Any:
     text = raw.strip()
+    if name in _BOOL_FIELDS:
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise InvalidOptions(f"{name} must be true or false, got {raw[:40]!r}")
+    if name in _JSON_FIELDS:
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise InvalidOptions(f"{name} must be JSON, e.g. [[0, 4], [10, 12.5]]; got {raw[:40]!r}") from exc
     try:
         if name in _INT_FIELDS:
             return int(text)

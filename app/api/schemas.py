@@ -69,7 +69,23 @@ class RunOut(BaseModel):
     score: float
 
 
+class ShotOut(BaseModel):
+    """One shot (``detect_shots``): ``[start, end)`` in seconds, the shots covering the video
+    end to end; ``transition`` is how it began (``cut``, ``gradual``; null for the first)."""
+
+    index: int
+    start: float
+    end: float
+    transition: Literal["cut", "gradual"] | None
+
+
+def _shots_absent_not_null(schema: dict[str, Any]) -> None:
+    schema.get("properties", {}).get("shots", {}).pop("default", None)
+
+
 class ResultsOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_shots_absent_not_null)
+
     job_id: str
     model: str
     labelset: str
@@ -83,7 +99,18 @@ class ResultsOut(BaseModel):
     summary: list[SummaryLabel]
     runs: list[RunOut] = Field(default_factory=list)
     provenance: dict[str, Any] = Field(default_factory=dict)
+    shots: list[ShotOut] | SkipJsonSchema[None] = Field(
+        default=None, description="The video's shots; only when the job asked for them (detect_shots)"
+    )
     next_cursor: str | None = Field(default=None, description="More segments: pass as ?cursor= (with limit)")
+
+    @model_serializer(mode="wrap")
+    def _shots_only_when_asked(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        """Jobs that did not ask for shots keep today's members (no ``shots: null``)."""
+        data = handler(self)
+        if data.get("shots") is None:
+            data.pop("shots", None)
+        return data
 
 
 class ProblemItem(BaseModel):

@@ -24,12 +24,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _OPTION_FLAGS = (
     "segment_seconds",
     "stride_seconds",
+    "segments",
     "clips_per_segment",
     "crops",
     "start",
     "end",
     "top_k",
     "min_score",
+    "detect_shots",
 )
 
 
@@ -49,14 +51,38 @@ def register(subparsers: Any) -> None:
         "--clips-per-segment", type=int, default=None, help="clips averaged per segment (1..10)"
     )
     parser.add_argument("--crops", type=int, choices=(1, 3), default=None, help="spatial crops per clip")
+    parser.add_argument(
+        "--segments",
+        type=ranges_arg,
+        default=None,
+        metavar="START:END,...",
+        help="analyse these time ranges, one segment each (e.g. 0:4,10:12.5); not with --segment-seconds",
+    )
     parser.add_argument("--start", type=float, default=None, help="first second to analyse")
     parser.add_argument("--end", type=float, default=None, help="last second to analyse")
     parser.add_argument("--top-k", type=int, default=None, help="labels per segment (1..50)")
     parser.add_argument("--min-score", type=float, default=None, help="drop labels scoring below this")
+    parser.add_argument(
+        "--detect-shots",
+        action="store_const",
+        const=True,
+        default=None,
+        help="also find the video's shots (TransNetV2, in the same decode pass)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the full JSON results")
     output.add_argument("--csv", action="store_true", help="print one CSV row per segment label")
     parser.set_defaults(handler=run)
+
+
+def ranges_arg(text: str) -> list[list[float]]:
+    """argparse type of ``--segments``: ``0:4,10:12.5`` as ``[[0, 4], [10, 12.5]]``."""
+    from app.options import parse_ranges
+
+    try:
+        return parse_ranges(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, cast
 
 import httpx
 
+from app.cli.analyze_cmd import ranges_arg
 from app.cli.progress import ProgressBar
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -31,9 +32,11 @@ _FORM_FLAGS = (
     "model",
     "segment_seconds",
     "stride_seconds",
+    "segments",
     "clips_per_segment",
     "crops",
     "top_k",
+    "detect_shots",
     "callback_url",
 )
 
@@ -45,9 +48,19 @@ def register(subparsers: Any) -> None:
     submit.add_argument("--model", default=None)
     submit.add_argument("--segment-seconds", type=float, default=None)
     submit.add_argument("--stride-seconds", type=float, default=None)
+    submit.add_argument(
+        "--segments",
+        type=ranges_arg,
+        default=None,
+        metavar="START:END,...",
+        help="analyse these time ranges, one segment each (e.g. 0:4,10:12.5)",
+    )
     submit.add_argument("--clips-per-segment", type=int, default=None)
     submit.add_argument("--crops", type=int, choices=(1, 3), default=None)
     submit.add_argument("--top-k", type=int, default=None)
+    submit.add_argument(
+        "--detect-shots", action="store_const", const=True, default=None, help="also find shots"
+    )
     submit.add_argument("--callback-url", default=None, help="webhook for the final state")
     submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
     submit.add_argument(
@@ -138,11 +151,16 @@ def _post_job(
         return http.post("/v1/jobs", files={"file": (args.file.name, cast(BinaryIO, reader))}, data=fields)
 
 
+def _field(value: Any) -> str:
+    """A form field's text; a list (``--segments``) as its JSON, as the server reads it."""
+    return json.dumps(value) if isinstance(value, list) else str(value)
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     if problem := _usage_error(args):
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    fields = {name: str(getattr(args, name)) for name in _FORM_FLAGS if getattr(args, name) is not None}
+    fields = {name: _field(getattr(args, name)) for name in _FORM_FLAGS if getattr(args, name) is not None}
     bar = ProgressBar(f"upload {args.file.name}" if args.file else "fetch by URL")
     try:
         # A URL's job answers once the server fetched and probed the video: allow for its deadline.

@@ -254,7 +254,12 @@ class Worker:
             log.info("job succeeded in %.2fs", time.monotonic() - started, extra=extra)
             timings = result.provenance.timings
             self.metrics.record_results(
-                job.model, len(result.segments), analysed, timings.decode_seconds, timings.inference_seconds
+                job.model,
+                len(result.segments),
+                analysed,
+                timings.decode_seconds,
+                timings.inference_seconds,
+                result.video.decoded_frames,
             )
             outcome = "succeeded"
         except LeaseLost:

@@ -94,6 +94,8 @@ def test_x3d_on_25fps_video(analyzer: Analyzer, models: Path, clip25: Path) -> N
         "end": 4.0,
         "top_k": 5,
         "min_score": 0.0,
+        "segments": None,
+        "detect_shots": False,
     }
     for seg in result["segments"]:
         center = (seg["start"] + seg["end"]) / 2

@@ -22,7 +22,7 @@ from app.api.submission import submit
 from app.domain import Job, JobStatus
 from app.errors import InsufficientStorage, InvalidOptions, JobNotFinished, NotFound
 from app.job_json import JobOut, job_out
-from app.options import MIN_SEGMENT_SECONDS
+from app.options import MAX_RANGES, MIN_SEGMENT_SECONDS
 from app.store.renders import delete_cached
 
 if TYPE_CHECKING:
@@ -43,6 +43,25 @@ _OPTION_PROPERTIES: dict[str, Any] = {
     "model": {"type": "string", "description": "Catalog name (GET /v1/models)."},
     "segment_seconds": {"type": "number", "minimum": MIN_SEGMENT_SECONDS, "maximum": 3600},
     "stride_seconds": {"type": "number", "minimum": MIN_SEGMENT_SECONDS, "maximum": 3600},
+    "segments": {
+        "description": "Chosen time ranges, each one segment: a JSON list of [start, end] seconds "
+        "(at most 1,000; inside the video; overlaps allowed), as a list in a JSON body or its JSON "
+        "text in a form field. Not with segment_seconds, stride_seconds, start or end.",
+        "oneOf": [
+            {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_RANGES,
+                "items": {
+                    "type": "array",
+                    "items": {"type": "number", "minimum": 0},
+                    "minItems": 2,
+                    "maxItems": 2,
+                },
+            },
+            {"type": "string", "example": "[[0, 4], [10, 12.5]]"},
+        ],
+    },
     "clips_per_segment": {"type": "integer", "minimum": 1, "maximum": 10},
     "crops": {"type": "integer", "enum": [1, 3]},
     "start": {"type": "number", "minimum": 0},

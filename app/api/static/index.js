@@ -53,14 +53,34 @@ function upload(form) {
   });
 }
 
+// "0:4, 10:12.5" -> "[[0,4],[10,12.5]]", the JSON list the server's `segments` field takes.
+function rangesJson(text) {
+  const pairs = text.split(",").map((part) => part.trim()).filter(Boolean).map((part) => {
+    const bounds = part.split(":").map((x) => x.trim());
+    const numbers = bounds.map(Number);
+    if (bounds.length !== 2 || bounds.includes("") || numbers.some((x) => !Number.isFinite(x))) {
+      throw new Error(`ranges: "${part}" is not START:END in seconds (e.g. 0:4, 10:12.5)`);
+    }
+    return numbers;
+  });
+  return JSON.stringify(pairs);
+}
+
 async function submit(event) {
   event.preventDefault();
   if (!chosen) return;
   const status = document.getElementById("upload-status");
   const form = new FormData();
   form.append("file", chosen, chosen.name);
-  for (const field of document.querySelectorAll("#upload-form [name]")) {
-    if (field.value !== "") form.append(field.name, field.value);
+  try {
+    for (const field of document.querySelectorAll("#upload-form [name]")) {
+      if (field.value.trim() === "") continue;
+      form.append(field.name, field.name === "segments" ? rangesJson(field.value) : field.value);
+    }
+  } catch (error) {
+    status.textContent = "";
+    status.append(el("span", { class: "error" }, error.message));
+    return;
   }
   document.getElementById("submit").disabled = true;
   status.textContent = "Uploading…";
