@@ -84,6 +84,18 @@ def shared_analyzer(settings: Settings) -> Any:
     return _ANALYZERS[key]
 
 
+def app_worker(app: FastAPI, **kwargs: Any) -> Worker:
+    """A worker on ``app``'s store and blobs, with the shared analyzer for its settings."""
+    settings = app.state.settings
+    return Worker(
+        store=app.state.store,
+        blobs=app.state.blobs,
+        settings=settings,
+        analyzer_factory=lambda: shared_analyzer(settings),
+        **kwargs,
+    )
+
+
 @pytest.fixture
 async def service(
     tmp_path: Path, zoo_models_dir: Path, request: pytest.FixtureRequest

@@ -70,8 +70,7 @@ async def test_the_check_reads_the_apis_models_dir_and_the_worker_still_fails_a_
 ) -> None:
     import httpx
 
-    from app.worker.runner import Worker
-    from tests.integration.conftest import shared_analyzer
+    from tests.integration.conftest import app_worker
 
     models = tmp_path / "models"
     models.mkdir()
@@ -85,12 +84,7 @@ async def test_the_check_reads_the_apis_models_dir_and_the_worker_still_fails_a_
             accepted = await submit(service, short_clip)
             assert accepted.status_code == 202, accepted.text
             (models / "X3D_XS.pyth").unlink()  # removed between submission and the worker
-            worker = Worker(
-                store=app.state.store,
-                blobs=app.state.blobs,
-                settings=settings,
-                analyzer_factory=lambda: shared_analyzer(settings),
-            )
+            worker = app_worker(app)
             assert worker.run_once()
             job = (await client.get(f"/v1/jobs/{accepted.json()['id']}")).json()
     finally:

@@ -16,9 +16,8 @@ import pytest
 
 from app.api.app import create_app
 from app.demo.actors import ACTIONS, NO_ACTION, write_actors_video
-from app.worker.runner import Worker
 from tests.conftest import REPO
-from tests.integration.conftest import close_app, make_settings, shared_analyzer
+from tests.integration.conftest import app_worker, close_app, make_settings
 
 MODELS = REPO / "models"
 MODEL = "demo_motion_multi"
@@ -148,12 +147,7 @@ async def test_known_label_sets_through_http(tmp_path: Path, scripted: tuple[Pat
                 )
             assert response.status_code == 202, response.text
             job_id = response.json()["id"]
-            worker = Worker(
-                store=app.state.store,
-                blobs=app.state.blobs,
-                settings=settings,
-                analyzer_factory=lambda: shared_analyzer(settings),
-            )
+            worker = app_worker(app)
             assert worker.run_once()
             job = (await client.get(f"/v1/jobs/{job_id}")).json()
             assert job["status"] == "succeeded", job

@@ -155,8 +155,7 @@ async def test_detect_shots_through_http(tmp_path: Path) -> None:
     import httpx
 
     from app.api.app import create_app
-    from app.worker.runner import Worker
-    from tests.integration.conftest import close_app, make_settings, shared_analyzer
+    from tests.integration.conftest import app_worker, close_app, make_settings
 
     edit = edited(PARTS[:3])
     video = write(edit.frames, tmp_path / "three.mp4")
@@ -172,12 +171,7 @@ async def test_detect_shots_through_http(tmp_path: Path) -> None:
                 )
             assert response.status_code == 202, response.text
             job_id = response.json()["id"]
-            worker = Worker(
-                store=app.state.store,
-                blobs=app.state.blobs,
-                settings=settings,
-                analyzer_factory=lambda: shared_analyzer(settings),
-            )
+            worker = app_worker(app)
             assert worker.run_once()
             results = (await client.get(f"/v1/jobs/{job_id}/results")).json()
     finally:

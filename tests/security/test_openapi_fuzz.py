@@ -72,8 +72,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory, zoo_models_dir: Path) -> 
 async def _seed(app: Any, headers: dict[str, str], video: bytes) -> list[str]:
     """One succeeded job (it has results and a video) and one queued job, for the
     operations on ``/v1/jobs/{job_id}`` to find."""
-    from app.worker.runner import Worker
-    from tests.integration.conftest import shared_analyzer
+    from tests.integration.conftest import app_worker
 
     ids = []
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fuzz") as client:
@@ -81,13 +80,7 @@ async def _seed(app: Any, headers: dict[str, str], video: bytes) -> list[str]:
             response = await client.post("/v1/jobs", files={"file": ("v.mp4", video)}, headers=headers)
             assert response.status_code == 202, response.text
             ids.append(response.json()["id"])
-    settings = app.state.settings
-    worker = Worker(
-        store=app.state.store,
-        blobs=app.state.blobs,
-        settings=settings,
-        analyzer_factory=lambda: shared_analyzer(settings),
-    )
+    worker = app_worker(app)
     assert worker.run_once() is True
     assert app.state.store.get_job(ids[0]).status.value == "succeeded"
     return ids
