@@ -86,9 +86,10 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "Whole-job wall-clock budget, from claim to results: (this + job_timeout_per_video_second"
-            " x seconds analysed x model cost x clips_per_segment x crops) x worker_jobs_in_flight;"
-            " past it the job fails `timeout` (not retried). Model cost: the catalog's gflops / 3"
-            " (X3D-S), at least 1; 25 for a model without gflops."
+            " x seconds analysed x (model cost x clips_per_segment x crops + shot cost)) x"
+            " worker_jobs_in_flight; past it the job fails `timeout` (not retried). Model cost: the"
+            " catalog's gflops / 3 (X3D-S), at least 1; 25 for a model without gflops. Shot cost: 3"
+            " with detect_shots (TransNetV2 reads every frame), else 0."
         ),
     )
     job_timeout_per_video_second: float = Field(

@@ -7,7 +7,9 @@ One run measures, side by side (each round rotates the order of the whole-job ru
 medians of ``--repeats`` rounds):
 
 * the PyTorchVideo tutorial pipeline (``bench/reference.py``), a whole process;
-* ours as a CLI process (``python -m app analyze``, default settings: backend ``auto``);
+* ours as a CLI process (``python -m app analyze``, default settings: backend ``auto``),
+  without and with ``--detect-shots`` (``bench/shots.py``: the pair's order alternates by round),
+  with the shot detector's frames/s from the job's provenance;
 * ours in a warm worker (``Analyzer.analyze`` after a first job), once per backend;
 * decode-only: the job's sandboxed decode child(ren) without inference, with one child
   (FFmpeg frame threads) and with two children on keyframe-aligned halves (one thread each);
@@ -39,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import shots
 from bench.runs import OUT, REPO, SEGMENT, bound, log, machine, ours, reference, table, write_checkpoint
 from bench.videos import repeat_video, write_bench_video
 
@@ -103,10 +106,8 @@ def one_round(r: int, video: Path, model: str, models_dir: Path, backends: list[
             f.add("tutorial wall", run.seconds)
             f.add("tutorial cpu", run.cpu_seconds)
         elif job == "cli":
-            run = ours(video, model, models_dir)
-            f.add("cli wall", run.seconds)
-            f.add("cli cpu", run.cpu_seconds)
-            f.add("cli rss", run.peak_rss_mib)
+            for name, value in shots.figures(shots.pair(r, video, model, models_dir)).items():
+                f.add(name, value)  # cli wall/cpu/rss (no shots), cli shots ..., shots ...
         else:
             backend = job.split()[1]
             got = warm(video, model, models_dir, backend)
@@ -306,6 +307,13 @@ def main() -> None:
                 ],
             ),
         ]
+    lines += [
+        "",
+        f"Shot detection: ours as a CLI process on the same {args.seconds:g} s {width}x{height} video without "
+        "and with `--detect-shots` (the order alternating by round):",
+        "",
+        *shots.report({name: figures[name] for name in figures.values}, args.seconds),
+    ]
     loads.append(os.getloadavg()[0])
     lines += [
         "",

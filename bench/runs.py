@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,14 @@ def run_process(argv: list[str], env: dict[str, str] | None = None) -> Run:
     return Run(seconds, peak / 1024, stdout, cpu)
 
 
-def ours(video: Path, model: str, models_dir: Path, extra_env: dict[str, str] | None = None) -> Run:
+def ours(
+    video: Path,
+    model: str,
+    models_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+) -> Run:
+    """``python -m app analyze`` as a process (``--json``: the results land in ``stdout``)."""
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -115,7 +123,7 @@ def ours(video: Path, model: str, models_dir: Path, extra_env: dict[str, str] | 
         **(extra_env or {}),
     }
     argv = [sys.executable, "-m", "app", "analyze", str(video), "--model", model]
-    return run_process([*argv, "--segment-seconds", str(SEGMENT), "--json"], env)
+    return run_process([*argv, "--segment-seconds", str(SEGMENT), *extra_args, "--json"], env)
 
 
 def reference(video: Path, model: str, models_dir: Path) -> Run:

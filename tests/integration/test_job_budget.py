@@ -12,7 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from app.analysis.budget import UNKNOWN_COST, JobBudget, model_cost
+from app.analysis.budget import (
+    SHOT_COST,
+    SHOT_FRAMES_PER_SECOND,
+    SHOT_VIDEO_FPS,
+    UNKNOWN_COST,
+    JobBudget,
+    model_cost,
+)
 from app.analysis.catalog import load_catalog
 from app.analysis.engine import Analyzer
 from app.api.app import create_app
@@ -136,3 +143,35 @@ def test_the_budget_scales_with_video_seconds_model_cost_views_and_jobs_in_fligh
     defaults = JobBudget.from_settings(Settings(data_dir=tmp_path))
     one_hour = {"start": 0.0, "end": 3600.0, "clips_per_segment": 1, "crops": 1}
     assert defaults.seconds(x3d_s, one_hour) == 600 + 5 * 3600, "5 h for an hour of X3D-S video"
+
+
+def test_shot_detection_adds_its_per_frame_cost_and_covers_the_detector(tmp_path: Path) -> None:
+    av = pytest.importorskip("av")
+    np = pytest.importorskip("numpy")
+    from app.analysis.shots import ShotDetector
+
+    x3d_s = load_catalog(MODELS).get("x3d_s")
+    budget = JobBudget(base_seconds=600, per_video_second=5, jobs_in_flight=2)
+    used = {"start": 10.0, "end": 70.0, "clips_per_segment": 2, "crops": 3}
+    plain = budget.seconds(x3d_s, {**used, "detect_shots": False})
+    assert plain == budget.seconds(x3d_s, used) == (600 + 5 * 60 * 6) * 2
+    assert SHOT_COST == SHOT_VIDEO_FPS / SHOT_FRAMES_PER_SECOND == 3.0
+    with_shots = budget.seconds(x3d_s, {**used, "detect_shots": True})
+    assert with_shots - plain == pytest.approx(5 * 60 * SHOT_COST * 2)
+    message = budget.deadline(x3d_s, {**used, "detect_shots": True}, 0.0).budget
+    assert "+ shot detection 3)" in message and f"{with_shots:.1f} s" in message
+    assert "shot detection" not in budget.deadline(x3d_s, used, 0.0).budget
+
+    # The default budget's share for shots covers the real detector on a real decoded video
+    # (2 s at 25 fps: one 100-frame window), frame for frame, even on a crowded machine.
+    clip = write_video(tmp_path / "shots.mp4", seconds=2.0, fps=25, width=96, height=72)
+    with av.open(str(clip)) as container:
+        small = [f.to_ndarray(width=48, height=27, format="rgb24") for f in container.decode(video=0)]
+        times = [i / 25 for i in range(len(small))]
+    detector = ShotDetector()
+    detector.add(np.stack(small), times)
+    detector.finish(2.0)
+    assert detector.frames == 50 and detector.seconds > 0
+    per_frame_allowed = Settings(data_dir=tmp_path).job_timeout_per_video_second * SHOT_COST / SHOT_VIDEO_FPS
+    measured = detector.seconds / detector.frames
+    assert measured < per_frame_allowed, f"{measured:.3f} s per frame, {per_frame_allowed:.3f} s allowed"

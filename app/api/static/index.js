@@ -74,6 +74,10 @@ async function submit(event) {
   form.append("file", chosen, chosen.name);
   try {
     for (const field of document.querySelectorAll("#upload-form [name]")) {
+      if (field.type === "checkbox") {  // sent only when ticked, as "on" (the server reads on/true/1)
+        if (field.checked) form.append(field.name, "on");
+        continue;
+      }
       if (field.value.trim() === "") continue;
       form.append(field.name, field.name === "segments" ? rangesJson(field.value) : field.value);
     }

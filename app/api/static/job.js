@@ -244,6 +244,7 @@ async function main() {
   const ends = results.segments.map((s) => s.end);
   const duration = (job.video && job.video.duration) || results.video.duration || Math.max(1, ...ends);
   renderTimeline(duration);
+  renderShots(document.getElementById("timeline"), results.shots, duration, seek);
   renderTables(results);
   await addTrack();
   video.addEventListener("timeupdate", () => showTime(video.currentTime));
