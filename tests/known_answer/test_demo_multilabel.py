@@ -71,22 +71,9 @@ def expected_set(scripts: Scripts, t: float) -> set[str]:
 
 CLIPS_PER_SEGMENT = 3
 """Views averaged per segment (a job option): steadier sigmoids at the 0.5 threshold."""
-SHORT_OF_THE_BAR = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the shipped demo_motion_multi gets 9/12 segments of this video right (rotating missed "
-        "or seen beside another action); strict: passes once a retrained model meets the bar"
-    ),
-)
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param(name, marks=SHORT_OF_THE_BAR) if name == "left+rotating+down" else name
-        for name in sorted(VIDEOS)
-    ],
-)
+@pytest.fixture(scope="module", params=sorted(VIDEOS))
 def scripted(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Scripts]:
