@@ -48,6 +48,9 @@ class JobOptions(BaseModel):
     0.5 for a multi-label model, 0.0 for a classifier). Results echo the value used."""
     detect_shots: bool = False
     """Also find the video's shots (TransNetV2, ``analysis/shots.py``) in the same decode pass."""
+    explain: bool = False
+    """Also explain each segment's top label (Grad-CAM, ``analysis/explain.py``): a backward
+    pass of the PyTorch model per segment."""
 
     @field_validator("segments")
     @classmethod

@@ -198,6 +198,11 @@ class Analyzer:
                 shots.close()
             raise
         used = scoring_options(spec, effective_options(spec, options, scan.duration))
+        explainer = None
+        if options.explain:
+            from app.analysis.explain_task import SegmentExplainer
+
+            explainer = SegmentExplainer(loaded.module, spec, labels, plan, used)
         deadline = self.budget.deadline(spec, used, started) if self.budget is not None else None
 
         def finish(task: AnalysisTask) -> AnalysisResult:
@@ -218,6 +223,16 @@ class Analyzer:
                 means=means,
                 provenance=provenance(spec, used, loaded.sha256, backend, timings),
             )
+            if explainer is not None:
+                result = replace(
+                    result,
+                    explanations=explainer.explanations(result.video),
+                    provenance=replace(
+                        result.provenance,
+                        explain_backend="torch",
+                        timings=replace(result.provenance.timings, explain_seconds=explainer.seconds),
+                    ),
+                )
             return result if found is None else replace(result, shots=found)
 
         return AnalysisTask(
@@ -232,6 +247,7 @@ class Analyzer:
             on_segments=on_segments,
             progress_interval=self.progress_interval,
             deadline=deadline,
+            explainer=explainer,
         )
 
     def _sandbox_for(self, video_path: Path, spec: ModelSpec, options: JobOptions) -> DecodeSandbox:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from app.analysis.budget import Deadline
     from app.analysis.clip_sources import ClipSource
+    from app.analysis.explain_task import SegmentExplainer
     from app.analysis.plan import SamplingPlan
     from app.analysis.spec import ModelSpec
 
@@ -58,7 +59,10 @@ class AnalysisTask:
         on_segments: SegmentsSink | None = None,
         progress_interval: float = 0.0,
         deadline: Deadline | None = None,
+        explainer: SegmentExplainer | None = None,
     ) -> None:
+        self.explainer = explainer
+        """Explains each segment once scored (``explain``); None: not asked."""
         self.model, self.spec, self.plan, self.used, self.source = model, spec, plan, used, source
         self.deadline = deadline
         crop = spec.crop_geometry(used["crops"])[1]
@@ -102,11 +106,16 @@ class AnalysisTask:
             if not self.pending:
                 self.pending_since = time.monotonic()
             self.used_times.setdefault(clip.segment, []).extend(clip.times)
+            if self.explainer is not None:
+                self.explainer.offer(clip.segment, clip.times, clip.views)
             self.pending.extend((clip.segment, view) for view in clip.views)
 
     def record(self, segments: list[int], probs: torch.Tensor) -> None:
         self.sums.accumulate(segments, probs)
         self.done += len(segments)
+        if self.explainer is not None:
+            for segment in dict.fromkeys(segments):
+                self.explainer.scored(segment, self.sums.counts[segment], self.sums.combined(segment))
         if self.partials is not None:
             self.partials.update(self.sums)
         now = time.monotonic()

@@ -159,6 +159,40 @@ class Shot:
 
 
 @dataclass(frozen=True)
+class Explanation:
+    """Why a segment got a label (``explain``, ``explain.py``): per clip frame its weight
+    (0..1) and a map over time, each ``data[k][i][j]`` (0..1, 3 decimals) covering cell
+    (i, j) of an ``h`` x ``w`` grid laid over the displayed frame at ``times[k]``."""
+
+    segment: int
+    label: str
+    class_id: int
+    method: str
+    frames: tuple[tuple[float, float], ...]
+    """(time, weight) per frame of the explained clip."""
+    times: tuple[float, ...]
+    data: list[Any]
+    """Nested lists (t, h, w) of floats rounded to 3 decimals."""
+
+    def to_dict(self) -> dict[str, Any]:
+        t, h = len(self.data), len(self.data[0]) if self.data else 0
+        return {
+            "segment": self.segment,
+            "label": self.label,
+            "class_id": self.class_id,
+            "method": self.method,
+            "frames": [{"time": time, "weight": weight} for time, weight in self.frames],
+            "heatmap": {
+                "t": t,
+                "h": h,
+                "w": len(self.data[0][0]) if h else 0,
+                "times": list(self.times),
+                "data": self.data,
+            },
+        }
+
+
+@dataclass(frozen=True)
 class Timings:
     decode_seconds: float
     """Wall time until the decoder delivered its last clip (it overlaps inference)."""
@@ -166,11 +200,15 @@ class Timings:
     """This job's share (by views) of the forward passes it took part in."""
     shots_seconds: float | None = None
     """Time the shot detector spent in its network (``detect_shots``; it overlaps the rest)."""
+    explain_seconds: float | None = None
+    """Time spent explaining segments (``explain``; between inference batches)."""
 
     def to_dict(self) -> dict[str, float]:
         out = {"decode_seconds": self.decode_seconds, "inference_seconds": self.inference_seconds}
         if self.shots_seconds is not None:
             out["shots_seconds"] = self.shots_seconds
+        if self.explain_seconds is not None:
+            out["explain_seconds"] = self.explain_seconds
         return out
 
 
@@ -186,9 +224,11 @@ class Provenance:
     backend: str
     backend_reason: str
     timings: Timings
+    explain_backend: str | None = None
+    """The backend that computed the explanations (always the PyTorch model: it needs a backward pass)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "model": self.model,
             "weights_file": self.weights_file,
             "weights_sha256": self.weights_sha256,
@@ -198,6 +238,9 @@ class Provenance:
             "backend_reason": self.backend_reason,
             "timings": self.timings.to_dict(),
         }
+        if self.explain_backend is not None:
+            out["explain_backend"] = self.explain_backend
+        return out
 
 
 @dataclass(frozen=True)
@@ -217,6 +260,8 @@ class AnalysisResult:
     """How scores were made: "classification" (softmax, one label a moment) or "multilabel"."""
     shots: tuple[Shot, ...] | None = None
     """The video's shots, when the job asked for them (``detect_shots``)."""
+    explanations: tuple[Explanation, ...] | None = None
+    """Why each segment got its labels, when the job asked (``explain``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (the job store's and every API format's input)."""
@@ -233,6 +278,8 @@ class AnalysisResult:
         }
         if self.shots is not None:
             out["shots"] = [shot.to_dict() for shot in self.shots]
+        if self.explanations is not None:
+            out["explanations"] = [item.to_dict() for item in self.explanations]
         return out
 
 

@@ -79,8 +79,37 @@ class ShotOut(BaseModel):
     transition: Literal["cut", "gradual"] | None
 
 
+class FrameWeightOut(BaseModel):
+    time: float
+    weight: float = Field(description="0..1: how much this frame drove the label")
+
+
+class HeatmapOut(BaseModel):
+    """A t x h x w grid over the displayed frame (rotation applied, the model's crop placed
+    back): ``data[k][i][j]`` (0..1) covers rows ``[i*H/h, (i+1)*H/h)`` and columns
+    ``[j*W/w, (j+1)*W/w)`` of the H x W frame at ``times[k]``; zero outside the model's crop."""
+
+    t: int
+    h: int
+    w: int
+    times: list[float]
+    data: list[list[list[float]]]
+
+
+class ExplanationOut(BaseModel):
+    """Why a segment got a label (``explain``): ``method`` names how the map was made."""
+
+    segment: int
+    label: str
+    class_id: int
+    method: str
+    frames: list[FrameWeightOut]
+    heatmap: HeatmapOut
+
+
 def _shots_absent_not_null(schema: dict[str, Any]) -> None:
-    schema.get("properties", {}).get("shots", {}).pop("default", None)
+    for name in ("shots", "explanations"):
+        schema.get("properties", {}).get(name, {}).pop("default", None)
 
 
 class ResultsOut(BaseModel):
@@ -102,14 +131,18 @@ class ResultsOut(BaseModel):
     shots: list[ShotOut] | SkipJsonSchema[None] = Field(
         default=None, description="The video's shots; only when the job asked for them (detect_shots)"
     )
+    explanations: list[ExplanationOut] | SkipJsonSchema[None] = Field(
+        default=None, description="Why each segment got its top labels; only when the job asked (explain)"
+    )
     next_cursor: str | None = Field(default=None, description="More segments: pass as ?cursor= (with limit)")
 
     @model_serializer(mode="wrap")
     def _shots_only_when_asked(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
         """Jobs that did not ask for shots keep today's members (no ``shots: null``)."""
         data = handler(self)
-        if data.get("shots") is None:
-            data.pop("shots", None)
+        for name in ("shots", "explanations"):
+            if data.get(name) is None:
+                data.pop(name, None)
         return data
 
 

@@ -32,6 +32,7 @@ _OPTION_FLAGS = (
     "top_k",
     "min_score",
     "detect_shots",
+    "explain",
 )
 
 
@@ -69,6 +70,20 @@ def register(subparsers: Any) -> None:
         default=None,
         help="also find the video's shots (TransNetV2, in the same decode pass)",
     )
+    parser.add_argument(
+        "--explain",
+        action="store_const",
+        const=True,
+        default=None,
+        help="also explain each segment's top label (HiResCAM heatmaps in the JSON results)",
+    )
+    parser.add_argument(
+        "--explain-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --explain: write one PNG per explained label (frame, heatmap, frame weights) here",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the full JSON results")
     output.add_argument("--csv", action="store_true", help="print one CSV row per segment label")
@@ -101,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.video.is_file():
         print(f"error: {args.video} is not a file", file=sys.stderr)
         return EXIT_USAGE
+    if args.explain_dir is not None and not options.explain:
+        print("error [invalid_options]: --explain-dir needs --explain", file=sys.stderr)
+        return EXIT_USAGE
     settings = Settings()
     model = args.model or settings.default_model
     early = _start_decoder(settings, args.video, model, options)  # before torch is imported
@@ -126,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
         if compiling is not None:
             compiling.wait()
     bar.close()
+    if args.explain_dir is not None and result.explanations:
+        from app.analysis.explain_png import write_pngs
+
+        write_pngs(args.video, result.explanations, args.explain_dir)
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -96,6 +96,7 @@ def test_x3d_on_25fps_video(analyzer: Analyzer, models: Path, clip25: Path) -> N
         "min_score": 0.0,
         "segments": None,
         "detect_shots": False,
+        "explain": False,
     }
     for seg in result["segments"]:
         center = (seg["start"] + seg["end"]) / 2

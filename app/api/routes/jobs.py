@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BeforeValidator, Field
@@ -115,6 +115,11 @@ def _blank_is_none(value: Any) -> Any:
     return None if value == "" else value
 
 
+Blank = Literal[""]
+"""An empty query value, documented as accepted: it means the parameter's default
+(``_blank_is_none`` turns it into None before validation, so this member never holds)."""
+
+
 def _get(store: StoreDep, job_id: str, tenant: str) -> Job:
     job = store.get_job(job_id, tenant)
     if job is None:
@@ -154,14 +159,16 @@ async def submit_job(
 def list_jobs(
     store: StoreDep,
     tenant: TenantDep,
-    status: Annotated[JobStatus | None, BeforeValidator(_blank_is_none)] = None,
-    limit: Annotated[Annotated[int, Field(ge=1, le=200)] | None, BeforeValidator(_blank_is_none)] = 50,
+    status: Annotated[JobStatus | Blank | None, BeforeValidator(_blank_is_none)] = None,
+    limit: Annotated[
+        Annotated[int, Field(ge=1, le=200)] | Blank | None, BeforeValidator(_blank_is_none)
+    ] = 50,
     cursor: Annotated[Annotated[str, Field(max_length=200)] | None, BeforeValidator(_blank_is_none)] = None,
 ) -> JobList:
     """``?status=&limit=&cursor=`` with empty values means the same as leaving them out
     (an empty ``limit`` arrives as None: the documented default 50 then applies)."""
     try:
-        page = store.list_jobs(tenant=tenant, status=status, limit=limit or 50, cursor=cursor)
+        page = store.list_jobs(tenant=tenant, status=status or None, limit=limit or 50, cursor=cursor)
     except ValueError as exc:
         raise InvalidOptions("invalid cursor; use the next_cursor of a previous page") from exc
     return JobList(items=[job_out(j) for j in page.items], next_cursor=page.next_cursor)

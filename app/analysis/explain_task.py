@@ -1,0 +1,130 @@
+"""One job's explanations (``explain``): a segment's middle clip, explained once the segment is scored.
+
+The task offers every clip it takes (``offer``); each segment keeps only the clip whose
+middle is nearest the segment's, so memory stays at one clip per segment in flight. When
+the segment's last view is scored (``scored``), the PyTorch module runs forward and
+backward on that clip's centre view for the segment's top-1 label (multi-label: each kept
+label, up to ``MULTILABEL_MAX``), whatever backend ran the inference (ONNX Runtime and
+OpenVINO have no backward pass; provenance says ``explain_backend: torch``). Maps are
+small (the model's feature grid); they are put on the displayed frame at the end
+(``explanations``), once the decoder has said how the video is rotated.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from app.analysis.classifier import top_k
+from app.analysis.explain import (
+    METHOD,
+    Cam,
+    ExplainUnsupported,
+    Geometry,
+    display_size,
+    grad_cam,
+    register,
+    rounded,
+)
+from app.analysis.prep import short_side_size, view_offsets
+from app.analysis.results import Explanation, VideoInfo
+from app.analysis.transforms import ClipInput
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from app.analysis.plan import SamplingPlan
+    from app.analysis.spec import ModelSpec
+
+MULTILABEL_MAX = 3
+"""Most labels explained per segment of a multi-label model."""
+
+
+class SegmentExplainer:
+    """Collects one clip per segment and explains it once the segment is scored."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        spec: ModelSpec,
+        labels: tuple[str, ...],
+        plan: SamplingPlan,
+        used: dict[str, Any],
+    ) -> None:
+        self.module, self.spec, self.labels, self.used = module, spec, labels, used
+        self.crops = int(used["crops"])
+        self.middles = {seg.index: (seg.start + seg.end) / 2 for seg in plan.segments}
+        self.expected = {seg.index: len(seg.clips) * self.crops for seg in plan.segments}
+        self._clips: dict[int, tuple[list[float], torch.Tensor]] = {}
+        self._cams: list[tuple[int, list[float], Cam]] = []
+        self.unsupported: str | None = None
+        self.seconds = 0.0
+
+    def offer(self, segment: int, times: list[float], views: list[ClipInput]) -> None:
+        """A clip the task took: kept if its middle is the nearest yet to the segment's."""
+        view = views[len(views) // 2]  # the centre crop of three
+        if not isinstance(view, torch.Tensor):
+            self.unsupported = "multi-pathway models (SlowFast) are not explained yet"
+            return
+        middle = self.middles[segment]
+        kept = self._clips.get(segment)
+        if kept is None or abs(_mid(times) - middle) < abs(_mid(kept[0]) - middle):
+            self._clips[segment] = (list(times), view.clone())  # a decoder's buffer may be reused
+
+    def scored(self, segment: int, views_done: int, probs: torch.Tensor) -> None:
+        """Explain ``segment`` once all its views are scored (``probs``: its combined scores)."""
+        if views_done < self.expected[segment] or segment not in self._clips:
+            return
+        times, view = self._clips.pop(segment)
+        if self.unsupported is not None:
+            return
+        multi = self.spec.task == "multilabel"
+        chosen = top_k(probs, self.labels, MULTILABEL_MAX if multi else 1, float(self.used["min_score"]))
+        if not chosen:
+            return
+        started = time.monotonic()
+        try:
+            cams = grad_cam(self.module, view, [label.class_id for label in chosen])
+        except ExplainUnsupported as exc:
+            self.unsupported = str(exc)
+            return
+        finally:
+            self.seconds += time.monotonic() - started
+        self._cams.extend((segment, times, cam) for cam in cams)
+
+    def explanations(self, video: VideoInfo) -> tuple[Explanation, ...]:
+        """Every map so far, registered to the displayed frame of ``video``."""
+        display = display_size(video.width, video.height, video.rotation)
+        short_side, crop = self.spec.crop_geometry(self.crops)
+        scaled = short_side_size(*display, short_side)
+        offsets = view_offsets(*scaled, crop, self.crops)
+        geometry = Geometry(display, scaled, crop, offsets[len(offsets) // 2])
+        out = []
+        for segment, times, cam in sorted(self._cams, key=lambda item: item[0]):
+            grid = register(cam.cam, geometry)
+            steps = grid.shape[0]
+            step_times = [_mid(_step(times, k, steps)) for k in range(steps)]
+            out.append(
+                Explanation(
+                    segment=segment,
+                    label=self.labels[cam.class_id],
+                    class_id=cam.class_id,
+                    method=METHOD,
+                    frames=tuple((t, round(w, 3)) for t, w in zip(times, cam.frame_weights, strict=True)),
+                    times=tuple(round(t, 6) for t in step_times),
+                    data=rounded(grid),
+                )
+            )
+        return tuple(out)
+
+
+def _mid(times: list[float]) -> float:
+    return (times[0] + times[-1]) / 2 if times else 0.0
+
+
+def _step(times: list[float], k: int, steps: int) -> list[float]:
+    """The clip frames feature step ``k`` of ``steps`` covers."""
+    n = len(times)
+    return times[k * n // steps : max(k * n // steps + 1, (k + 1) * n // steps)]
