@@ -96,6 +96,31 @@ def app_worker(app: FastAPI, **kwargs: Any) -> Worker:
     )
 
 
+async def finished_job(
+    tmp_path: Path, models: Path, video: Path, data: dict[str, str], *formats: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Upload ``video`` through the app (ASGI, real SQLite and blob storage), run one worker
+    pass, and return the succeeded job's JSON results and its results in each of ``formats``."""
+    settings = make_settings(tmp_path, models, default_model="demo_motion")
+    app = create_app(settings)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            with video.open("rb") as fh:
+                response = await client.post(
+                    "/v1/jobs", files={"file": (video.name, fh, "video/mp4")}, data=data
+                )
+            assert response.status_code == 202, response.text
+            job_id = response.json()["id"]
+            assert app_worker(app).run_once()
+            job = (await client.get(f"/v1/jobs/{job_id}")).json()
+            assert job["status"] == "succeeded", job
+            results = (await client.get(f"/v1/jobs/{job_id}/results")).json()
+            texts = {f: (await client.get(f"/v1/jobs/{job_id}/results?format={f}")).text for f in formats}
+    finally:
+        close_app(app)
+    return results, texts
+
+
 @pytest.fixture
 async def service(
     tmp_path: Path, zoo_models_dir: Path, request: pytest.FixtureRequest

@@ -11,13 +11,11 @@ import io
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from app.api.app import create_app
 from app.demo.actors import ACTIONS, NO_ACTION, write_actors_video
 from tests.conftest import REPO
-from tests.integration.conftest import app_worker, close_app, make_settings
+from tests.integration.conftest import finished_job
 
 MODELS = REPO / "models"
 MODEL = "demo_motion_multi"
@@ -118,30 +116,13 @@ def check_runs(runs: list[dict[str, Any]], scripts: Scripts) -> None:
 @pytest.mark.anyio
 async def test_known_label_sets_through_http(tmp_path: Path, scripted: tuple[Path, Scripts]) -> None:
     video, scripts = scripted
-    settings = make_settings(tmp_path, MODELS, default_model="demo_motion")
-    app = create_app(settings)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            with video.open("rb") as fh:
-                response = await client.post(
-                    "/v1/jobs",
-                    files={"file": ("actors.mp4", fh, "video/mp4")},
-                    data={
-                        "model": MODEL,
-                        "segment_seconds": str(SEGMENT_SECONDS),
-                        "clips_per_segment": str(CLIPS_PER_SEGMENT),
-                    },
-                )
-            assert response.status_code == 202, response.text
-            job_id = response.json()["id"]
-            worker = app_worker(app)
-            assert worker.run_once()
-            job = (await client.get(f"/v1/jobs/{job_id}")).json()
-            assert job["status"] == "succeeded", job
-            results = (await client.get(f"/v1/jobs/{job_id}/results")).json()
-            table = (await client.get(f"/v1/jobs/{job_id}/results?format=csv")).text
-    finally:
-        close_app(app)
+    data = {
+        "model": MODEL,
+        "segment_seconds": str(SEGMENT_SECONDS),
+        "clips_per_segment": str(CLIPS_PER_SEGMENT),
+    }
+    results, texts = await finished_job(tmp_path, MODELS, video, data, "csv")
+    table = texts["csv"]
     assert results["task"] == "multilabel" and results["labelset"] == "demo-motion-multi"
     assert results["options"]["min_score"] == 0.5, "unset min_score: the model's default, echoed"
     check_segments(results["segments"], scripts)

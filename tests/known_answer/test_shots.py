@@ -152,30 +152,11 @@ def test_each_real_clip_alone(analyzer: Analyzer, clip: Path) -> None:
 
 @pytest.mark.anyio
 async def test_detect_shots_through_http(tmp_path: Path) -> None:
-    import httpx
-
-    from app.api.app import create_app
-    from tests.integration.conftest import app_worker, close_app, make_settings
+    from tests.integration.conftest import finished_job
 
     edit = edited(PARTS[:3])
     video = write(edit.frames, tmp_path / "three.mp4")
-    settings = make_settings(tmp_path, MODELS, default_model="demo_motion")
-    app = create_app(settings)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            with video.open("rb") as fh:
-                response = await client.post(
-                    "/v1/jobs",
-                    files={"file": ("three.mp4", fh, "video/mp4")},
-                    data={"model": "demo_motion", "detect_shots": "true"},
-                )
-            assert response.status_code == 202, response.text
-            job_id = response.json()["id"]
-            worker = app_worker(app)
-            assert worker.run_once()
-            results = (await client.get(f"/v1/jobs/{job_id}/results")).json()
-    finally:
-        close_app(app)
+    results, _ = await finished_job(tmp_path, MODELS, video, {"model": "demo_motion", "detect_shots": "true"})
     starts = [(round(s["start"] * FPS), s["transition"]) for s in results["shots"]]
     assert [k for k, _ in starts[1:]] == pytest.approx(edit.cuts, abs=TOLERANCE), starts
     assert {t for _, t in starts[1:]} == {"cut"} and results["options"]["detect_shots"] is True
