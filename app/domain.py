@@ -28,6 +28,15 @@ class RenderStatus(StrEnum):
     FAILED = "failed"
 
 
+class RenderVariant(StrEnum):
+    """What a render draws from a finished job: the annotated video, the same with each
+    explained segment's heatmap blended on (``overlay=heatmap``), or the explanation pictures."""
+
+    ANNOTATED = "annotated"
+    HEATMAP = "heatmap"
+    PICTURES = "pictures"
+
+
 class DeliveryStatus(StrEnum):
     """A webhook delivery: pending (sent, and retried, until it settles), delivered or failed."""
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.box_options import TimedBoxes, check_box_times
 
 MIN_SEGMENT_SECONDS = 0.01
 """The shortest segment or stride: one frame period at 100 fps. Shorter ones only repeat the
@@ -18,9 +21,22 @@ Bound = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 TimeRange = tuple[Bound, Bound]
 """``[start, end)`` in seconds from the video's start."""
 
-RANGES_EXCLUDE = ("segment_seconds", "stride_seconds", "start", "end")
-"""Options that cut the video some other way, so they cannot come with ``segments``. Another
-way of choosing the segments (``segmentation``: shots) joins this list as a conflict."""
+DETECTION_OPTIONS = ("boxes", "keyframe_seconds", "person_min_score")
+"""Options only detection models read; other models' results do not echo them."""
+
+RANGES_EXCLUDE = ("segment_seconds", "stride_seconds", "start", "end", "segmentation")
+"""Options that cut the video some other way, so they cannot come with ``segments``
+(``segmentation`` counts when it is ``shots``)."""
+SHOTS_EXCLUDE = ("segment_seconds", "stride_seconds", "segments")
+"""Options that cut the video some other way, so they cannot come with ``segmentation=shots``."""
+
+
+class Segmentation(StrEnum):
+    """How the video is cut into segments: fixed windows, or one segment per shot (split
+    when longer than ``max_segment_seconds``; ``analysis/shot_plan.py``)."""
+
+    FIXED = "fixed"
+    SHOTS = "shots"
 
 
 class JobOptions(BaseModel):
@@ -38,7 +54,8 @@ class JobOptions(BaseModel):
     segments: tuple[TimeRange, ...] | None = None
     """Chosen time ranges, each analysed as one segment (overlaps and any order allowed);
     whether they lie inside the video is checked against its duration (``segmenting``)."""
-    clips_per_segment: int = Field(default=1, ge=1, le=10)
+    clips_per_segment: int | None = Field(default=None, ge=1, le=10)
+    """Unset: 1 with fixed windows; with shots, the segment's length over the model's clip."""
     crops: Literal[1, 3] = 1
     start: float = Field(default=0.0, ge=0)
     end: float | None = Field(default=None, gt=0)
@@ -46,11 +63,26 @@ class JobOptions(BaseModel):
     min_score: float | None = Field(default=None, ge=0, le=1)
     """Labels scoring below it are dropped; unset: the model's default (``ModelSpec.min_score``:
     0.5 for a multi-label model, 0.0 for a classifier). Results echo the value used."""
+    segmentation: Segmentation = Segmentation.FIXED
+    max_segment_seconds: float = Field(default=10.0, ge=MIN_SEGMENT_SECONDS, le=3600)
+    """With shots: a longer shot is split into equal parts no longer than this."""
     detect_shots: bool = False
     """Also find the video's shots (TransNetV2, ``analysis/shots.py``) in the same decode pass."""
     explain: bool = False
     """Also explain each segment's top label (Grad-CAM, ``analysis/explain.py``): a backward
     pass of the PyTorch model per segment."""
+    boxes: tuple[TimedBoxes, ...] | None = None
+    """Detection models: the caller's person boxes per time (``box_options``); no detector runs
+    and the keyframes are these times."""
+    keyframe_seconds: float = Field(default=1.0, ge=0.04, le=3600)
+    """Detection models: one keyframe (people found and labelled) every this many seconds."""
+    person_min_score: float = Field(default=0.8, ge=0, le=1)
+    """Detection models: people the detector is less sure of are left out."""
+
+    @field_validator("boxes")
+    @classmethod
+    def _box_times(cls, boxes: tuple[TimedBoxes, ...] | None) -> tuple[TimedBoxes, ...] | None:
+        return None if boxes is None else check_box_times(boxes)
 
     @field_validator("segments")
     @classmethod
@@ -77,11 +109,25 @@ class JobOptions(BaseModel):
                 f"segments conflicts with {', '.join(clashing)}: the ranges are the segments "
                 f"(leave {' and '.join(clashing)} out, or segments)"
             )
+        if self.segmentation is Segmentation.SHOTS and (clashing := self.shots_conflicts()):
+            raise ValueError(
+                f"segmentation=shots conflicts with {', '.join(clashing)}: the shots are the segments "
+                f"(leave {' and '.join(clashing)} out, or segmentation=shots)"
+            )
         return self
 
     def ranges_conflicts(self) -> list[str]:
         """The options in ``RANGES_EXCLUDE`` this job sets (``start`` counts when not 0)."""
-        return [name for name in RANGES_EXCLUDE if getattr(self, name) not in (None, 0.0)]
+        return [name for name in RANGES_EXCLUDE if getattr(self, name) not in (None, 0.0, Segmentation.FIXED)]
+
+    def shots_conflicts(self) -> list[str]:
+        """The options in ``SHOTS_EXCLUDE`` this job sets."""
+        return [name for name in SHOTS_EXCLUDE if getattr(self, name) is not None]
+
+    @property
+    def finds_shots(self) -> bool:
+        """Whether the shot detector runs (``detect_shots``, or shots as the segments)."""
+        return self.detect_shots or self.segmentation is Segmentation.SHOTS
 
 
 def parse_ranges(text: str) -> list[list[float]]:

@@ -206,6 +206,11 @@ class Settings(BaseSettings):
         default="auto",
         description="Backend of models not in backends (auto: the export measured fastest here, else torch).",
     )
+    shot_backend: Literal["auto", "torch", "openvino"] = Field(
+        default="auto",
+        description="Backend of the shot detector (auto: its OpenVINO export, made and verified once per "
+        "machine, when it ran faster than PyTorch).",
+    )
 
     @field_validator("data_dir", "models_dir")
     @classmethod

@@ -9,7 +9,8 @@ medians of ``--repeats`` rounds):
 * the PyTorchVideo tutorial pipeline (``bench/reference.py``), a whole process;
 * ours as a CLI process (``python -m app analyze``, default settings: backend ``auto``),
   without and with ``--detect-shots`` (``bench/shots.py``: the pair's order alternates by round),
-  with the shot detector's frames/s from the job's provenance;
+  with the shot detector's frames/s from the job's provenance; and with ``--explain``
+  (``bench/explain.py``), against the same round's plain run;
 * ours in a warm worker (``Analyzer.analyze`` after a first job), once per backend;
 * decode-only: the job's sandboxed decode child(ren) without inference, with one child
   (FFmpeg frame threads) and with two children on keyframe-aligned halves (one thread each);
@@ -41,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import shots
+from bench import explain, shots
 from bench.runs import OUT, REPO, SEGMENT, bound, log, machine, ours, reference, table, write_checkpoint
 from bench.videos import repeat_video, write_bench_video
 
@@ -108,6 +109,8 @@ def one_round(r: int, video: Path, model: str, models_dir: Path, backends: list[
         elif job == "cli":
             for name, value in shots.figures(shots.pair(r, video, model, models_dir)).items():
                 f.add(name, value)  # cli wall/cpu/rss (no shots), cli shots ..., shots ...
+            for name, value in explain.figures(explain.explained(video, model, models_dir)).items():
+                f.add(name, value)  # cli explain wall/cpu/rss, explain seconds, explain maps
         else:
             backend = job.split()[1]
             got = warm(video, model, models_dir, backend)
@@ -313,6 +316,10 @@ def main() -> None:
         "and with `--detect-shots` (the order alternating by round):",
         "",
         *shots.report({name: figures[name] for name in figures.values}, args.seconds),
+        "",
+        "Explain: ours as a CLI process on the same video with `--explain`, against the plain run above:",
+        "",
+        *explain.report({name: figures[name] for name in figures.values}, args.seconds),
     ]
     loads.append(os.getloadavg()[0])
     lines += [

@@ -133,18 +133,26 @@ def render(
     part: Path | None = None,
     on_frame: Callable[[int], None] | None = None,
     lines: int | None = 3,
+    explanations: Sequence[dict[str, Any]] = (),
+    detections: Sequence[dict[str, Any]] = (),
 ) -> int:
     """Write the annotated MP4 via ``part`` (a temp file beside ``target``, renamed into place);
     returns frames written. ``on_frame(written)`` runs after each frame (the sandbox's test hook).
-    ``lines``: labels drawn per cue (a classifier's best three; None: all, for multi-label)."""
+    ``lines``: labels drawn per cue (a classifier's best three; None: all, for multi-label).
+    ``explanations`` (the results' maps): blended on under the labels (``overlay=heatmap``).
+    ``detections`` (a detection job's people): boxes in track colours with their actions."""
     import av
 
+    from app.analysis.box_overlay import BoxOverlay
     from app.analysis.decode import frame_to_rgb
+    from app.analysis.heat_overlay import HeatOverlay
     from app.analysis.scan import open_video
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = part or target.with_name(f".{target.stem}.{os.getpid()}.part.mp4")
     cues = cues_from(segments, lines)
+    overlay = HeatOverlay(explanations, segments) if explanations else None
+    people = BoxOverlay(detections, colour) if detections else None
     written = 0
     try:
         with open_video(source, allowed_formats, limits or DEFAULT_LIMITS) as reader:
@@ -180,9 +188,12 @@ def render(
                     picture = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                     if (picture.width, picture.height) != (painter.width, painter.height):
                         picture = picture.reformat(width=painter.width, height=painter.height)
-                    painted = av.VideoFrame.from_ndarray(
-                        painter.paint(picture.to_ndarray(format="rgb24"), t), format="rgb24"
-                    )
+                    shown = picture.to_ndarray(format="rgb24")
+                    if overlay is not None:
+                        shown = overlay.apply(shown, t)
+                    if people is not None:
+                        shown = people.apply(shown, t)
+                    painted = av.VideoFrame.from_ndarray(painter.paint(shown, t), format="rgb24")
                     painted.pts, painted.time_base = pts, TIME_BASE
                     for packet in out.encode(painted):
                         writer.mux(packet)

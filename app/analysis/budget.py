@@ -4,18 +4,24 @@ The decoder's allowance (``decode_sandbox``) bounds only the time spent waiting 
 inference is not in it, so a small upload asking for many views once held a worker for most
 of an hour. The budget bounds the whole job, from ``open_task`` to its result::
 
-    seconds = (base + per_video_second x seconds analysed x (model cost x clips x crops
+    seconds = (base + per_video_second x seconds analysed x (model cost x (clips x crops
+                                                                         + explain cost)
                                                             + shot cost))
               x jobs in flight
 
 The model cost is the catalog's GFLOPs per view over X3D-S's 3 (at least 1); a model the
 catalog gives no GFLOPs for counts as ``UNKNOWN_COST`` (75 GFLOPs, the heavy end of the zoo),
 so the guess errs on the generous side. Shot detection (``detect_shots``) reads every frame
-of the video, whatever the segments, so its cost is per frame: ``SHOT_COST`` counts one video
+of the video, whatever the segments (``segmentation=shots`` too: it is counted as fixed windows
+of the default length with ``detect_shots``), so its cost is per frame: ``SHOT_COST`` counts one video
 second of it at ``SHOT_VIDEO_FPS`` (60, the high end of common frame rates) over the
 detector's measured ``SHOT_FRAMES_PER_SECOND`` on one thread, in X3D-S views: 3 views' worth
 per video second, the analysed seconds standing for the video (the detector reads on to the
-stream's end, which the options do not give). A worker holding several jobs at once shares its
+stream's end, which the options do not give). Explaining (``explain``) runs one clip per
+segment forward again and backward per explained label (``explain_task``): ``EXPLAIN_COST``
+views of the model per label, 1 + 2 (a backward costs about 1-2 forwards), up to
+``EXPLAIN_LABELS`` labels of a multi-label model, counted like the clips per video second
+(measured: a demo-model job took x1.16-1.23 its time). A worker holding several jobs at once shares its
 model between them, so each gets that many times the budget. Defaults are tens of times
 what a CPU needs: the budget is a safety net against runaway jobs, not a service level.
 """
@@ -41,6 +47,11 @@ SHOT_VIDEO_FPS = 60.0
 """Frames per second of video the budget assumes for the detector (it reads every frame)."""
 SHOT_COST = SHOT_VIDEO_FPS / SHOT_FRAMES_PER_SECOND
 """Shot detection per video second, in X3D-S views (one budget ``per_video_second`` each)."""
+EXPLAIN_FORWARD = 1.0
+EXPLAIN_BACKWARD = 2.0
+"""A backward pass, in forwards of the same clip: 1-2 (the high end)."""
+EXPLAIN_LABELS = 3
+"""Labels explained per segment of a multi-label model (``explain_task.MULTILABEL_MAX``)."""
 
 
 def model_cost(spec: ModelSpec) -> float:
@@ -52,15 +63,36 @@ def model_cost(spec: ModelSpec) -> float:
 
 def shot_cost(used: dict[str, Any]) -> float:
     """What shot detection adds per video second, in X3D-S views (0 when the job did not ask)."""
-    return SHOT_COST if used.get("detect_shots") else 0.0
+    return SHOT_COST if _finds_shots(used) else 0.0
+
+
+def _finds_shots(used: dict[str, Any]) -> bool:
+    return bool(used.get("detect_shots")) or used.get("segmentation") == "shots"
+
+
+def explain_cost(spec: ModelSpec, used: dict[str, Any]) -> float:
+    """What explaining adds per segment, in views of the model (0 when the job did not ask):
+    the explained clip's forward again and a backward per label."""
+    if not used.get("explain"):
+        return 0.0
+    labels = EXPLAIN_LABELS if spec.task == "multilabel" else 1
+    return EXPLAIN_FORWARD + EXPLAIN_BACKWARD * labels
 
 
 def _views(used: dict[str, Any]) -> int:
-    return int(used["clips_per_segment"]) * int(used["crops"])
+    """Views per segment; with shots and no ``clips_per_segment``, 1: a segment then gets one
+    clip per model clip of its length, as fixed windows of the default length do."""
+    return int(used["clips_per_segment"] or 1) * int(used["crops"])
+
+
+def _views_note(spec: ModelSpec, used: dict[str, Any]) -> str:
+    views = f"{used['clips_per_segment']} clips x {used['crops']} crops"
+    explain = explain_cost(spec, used)
+    return f"({views} + explain {explain:g})" if explain else views
 
 
 def _shots_note(used: dict[str, Any]) -> str:
-    return f" + shot detection {SHOT_COST:.3g}" if used.get("detect_shots") else ""
+    return f" + shot detection {SHOT_COST:.3g}" if _finds_shots(used) else ""
 
 
 @dataclass(frozen=True)
@@ -80,7 +112,7 @@ class JobBudget:
     def seconds(self, spec: ModelSpec, used: dict[str, Any]) -> float:
         """The budget of one job, given its effective options (``plan.effective_options``)."""
         analysed = max(0.0, float(used["end"]) - float(used["start"]))
-        work = model_cost(spec) * _views(used) + shot_cost(used)
+        work = model_cost(spec) * (_views(used) + explain_cost(spec, used)) + shot_cost(used)
         return (self.base_seconds + self.per_video_second * analysed * work) * self.jobs_in_flight
 
     def deadline(self, spec: ModelSpec, used: dict[str, Any], started: float) -> Deadline:
@@ -89,8 +121,8 @@ class JobBudget:
         seconds = self.seconds(spec, used)
         formula = (
             f"({self.base_seconds:g} s + {self.per_video_second:g} s x {analysed:.1f} s analysed"
-            f" x (model cost {model_cost(spec):.3g} x {used['clips_per_segment']} clips"
-            f" x {used['crops']} crops{_shots_note(used)})) x {self.jobs_in_flight} jobs in flight"
+            f" x (model cost {model_cost(spec):.3g} x {_views_note(spec, used)}{_shots_note(used)}))"
+            f" x {self.jobs_in_flight} jobs in flight"
         )
         return Deadline(started, started + seconds, f"{seconds:.1f} s = {formula}")
 

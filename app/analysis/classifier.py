@@ -35,7 +35,8 @@ def top_k(probs: torch.Tensor, labels: tuple[str, ...], k: int, min_score: float
     )
 
 
-Task = Literal["classification", "multilabel"]
+Task = Literal["classification", "multilabel", "detection", "person_detector"]
+"""A spec's task; detection jobs never reach ``predict`` (``detection_run.py`` scores them)."""
 ViewCombine = Literal["mean", "max"]
 
 

@@ -33,9 +33,10 @@ from app.analysis.shm import SlotRing
 from app.errors import DecoderCrashed, DecoderFault, DecoderTimeout
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from app.analysis.decode import DecodeStats
+    from app.analysis.grid_store import ShotClip
     from app.analysis.plan import SamplingPlan
     from app.analysis.scan import VideoScan
     from app.analysis.shot_frames import FramesSink
@@ -134,6 +135,7 @@ class DecodeSandbox:
         self.exhausted = False
         self._closed = False
         self._on_frames: FramesSink | None = None
+        self._on_decoded: Callable[[], None] | None = None
         self._ring = SlotRing.create(slots, slot_bytes)
         try:
             self._child = SandboxChild(self._ring.fd)
@@ -199,12 +201,30 @@ class DecodeSandbox:
         self._on_frames = on_frames
         self._conn.send(("plan", plan, skip_nonref and on_frames is None, start_pts, on_frames is not None))
 
+    def decode_shots(
+        self, grid: SamplingPlan, memory_bytes: int, on_frames: FramesSink, on_decoded: Callable[[], None]
+    ) -> None:
+        """``segmentation=shots`` (``shot_child``): every frame to ``on_frames``, the ``grid``
+        frames kept (``memory_bytes`` in memory, the rest on disk); ``on_decoded`` once the last
+        frame went out. Then ``send_shot`` each final shot's clips, and ``end_shots``."""
+        self._on_frames, self._on_decoded = on_frames, on_decoded
+        self._conn.send(("shots", grid, memory_bytes))
+
+    def send_shot(self, clips: Sequence[ShotClip], keep_from: int) -> None:
+        self._conn.send(("shot", tuple(clips), keep_from))
+
+    def end_shots(self) -> None:
+        self._conn.send(("end",))
+
     def take(self) -> SandboxClip | None:
         """The next decoded clip if one is ready now (never blocks); None otherwise or at the end."""
         if self.exhausted:
             return None
         while self._conn.poll():
             message = self._receive()
+            if message[0] == "decoded" and self._on_decoded is not None:
+                self._on_decoded()
+                continue
             if message[0] != "frames" or self._on_frames is None:
                 return self._handle(message)
             self._on_frames(message[1], list(message[2]))

@@ -24,18 +24,18 @@ from app.analysis.budget import JobBudget
 from app.analysis.catalog import load_catalog, read_labels
 from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
 from app.analysis.partials import SegmentsSink
-from app.analysis.plan import effective_options, plan_for_scan
+from app.analysis.plan import SamplingPlan, effective_options, plan_for_scan
 from app.analysis.results import AnalysisResult
 from app.analysis.scan import VideoScan, scan_video
 from app.analysis.segmenting import MAX_SEGMENTS
-from app.options import JobOptions
+from app.options import JobOptions, Segmentation
 
 if TYPE_CHECKING:
     from app.analysis.clip_sources import ClipSource
     from app.analysis.decode_sandbox import DecodeSandbox, SandboxLimits
     from app.analysis.pipeline import AnalysisTask, Scheduler
-    from app.analysis.plan import SamplingPlan
     from app.analysis.shot_runner import ShotRunner
+    from app.analysis.shot_source import InProcessShotClips, ShotPlanClips
     from app.analysis.spec import ModelSpec
     from app.settings import Settings
 
@@ -107,7 +107,9 @@ class Analyzer:
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyzer:
         from app.analysis.decode_sandbox import SandboxLimits
+        from app.analysis.shot_backend import ShotBackend, configure
 
+        configure(ShotBackend(settings.shot_backend))
         return cls(
             models_dir=settings.models_dir,
             allowed_formats=settings.allowed_format_list,
@@ -177,20 +179,34 @@ class Analyzer:
 
         started = time.monotonic()
         spec = load_catalog(self.models_dir).get(model_name)
+        if spec.task in ("detection", "person_detector"):
+            from app.analysis.detection_run import DetectionEnv, open_detection_task
+
+            return open_detection_task(DetectionEnv.of(self), video_path, spec, options, on_progress)
         labels = read_labels(spec)
         sandbox = self._sandbox_for(video_path, spec, options) if self.decode_in_subprocess else None
         shots: ShotRunner | None = None
+        feed: ShotPlanClips | InProcessShotClips | None = None
         try:
-            if options.detect_shots:
+            if options.finds_shots:
                 from app.analysis.shot_runner import ShotRunner
+                from app.analysis.shot_stream import StreamingShots
 
-                shots = ShotRunner()
+                shots = StreamingShots() if options.segmentation is Segmentation.SHOTS else ShotRunner()
             loaded = self.loader.load(spec)
             model, backend = for_crops(loaded, *self.backends.resolve(loaded), options.crops)
             scan = sandbox.scan() if sandbox else scan_video(video_path, self.allowed_formats, self.limits)
-            plan = plan_for_scan(spec, options, scan, max_segments=self.max_segments)
             fast = self._fast_decode(scan) and shots is None  # shots need every frame anyway
-            source = self._start_decode(sandbox, video_path, spec, options, scan, plan, fast, shots)
+            if options.segmentation is Segmentation.SHOTS:  # planned shot by shot
+                from app.analysis.shot_source import start_shot_decode
+
+                assert isinstance(shots, StreamingShots)
+                plan = SamplingPlan(scan.frame_times, scan.duration, ())
+                feed = start_shot_decode(sandbox, video_path, self, spec, options, scan, shots)
+                source: ClipSource = feed
+            else:
+                plan = plan_for_scan(spec, options, scan, max_segments=self.max_segments)
+                source = self._start_decode(sandbox, video_path, spec, options, scan, plan, fast, shots)
         except BaseException:
             if sandbox is not None:
                 sandbox.close()
@@ -209,17 +225,17 @@ class Analyzer:
             stats = task.source.stats
             if stats is None:
                 raise RuntimeError("the decoder finished without its statistics")
-            means = {seg.index: task.sums.combined(seg.index) for seg in plan.segments}
+            means = {seg.index: task.sums.combined(seg.index) for seg in task.plan.segments}
             found = shots.finish(scan.duration) if shots is not None else None
             timings = task.timings
             if shots is not None:
-                timings = replace(timings, shots_seconds=shots.seconds)
+                timings = replace(timings, shots_seconds=shots.seconds, shots_backend=shots.detector.backend)
             result = analysis_result(
                 spec,
                 labels,
                 used,
                 video=video_info(scan, stats, fast_decode=fast),
-                segments=segment_results(plan, means, task.used_times, labels, used),
+                segments=segment_results(task.plan, means, task.used_times, labels, used),
                 means=means,
                 provenance=provenance(spec, used, loaded.sha256, backend, timings),
             )
@@ -230,12 +246,13 @@ class Analyzer:
                     provenance=replace(
                         result.provenance,
                         explain_backend="torch",
+                        explain_note=explainer.note,
                         timings=replace(result.provenance.timings, explain_seconds=explainer.seconds),
                     ),
                 )
             return result if found is None else replace(result, shots=found)
 
-        return AnalysisTask(
+        task = AnalysisTask(
             model=model,
             spec=spec,
             labels=labels,
@@ -249,6 +266,9 @@ class Analyzer:
             deadline=deadline,
             explainer=explainer,
         )
+        if feed is not None:
+            feed.feed.on_plan = task.grow
+        return task
 
     def _sandbox_for(self, video_path: Path, spec: ModelSpec, options: JobOptions) -> DecodeSandbox:
         """The adopted decoder for this video and geometry (started early), else a new one."""

@@ -15,8 +15,8 @@ The layer: pytorchvideo's ``Net`` (X3D, Slow, C2D, I3D, R(2+1)D, CSN) is a list 
 ending in the head; the map comes from the deepest block before the head whose grid is at
 least ``MIN_GRID`` cells on its short side (the last stage for 224-pixel crops, 7x7; an
 earlier, finer stage for small crops such as the demo model's 64, whose last stage is 2x2).
-Multi-pathway (SlowFast) and transformer (MViT) models are not explained yet:
-``ExplainUnsupported``.
+SlowFast's two pathways are fused in ``explain_slowfast.py``, MViT's attention is rolled out
+in ``explain_rollout.py``; ``explain_methods.py`` picks one by the model's family.
 
 ``register`` puts a map computed on the model's crop back onto the displayed frame (see its
 docstring); frames reach the model already turned upright (``decode.frame_to_rgb``), so the
@@ -52,7 +52,8 @@ class Cam:
     frame_weights: tuple[float, ...]
 
 
-def _feature_blocks(module: nn.Module) -> list[nn.Module]:
+def feature_blocks(module: nn.Module) -> list[nn.Module]:
+    """A pytorchvideo ``Net``'s blocks before its head (``ExplainUnsupported`` for anything else)."""
     blocks = getattr(module, "blocks", None)
     if not isinstance(blocks, nn.ModuleList) or len(blocks) < 2:
         raise ExplainUnsupported(f"{type(module).__name__} is not a pytorchvideo Net of blocks")
@@ -76,7 +77,7 @@ def grad_cam(module: nn.Module, view: torch.Tensor, class_ids: list[int]) -> lis
     of the input (``torch.enable_grad`` inside whatever inference mode the caller is in) and
     only the layer's gradient is taken from it, so no parameter gets a ``.grad`` and the
     weights are untouched."""
-    blocks = _feature_blocks(module)
+    blocks = feature_blocks(module)
     outputs: list[Any] = []
 
     def keep(_: nn.Module, __: Any, out: Any) -> None:
@@ -96,14 +97,16 @@ def grad_cam(module: nn.Module, view: torch.Tensor, class_ids: list[int]) -> lis
                     scores[0, class_id], activation, retain_graph=n + 1 < len(class_ids)
                 )
                 cam = torch.relu((grad[0] * activation[0].detach()).sum(dim=0))
-                cams.append(_normalised(class_id, cam.cpu(), view.shape[1]))
+                cams.append(normalised(class_id, cam.cpu(), view.shape[1]))
     finally:
         for handle in handles:
             handle.remove()
     return cams
 
 
-def _normalised(class_id: int, cam: torch.Tensor, frames: int) -> Cam:
+def normalised(class_id: int, cam: torch.Tensor, frames: int) -> Cam:
+    """A raw non-negative map (t, h, w) scaled to peak 1, with per-frame weights: frame ``k`` of
+    ``frames`` takes time step ``k * t // frames``'s mass, over the largest step's."""
     peak = float(cam.max())
     cam = cam / peak if peak > 0 else torch.zeros_like(cam)
     mass = cam.sum(dim=(1, 2))

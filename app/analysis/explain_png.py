@@ -26,16 +26,25 @@ def middle_time(explanation: Explanation) -> float:
     return explanation.times[len(explanation.times) // 2]
 
 
-def render_png(frame: np.ndarray, explanation: Explanation) -> bytes:
-    """RGB uint8 (H, W, 3) with the middle step's map blended on (red to yellow, opacity
-    rising with the value) above a strip with one bar per frame weight."""
+def blend(frame: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) with a (h, w) map in 0..1 stretched over it (bilinear) and blended
+    on, red to yellow, opacity rising with the value: float32 RGB in 0..1. Shared with the
+    annotated video's ``overlay=heatmap`` (``heat_overlay.py``)."""
     height, width = frame.shape[:2]
-    step = np.asarray(explanation.data[len(explanation.data) // 2], dtype=np.float32)
+    step = np.asarray(grid, dtype=np.float32)
     heat = np.asarray(Image.fromarray(step, mode="F").resize((width, height), Image.Resampling.BILINEAR))
     heat = np.clip(heat, 0.0, 1.0)[..., None]
     colour = np.concatenate([np.ones_like(heat), np.clip(2 * heat - 1, 0, 1), np.zeros_like(heat)], axis=2)
     alpha = 0.6 * heat
-    blended = frame.astype(np.float32) / 255 * (1 - alpha) + colour * alpha
+    blended: np.ndarray = frame.astype(np.float32) / 255 * (1 - alpha) + colour * alpha
+    return blended
+
+
+def render_png(frame: np.ndarray, explanation: Explanation) -> bytes:
+    """RGB uint8 (H, W, 3) with the middle step's map blended on (``blend``) above a strip
+    with one bar per frame weight."""
+    width = frame.shape[1]
+    blended = blend(frame, np.asarray(explanation.data[len(explanation.data) // 2], dtype=np.float32))
     strip = np.full((STRIP, width, 3), 0.1, dtype=np.float32)
     weights = [w for _, w in explanation.frames]
     for k, weight in enumerate(weights):

@@ -7,7 +7,9 @@ backward on that clip's centre view for the segment's top-1 label (multi-label: 
 label, up to ``MULTILABEL_MAX``), whatever backend ran the inference (ONNX Runtime and
 OpenVINO have no backward pass; provenance says ``explain_backend: torch``). Maps are
 small (the model's feature grid); they are put on the displayed frame at the end
-(``explanations``), once the decoder has said how the video is rotated.
+(``explanations``), once the decoder has said how the video is rotated. The method follows
+the model's family (``explain_methods.py``); a model without one, or one its method cannot
+handle, is scored as usual and ``note`` says why it is not explained.
 """
 
 from __future__ import annotations
@@ -18,16 +20,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from app.analysis.classifier import top_k
-from app.analysis.explain import (
-    METHOD,
-    Cam,
-    ExplainUnsupported,
-    Geometry,
-    display_size,
-    grad_cam,
-    register,
-    rounded,
-)
+from app.analysis.explain import Cam, ExplainUnsupported, Geometry, display_size, register, rounded
+from app.analysis.explain_methods import method_for
 from app.analysis.prep import short_side_size, view_offsets
 from app.analysis.results import Explanation, VideoInfo
 from app.analysis.transforms import ClipInput
@@ -35,7 +29,7 @@ from app.analysis.transforms import ClipInput
 if TYPE_CHECKING:
     from torch import nn
 
-    from app.analysis.plan import SamplingPlan
+    from app.analysis.plan import SamplingPlan, SegmentPlan
     from app.analysis.spec import ModelSpec
 
 MULTILABEL_MAX = 3
@@ -57,28 +51,37 @@ class SegmentExplainer:
         self.crops = int(used["crops"])
         self.middles = {seg.index: (seg.start + seg.end) / 2 for seg in plan.segments}
         self.expected = {seg.index: len(seg.clips) * self.crops for seg in plan.segments}
-        self._clips: dict[int, tuple[list[float], torch.Tensor]] = {}
+        self._clips: dict[int, tuple[list[float], ClipInput]] = {}
         self._cams: list[tuple[int, list[float], Cam]] = []
-        self.unsupported: str | None = None
+        method = method_for(spec.builder)
+        self.method = None if isinstance(method, str) else method
+        self.note: str | None = method if isinstance(method, str) else None
+        """Why the segments are not explained (None: they are); for the provenance."""
         self.seconds = 0.0
+
+    def extend(self, segments: tuple[SegmentPlan, ...]) -> None:
+        """Segments planned later (``segmentation=shots``)."""
+        self.middles.update({seg.index: (seg.start + seg.end) / 2 for seg in segments})
+        self.expected.update({seg.index: len(seg.clips) * self.crops for seg in segments})
 
     def offer(self, segment: int, times: list[float], views: list[ClipInput]) -> None:
         """A clip the task took: kept if its middle is the nearest yet to the segment's."""
-        view = views[len(views) // 2]  # the centre crop of three
-        if not isinstance(view, torch.Tensor):
-            self.unsupported = "multi-pathway models (SlowFast) are not explained yet"
+        if self.note is not None:
             return
+        view = views[len(views) // 2]  # the centre crop of three
         middle = self.middles[segment]
         kept = self._clips.get(segment)
         if kept is None or abs(_mid(times) - middle) < abs(_mid(kept[0]) - middle):
-            self._clips[segment] = (list(times), view.clone())  # a decoder's buffer may be reused
+            # a decoder's buffer may be reused; SlowFast's pathways are a list
+            copy = view.clone() if isinstance(view, torch.Tensor) else [v.clone() for v in view]
+            self._clips[segment] = (list(times), copy)
 
     def scored(self, segment: int, views_done: int, probs: torch.Tensor) -> None:
         """Explain ``segment`` once all its views are scored (``probs``: its combined scores)."""
         if views_done < self.expected[segment] or segment not in self._clips:
             return
         times, view = self._clips.pop(segment)
-        if self.unsupported is not None:
+        if self.method is None or self.note is not None:
             return
         multi = self.spec.task == "multilabel"
         chosen = top_k(probs, self.labels, MULTILABEL_MAX if multi else 1, float(self.used["min_score"]))
@@ -86,9 +89,13 @@ class SegmentExplainer:
             return
         started = time.monotonic()
         try:
-            cams = grad_cam(self.module, view, [label.class_id for label in chosen])
+            cams = self.method.explain(self.module, view, [label.class_id for label in chosen])
         except ExplainUnsupported as exc:
-            self.unsupported = str(exc)
+            self.note = (
+                f"{self.method.name} cannot explain {self.spec.name}: {exc}; "
+                "the segments are scored but not explained"
+            )
+            self._cams.clear()
             return
         finally:
             self.seconds += time.monotonic() - started
@@ -111,7 +118,7 @@ class SegmentExplainer:
                     segment=segment,
                     label=self.labels[cam.class_id],
                     class_id=cam.class_id,
-                    method=METHOD,
+                    method=self.method.name if self.method else "",
                     frames=tuple((t, round(w, 3)) for t, w in zip(times, cam.frame_weights, strict=True)),
                     times=tuple(round(t, 6) for t in step_times),
                     data=rounded(grid),

@@ -10,6 +10,7 @@ With ``auto_fetch`` (``VAS_AUTO_FETCH``) a missing zoo file is downloaded on fir
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import threading
@@ -25,6 +26,7 @@ from torch import nn
 from app.analysis.catalog import missing_weights
 from app.analysis.fetch import fetch_weights
 from app.analysis.lockfile import file_sha256, read_lock, record_sha256
+from app.analysis.manifest import OTHER_BUILDERS
 from app.analysis.pytorchvideo_import import import_pytorchvideo_module
 from app.analysis.spec import ModelSpec
 from app.errors import ManifestInvalid, WeightsInvalid
@@ -65,16 +67,21 @@ def _tuples(value: Any) -> Any:
 
 def build_model(spec: ModelSpec) -> nn.Module:
     """Instantiate the spec's builder without weights (``pretrained=False``: never downloads)."""
-    if not spec.builder.startswith(_BUILDER_PREFIX) or "__" in spec.builder:
+    other = spec.builder.startswith(OTHER_BUILDERS) and spec.task in ("detection", "person_detector")
+    if not (spec.builder.startswith(_BUILDER_PREFIX) or other) or "__" in spec.builder:
         raise ManifestInvalid(
             f"model {spec.name!r}: builder must be under {_BUILDER_PREFIX}, got {spec.builder!r}"
         )
     module_name, _, attr = spec.builder.rpartition(".")
     try:
-        builder = getattr(import_pytorchvideo_module(module_name), attr)
+        module = importlib.import_module(module_name) if other else import_pytorchvideo_module(module_name)
+        builder = getattr(module, attr)
     except (ImportError, AttributeError) as exc:
         raise ManifestInvalid(f"model {spec.name!r}: builder {spec.builder!r} not found") from exc
     kwargs = _tuples(dict(spec.builder_kwargs))
+    if spec.builder.startswith("torchvision.models.detection."):  # never torchvision's own download
+        kwargs.setdefault("weights", None)
+        kwargs.setdefault("weights_backbone", None)
     if "pretrained" in inspect.signature(builder).parameters:
         kwargs["pretrained"] = False
     try:
@@ -88,10 +95,9 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 def fresh_inputs(model: nn.Module) -> nn.Module:
     """SlowFast's fusion blocks overwrite the caller's input list by default; turn that off."""
-    from pytorchvideo.models.net import MultiPathWayWithFuse
-
+    fuse = import_pytorchvideo_module("pytorchvideo.models.net").MultiPathWayWithFuse  # no fvcore warning
     for module in model.modules():
-        if isinstance(module, MultiPathWayWithFuse):
+        if isinstance(module, fuse):
             module.inplace = False
     return model
 

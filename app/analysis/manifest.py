@@ -19,9 +19,20 @@ from app.errors import ManifestInvalid
 
 MANIFEST_NAME = "manifest.json"
 LABELS_DIR = Path(__file__).resolve().parent / "labels"
-BUILTIN_LABELSETS = {"kinetics400": "kinetics400.json", "ssv2": "ssv2.json", "charades": "charades.json"}
+BUILTIN_LABELSETS = {
+    "kinetics400": "kinetics400.json",
+    "ssv2": "ssv2.json",
+    "charades": "charades.json",
+    "ava": "ava.json",
+    "person": "person.json",
+}
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-BUILDER_PATTERN = r"^pytorchvideo\.models\.[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+BUILDER_PATTERN = (
+    r"^(pytorchvideo\.models|torchvision\.models\.detection|app\.demo)"
+    r"(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+)
+OTHER_BUILDERS = ("torchvision.models.detection.", "app.demo.")
+"""Builders outside pytorchvideo: person detectors (``detection_types``) and the demo's own nets."""
 _SHOW_PROBLEMS = 5
 
 
@@ -33,7 +44,10 @@ class ManifestEntry(BaseModel):
     name: str = Field(pattern=NAME_PATTERN, description="Catalog name; a zoo name overrides that entry.")
     builder: str = Field(
         pattern=BUILDER_PATTERN,
-        description="Function under pytorchvideo.models. that builds the network (called pretrained=False).",
+        description=(
+            "Function that builds the network: under pytorchvideo.models. (called pretrained=False); "
+            "a person_detector or detection entry may name torchvision.models.detection. or app.demo."
+        ),
     )
     builder_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments for the builder (JSON lists become tuples)."
@@ -73,9 +87,17 @@ class ManifestEntry(BaseModel):
         default="logits", description="What the network returns; logits get a softmax."
     )
     channel_order: Literal["rgb", "bgr"] = Field(default="rgb", description="Channel order of the input.")
-    task: Literal["classification", "multilabel"] = Field(
+    task: Literal["classification", "multilabel", "detection", "person_detector"] = Field(
         default="classification",
-        description="classification: softmax over the classes; multilabel: independent sigmoid scores.",
+        description=(
+            "classification: softmax over the classes; multilabel: independent sigmoid scores; "
+            "detection: sigmoid scores per person box (AVA); person_detector: finds people for it."
+        ),
+    )
+    person_detector: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        description="detection: the catalog name of the person detector (none: jobs must give boxes).",
     )
     default_min_score: float | None = Field(
         default=None, ge=0, le=1, description="min_score of a job that sets none (multilabel: 0.5 if unset)."
@@ -153,6 +175,12 @@ def entry_to_spec(raw: Any, *, base: ModelSpec | None, builtin: bool, models_dir
         raise ManifestInvalid(
             f"model {entry.name!r}: crop {entry.crop} exceeds short_side {entry.short_side}"
         )
+    if entry.builder.startswith(OTHER_BUILDERS) and entry.task not in ("detection", "person_detector"):
+        raise ManifestInvalid(
+            f"model {entry.name!r}: builder {entry.builder!r} is for detection entries only"
+        )
+    if entry.person_detector is not None and entry.task != "detection":
+        raise ManifestInvalid(f"model {entry.name!r}: person_detector belongs to detection entries")
     if entry.alpha is not None and entry.frames // entry.alpha < 1:
         raise ManifestInvalid(f"model {entry.name!r}: alpha {entry.alpha} leaves no slow-pathway frame")
     labels_path, labels = _resolve_labels(entry, builtin=builtin and base is None, models_dir=models_dir)

@@ -12,7 +12,7 @@ from app.analysis.results import SegmentResult
 
 if TYPE_CHECKING:
     from app.analysis.classifier import SegmentSums
-    from app.analysis.plan import SamplingPlan
+    from app.analysis.plan import SamplingPlan, SegmentPlan
 
 SegmentsSink = Callable[[tuple[SegmentResult, ...]], None]
 """Gets each batch's newly finished segments, equal to those of the final result."""
@@ -36,6 +36,13 @@ class PartialReporter:
         for clip in plan.clips:
             self.views[clip.segment] = self.views.get(clip.segment, 0) + int(options["crops"])
         self.pending = [seg for seg in plan.segments if seg.index in self.views]
+
+    def extend(self, segments: tuple[SegmentPlan, ...]) -> None:
+        """Segments planned later (``segmentation=shots``)."""
+        self.plan = replace(self.plan, segments=self.plan.segments + segments)
+        for seg in segments:
+            self.views[seg.index] = len(seg.clips) * int(self.options["crops"])
+        self.pending.extend(seg for seg in segments if seg.clips)
 
     def update(self, sums: SegmentSums) -> None:
         ready = [s for s in self.pending if sums.counts.get(s.index, 0) >= self.views[s.index]]

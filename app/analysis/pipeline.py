@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from app.analysis.budget import Deadline
     from app.analysis.clip_sources import ClipSource
     from app.analysis.explain_task import SegmentExplainer
-    from app.analysis.plan import SamplingPlan
+    from app.analysis.plan import SamplingPlan, SegmentPlan
     from app.analysis.spec import ModelSpec
 
 
@@ -81,6 +82,8 @@ class AnalysisTask:
             else None
         )
         self.on_progress, self.progress_interval = on_progress, progress_interval
+        self.covered = 1.0
+        """The share of the video planned so far (below 1 while shots are still coming, ``grow``)."""
         self._finish = finish
         self._reported = float("-inf")
         self.error: BaseException | None = None
@@ -123,7 +126,21 @@ class AnalysisTask:
             self.done >= self.total or now - self._reported >= self.progress_interval
         ):
             self._reported = now
-            self.on_progress(self.done / self.total)
+            self.on_progress(self.done / self.total * self.covered)
+
+    def grow(self, segments: tuple[SegmentPlan, ...], final: bool) -> None:
+        """More segments, before any of their clips (``segmentation=shots``: a shot became
+        final); ``final``: the plan is complete."""
+        self.plan = replace(self.plan, segments=self.plan.segments + segments)
+        self.total += sum(len(s.clips) for s in segments) * int(self.used["crops"])
+        if self.partials is not None:
+            self.partials.extend(segments)
+        if self.explainer is not None:
+            self.explainer.extend(segments)
+        if final:
+            self.covered = 1.0
+        elif self.plan.segments:
+            self.covered = min(1.0, self.plan.segments[-1].end / max(self.plan.duration, 1e-9))
 
     @property
     def timings(self) -> Timings:

@@ -28,7 +28,7 @@ from app.analysis.exact_time import Seconds, as_fraction, exact_times, scan_time
 from app.analysis.segmenting import MAX_SEGMENTS, job_bounds, segment_bounds, segment_lengths
 from app.analysis.spec import SOURCE_FPS, ModelSpec
 from app.errors import NoFrames
-from app.options import JobOptions
+from app.options import DETECTION_OPTIONS, JobOptions, Segmentation
 
 if TYPE_CHECKING:
     from app.analysis.scan import VideoScan
@@ -205,8 +205,18 @@ def plan_segments(
 def effective_options(spec: ModelSpec, options: JobOptions, duration: float) -> dict[str, Any]:
     """The options actually used: the model's default segment, stride = segment, ``end``
     clamped. With chosen ranges: no segment or stride, and ``start``/``end`` the span the
-    ranges cover (what the job's time budget counts)."""
+    ranges cover (what the job's time budget counts). With shots: shot detection on, and
+    ``clips_per_segment`` left unset when it was (each segment's own default)."""
     data = options.model_dump()
+    if spec.task != "detection":
+        for name in DETECTION_OPTIONS:
+            data.pop(name, None)
+    data["segmentation"] = options.segmentation.value
+    if options.segmentation is Segmentation.SHOTS:  # the shots are the segments (``shot_plan``)
+        data["detect_shots"] = True
+        data["end"] = min(options.end, duration) if options.end is not None else duration
+        return data
+    data["clips_per_segment"] = options.clips_per_segment or 1
     if options.segments is not None:
         data["segments"] = [list(pair) for pair in options.segments]
         data["start"] = min(begin for begin, _ in options.segments)
@@ -232,7 +242,7 @@ def plan_for(
         lambda total: job_bounds(spec, options, total, limit=max_segments),
         frames=spec.frames,
         clip_seconds=model_clip_seconds(spec),
-        clips_per_segment=options.clips_per_segment,
+        clips_per_segment=options.clips_per_segment or 1,
     )
 
 

@@ -2,10 +2,12 @@
 
 ``annotate.render`` decodes the stored video again, draws and encodes it; it runs in a
 ``sandbox_child`` under the decode child's limits, scaled for the extra work of encoding.
+The explanation pictures (``explain_pictures``) are drawn the same way, for the same reason.
 """
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -39,13 +41,19 @@ def render_in_sandbox(
     threads: int,
     sandbox: SandboxLimits,
     lines: int | None = 3,
+    explanations: Sequence[dict[str, Any]] = (),
+    pictures: bool = False,
+    detections: Sequence[dict[str, Any]] = (),
 ) -> int:
     """``annotate.render`` in a spawned child under the decode child's address-space limit (at
     least ``RENDER_MIN_MEMORY``), a CPU-time limit and a wall-clock deadline (``RENDER_COST``):
     a crash, hang or blow-up while re-reading the video fails that render with its code and
-    never takes the worker down; its partial file is removed. Returns the frames written."""
+    never takes the worker down; its partial file is removed. Returns the frames written.
+    ``explanations``: the maps blended on; with ``pictures``, drawn instead as the folder of
+    explanation pictures ``target`` (``explain_pictures``), returning how many."""
     allowance = sandbox.timeout_seconds + RENDER_COST * sandbox.timeout_per_video_second * max(duration, 0.0)
-    part = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part.mp4")
+    suffix = "part" if pictures else "part.mp4"
+    part = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.{suffix}")
     config = RenderConfig(
         source=str(source),
         target=str(target),
@@ -59,9 +67,14 @@ def render_in_sandbox(
         cpu_seconds=cpu_seconds(allowance, 5),
         fault=sandbox.fault,
         lines=lines,
+        explanations=tuple(explanations),
+        detections=tuple(detections),
+        pictures=pictures,
     )
     try:
         frames: int = one_shot(SandboxChild(role="the renderer"), config, allowance, "rendered")
     finally:
+        if part.is_dir():  # left behind by a child that was killed mid-draw
+            shutil.rmtree(part, ignore_errors=True)
         part.unlink(missing_ok=True)  # left behind by a child that was killed mid-encode
     return frames

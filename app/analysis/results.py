@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import app
 
@@ -202,11 +202,18 @@ class Timings:
     """Time the shot detector spent in its network (``detect_shots``; it overlaps the rest)."""
     explain_seconds: float | None = None
     """Time spent explaining segments (``explain``; between inference batches)."""
+    shots_backend: str | None = None
+    """Which backend ran the shot detector, and why (``shot_backend.py``)."""
 
-    def to_dict(self) -> dict[str, float]:
-        out = {"decode_seconds": self.decode_seconds, "inference_seconds": self.inference_seconds}
+    def to_dict(self) -> dict[str, float | str]:
+        out: dict[str, float | str] = {
+            "decode_seconds": self.decode_seconds,
+            "inference_seconds": self.inference_seconds,
+        }
         if self.shots_seconds is not None:
             out["shots_seconds"] = self.shots_seconds
+        if self.shots_backend is not None:
+            out["shots_backend"] = self.shots_backend
         if self.explain_seconds is not None:
             out["explain_seconds"] = self.explain_seconds
         return out
@@ -226,6 +233,8 @@ class Provenance:
     timings: Timings
     explain_backend: str | None = None
     """The backend that computed the explanations (always the PyTorch model: it needs a backward pass)."""
+    explain_note: str | None = None
+    """Why the segments were not explained though the job asked (the model's family has no method)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -240,7 +249,15 @@ class Provenance:
         }
         if self.explain_backend is not None:
             out["explain_backend"] = self.explain_backend
+        if self.explain_note is not None:
+            out["explain_note"] = self.explain_note
         return out
+
+
+class Extra(Protocol):
+    """Members a task adds to the document (detection: ``detection_results``, which uses this module)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -262,6 +279,8 @@ class AnalysisResult:
     """The video's shots, when the job asked for them (``detect_shots``)."""
     explanations: tuple[Explanation, ...] | None = None
     """Why each segment got its labels, when the job asked (``explain``)."""
+    detection: Extra | None = None
+    """A detection model's people, their actions and tracks (``detection_results.DetectionOutput``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (the job store's and every API format's input)."""
@@ -280,6 +299,8 @@ class AnalysisResult:
             out["shots"] = [shot.to_dict() for shot in self.shots]
         if self.explanations is not None:
             out["explanations"] = [item.to_dict() for item in self.explanations]
+        if self.detection is not None:
+            out.update(self.detection.to_dict())
         return out
 
 

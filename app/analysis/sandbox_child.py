@@ -27,6 +27,8 @@ A decode, on the socket (pickled ``multiprocessing`` messages), in order:
     parent -> child   ("free", slot)                        ... as the parent copies them out
     child  -> parent  ("done", DecodeStats)
 
+``("shots", grid, memory bytes)`` instead of the plan: ``segmentation=shots`` (``shot_child``).
+
 A coded failure is ``("error", ServiceError)``; a fault is ``("fault", code, detail)`` with
 code ``resource_limit`` (MemoryError under RLIMIT_AS) or ``decoder_crashed`` (anything
 else). A signal or an exit without a message is classified by the parent.
@@ -151,6 +153,12 @@ def render_main(conn: Connection, config: RenderConfig) -> None:
             if fault and part.exists():  # the muxer has started writing the partial file
                 _inject(fault)
 
+        if config.pictures:
+            from app.analysis.explain_pictures import write_pictures
+
+            pictures = write_pictures(Path(config.source), Path(config.target), part, config.explanations)
+            conn.send(("rendered", pictures))
+            return
         frames = render(
             Path(config.source),
             Path(config.target),
@@ -162,6 +170,8 @@ def render_main(conn: Connection, config: RenderConfig) -> None:
             part=part,
             on_frame=strike_mid_encode,
             lines=config.lines,
+            explanations=config.explanations,
+            detections=config.detections,
         )
         conn.send(("rendered", frames))
 
@@ -217,6 +227,11 @@ def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
     if config.scan is None:
         conn.send(("scan", scan))
     message = conn.recv()
+    if message[0] == "shots":  # segmentation=shots: clips planned as shots become final
+        from app.analysis.shot_child import serve_shots
+
+        serve_shots(conn, config, ring, scan, message[1], message[2])
+        return
     if message[0] != "plan":
         return
     _, plan, skip_nonref, start_pts, shot_frames = message

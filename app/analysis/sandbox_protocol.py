@@ -83,3 +83,10 @@ class RenderConfig:
     """Test hook: fail this way mid-encode, once the partial file exists (``FAULTS``)."""
     lines: int | None = 3
     """Labels drawn per cue (None: every kept label, for a multi-label model)."""
+    explanations: tuple[dict[str, Any], ...] = ()
+    detections: tuple[dict[str, Any], ...] = ()
+    """A detection job's people (``box_overlay``): boxes in track colours with their actions."""
+    """The results' maps: blended on the video (``overlay=heatmap``), or drawn as pictures."""
+    pictures: bool = False
+    """Draw the explanation pictures into the folder ``part`` and publish it as ``target``
+    (``explain_pictures.write_pictures``) instead of a video."""

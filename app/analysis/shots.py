@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from app.analysis.results import Shot
+from app.analysis.shot_backend import ShotNetwork, configured_network
 from app.analysis.shot_frames import HEIGHT, WIDTH
 
 if TYPE_CHECKING:
@@ -84,8 +85,11 @@ def load_model() -> torch.nn.Module:
 class ShotDetector:
     """Streaming TransNetV2: ``add`` frames in presentation order, then ``finish`` for the shots."""
 
-    def __init__(self, model: torch.nn.Module | None = None) -> None:
+    def __init__(self, model: torch.nn.Module | None = None, network: ShotNetwork | None = None) -> None:
         self.model = model if model is not None else load_model()
+        self.network, self.backend = (
+            (network, "given") if network is not None else configured_network(self.model)
+        )
         self.frames = 0
         self.times: list[float] = []
         self.seconds = 0.0
@@ -128,20 +132,16 @@ class ShotDetector:
     def _run_windows(self) -> None:
         import time
 
-        import torch
-
         done = sum(len(p) for p in self._single)
         while len(self._buffer) >= WINDOW:
             window = self._buffer[:WINDOW]
             for k in range(STEP):  # frames whose predictions this window gives (for flashes)
                 self._thumbs[done + k] = window[CONTEXT + k]
             started = time.perf_counter()
-            with torch.inference_mode():
-                single, extra = self.model(torch.from_numpy(np.ascontiguousarray(window))[None])
-                many = extra["many_hot"]
+            single, many = self.network(window[None])
             self.seconds += time.perf_counter() - started
-            self._single.append(torch.sigmoid(single)[0, CONTEXT : CONTEXT + STEP, 0].numpy())
-            self._many.append(torch.sigmoid(many)[0, CONTEXT : CONTEXT + STEP, 0].numpy())
+            self._single.append(_sigmoid(single[CONTEXT : CONTEXT + STEP]))
+            self._many.append(_sigmoid(many[CONTEXT : CONTEXT + STEP]))
             done += STEP
             self._buffer = self._buffer[STEP:]
             self._forget(done)
@@ -156,6 +156,10 @@ class ShotDetector:
         for k in [k for k in self._thumbs if k < first - 1]:
             if not self._flagged.intersection((k - 1, k, k + 1)):
                 del self._thumbs[k]
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-logits.astype(np.float64))), dtype=np.float32)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

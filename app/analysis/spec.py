@@ -36,8 +36,13 @@ class ModelSpec:
     checkpoint_key: str | None = "model_state"
     output: Literal["probabilities", "logits"] = "logits"
     channel_order: Literal["rgb", "bgr"] = "rgb"
-    task: Literal["classification", "multilabel"] = "classification"
-    """classification: one softmax over the classes; multilabel: an independent sigmoid each."""
+    task: Literal["classification", "multilabel", "detection", "person_detector"] = "classification"
+    """classification: one softmax over the classes; multilabel: an independent sigmoid each;
+    detection: a sigmoid each per person box (``detection_run.py``); person_detector: finds
+    the people a detection model labels (``detection_types.py``), not a job model."""
+    person_detector: str | None = None
+    """Detection models: the catalog name of the person detector run on keyframes (None:
+    jobs must bring their own ``boxes``)."""
     default_min_score: float | None = None
     """``min_score`` when a job does not set it (None: 0.0, or 0.5 for a multi-label model)."""
     view_combine: Literal["mean", "max"] = "mean"
@@ -54,10 +59,11 @@ class ModelSpec:
 
     @property
     def min_score(self) -> float:
-        """The catalog's default ``min_score`` for this model's jobs (multi-label: 0.5 unless set)."""
+        """The catalog's default ``min_score`` for this model's jobs (multi-label: 0.5 unless set,
+        detection: 0.3)."""
         if self.default_min_score is not None:
             return self.default_min_score
-        return 0.5 if self.task == "multilabel" else 0.0
+        return {"multilabel": 0.5, "detection": 0.3}.get(self.task, 0.0)
 
     @property
     def clip_seconds(self) -> float:
@@ -98,6 +104,8 @@ def _labels_from(path: Path, mtime_ns: int) -> tuple[str, ...]:
         names = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestInvalid(f"labels file {path.name} is not readable JSON: {exc}") from exc
+    if isinstance(names, list) and all(isinstance(n, dict) and isinstance(n.get("name"), str) for n in names):
+        names = [n["name"] for n in names]  # [{"id", "name", ...}] (AVA's own ids: detection_labels)
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise ManifestInvalid(f"labels file {path.name} must be a non-empty JSON array of names")
     return tuple(names)

@@ -17,7 +17,7 @@ from app.api.auth import AUTH_RESPONSES, authenticate
 from app.api.cors import install_cors
 from app.api.drain import DrainMiddleware
 from app.api.ratelimit import TenantLimiter, limit_requests
-from app.api.routes import deliveries, events, health, jobs, media, metrics, models, pages
+from app.api.routes import deliveries, events, explanations, health, jobs, media, metrics, models, pages
 from app.blobs import BlobStore, LocalBlobStore
 from app.metrics import Metrics
 from app.settings import Settings
@@ -96,6 +96,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(media.router, dependencies=v1, responses=AUTH_RESPONSES)
+    app.include_router(explanations.router, dependencies=v1, responses=AUTH_RESPONSES)
     app.include_router(events.router, dependencies=v1, responses=AUTH_RESPONSES)
     app.include_router(deliveries.router, dependencies=v1, responses=AUTH_RESPONSES)
     app.include_router(pages.router)

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 from starlette.responses import Response
 
+from app.api.detection_formats import render_detection
 from app.errors import InvalidOptions
 
 
@@ -278,5 +279,8 @@ def respond(
         return {**payload, "segments": chunk.segments, "next_cursor": chunk.next_cursor}
     if fmt is not ResultFormat.JSONL:
         headers["Content-Disposition"] = f'inline; filename="{job_id}.{fmt.value}"'
-    text = render_text(fmt, segments, chunk, task=payload.get("task"), shots=payload.get("shots"))
+    if payload.get("task") == "detection":  # people per keyframe: detection_formats.py
+        text = render_detection(fmt.value, payload)
+    else:
+        text = render_text(fmt, segments, chunk, task=payload.get("task"), shots=payload.get("shots"))
     return Response(text, media_type=fmt.media_type, headers=headers)

@@ -15,17 +15,23 @@ if TYPE_CHECKING:
 
 _INT_FIELDS = {"clips_per_segment", "crops", "top_k"}
 _FLOAT_FIELDS = {"segment_seconds", "stride_seconds", "start", "end", "min_score"}
+_FLOAT_FIELDS |= {"keyframe_seconds", "person_min_score"}  # detection models
 SOURCE_FIELD = "source_url"
-_JSON_FIELDS = {"segments"}
+_JSON_FIELDS = {"segments", "boxes"}
 _BOOL_FIELDS = {"detect_shots", "explain"}
+_FLOAT_FIELDS |= {"max_segment_seconds"}
+_CHOICE_FIELDS = {"segmentation"}
+"""Passed on as text: the options say which values they take."""
 _TEXT_FIELDS = {"model", "callback_url", SOURCE_FIELD}
-FORM_FIELDS = _TEXT_FIELDS | _INT_FIELDS | _FLOAT_FIELDS | _JSON_FIELDS | _BOOL_FIELDS
+FORM_FIELDS = _TEXT_FIELDS | _INT_FIELDS | _FLOAT_FIELDS | _JSON_FIELDS | _BOOL_FIELDS | _CHOICE_FIELDS
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 """How a form (an HTML checkbox sends ``on``), a query-style body or JSON says yes or no."""
 
 
 def _convert(name: str, raw: str) -> Any:
     text = raw.strip()
+    if name in _CHOICE_FIELDS:
+        return text
     if name in _BOOL_FIELDS:
         if text.lower() in _TRUE | _FALSE:
             return text.lower() in _TRUE
@@ -34,7 +40,12 @@ def _convert(name: str, raw: str) -> Any:
         try:
             return json.loads(text)
         except ValueError as exc:
-            raise InvalidOptions(f"{name} must be JSON, e.g. [[0, 4], [10, 12.5]]; got {raw[:40]!r}") from exc
+            example = (
+                '[{"time": 1, "boxes": [[0.1, 0.2, 0.4, 0.9]]}]'
+                if name == "boxes"
+                else "[[0, 4], [10, 12.5]]"
+            )
+            raise InvalidOptions(f"{name} must be JSON, e.g. {example}; got {raw[:40]!r}") from exc
     try:
         if name in _INT_FIELDS:
             return int(text)

@@ -107,8 +107,31 @@ class ExplanationOut(BaseModel):
     heatmap: HeatmapOut
 
 
+class PersonOut(BaseModel):
+    """One person on one keyframe (detection models): box ``[x1, y1, x2, y2]`` normalised 0..1
+    of the displayed frame; ``person_score`` null for the caller's own boxes."""
+
+    time: float
+    box: list[float]
+    person_score: float | None
+    track_id: int
+    labels: list[LabelScore]
+
+
+class TrackOut(BaseModel):
+    """A person followed over keyframes (first and last keyframe), with its action runs."""
+
+    id: int
+    start: float
+    end: float
+    runs: list[RunOut]
+
+
+_OPTIONAL_MEMBERS = ("shots", "explanations", "detections", "tracks", "keyframes", "person_source")
+
+
 def _shots_absent_not_null(schema: dict[str, Any]) -> None:
-    for name in ("shots", "explanations"):
+    for name in _OPTIONAL_MEMBERS:
         schema.get("properties", {}).get(name, {}).pop("default", None)
 
 
@@ -118,9 +141,12 @@ class ResultsOut(BaseModel):
     job_id: str
     model: str
     labelset: str
-    task: Literal["classification", "multilabel"] = Field(
+    task: Literal["classification", "multilabel", "detection"] = Field(
         default="classification",
-        description="classification: one softmax per segment; multilabel: a sigmoid per label",
+        description=(
+            "classification: one softmax per segment; multilabel: a sigmoid per label; "
+            "detection: people per keyframe (detections, tracks), a sigmoid per action"
+        ),
     )
     video: dict[str, Any]
     options: dict[str, Any] = Field(default_factory=dict)
@@ -134,13 +160,25 @@ class ResultsOut(BaseModel):
     explanations: list[ExplanationOut] | SkipJsonSchema[None] = Field(
         default=None, description="Why each segment got its top labels; only when the job asked (explain)"
     )
+    detections: list[PersonOut] | SkipJsonSchema[None] = Field(
+        default=None, description="Detection models: one entry per keyframe and person"
+    )
+    tracks: list[TrackOut] | SkipJsonSchema[None] = Field(
+        default=None, description="Detection models: people linked across keyframes, with their actions"
+    )
+    keyframes: list[float] | SkipJsonSchema[None] = Field(
+        default=None, description="Detection models: every keyframe's time, with or without people"
+    )
+    person_source: str | SkipJsonSchema[None] = Field(
+        default=None, description="Detection models: 'boxes' (the caller's) or the person detector's name"
+    )
     next_cursor: str | None = Field(default=None, description="More segments: pass as ?cursor= (with limit)")
 
     @model_serializer(mode="wrap")
     def _shots_only_when_asked(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
         """Jobs that did not ask for shots keep today's members (no ``shots: null``)."""
         data = handler(self)
-        for name in ("shots", "explanations"):
+        for name in _OPTIONAL_MEMBERS:
             if data.get(name) is None:
                 data.pop(name, None)
         return data

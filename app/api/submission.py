@@ -37,7 +37,7 @@ from starlette.datastructures import State
 from starlette.requests import Request
 
 from app.analysis.limits import MediaLimits
-from app.api.admission import require_segment_limit, require_weights
+from app.api.admission import require_detection_inputs, require_segment_limit, require_weights
 from app.api.field_body import FIELD_BODY_TYPES, read_field_body
 from app.api.forms import FORM_FIELDS, parse_job_form
 from app.api.ratelimit import charge_upload
@@ -148,6 +148,7 @@ async def _form(request: Request, settings: Settings, fields: dict[str, str]) ->
     catalog: Catalog = request.app.state.catalog
     model, options = parse_job_form(fields, settings.default_model, catalog)
     require_weights(catalog, model, settings)
+    require_detection_inputs(catalog, model, options, settings)
     callback_url, callback_owner = await resolve_callback(request, fields.get("callback_url"))
     return _Form(model, options, callback_url, callback_owner)
 

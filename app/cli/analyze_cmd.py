@@ -33,6 +33,11 @@ _OPTION_FLAGS = (
     "min_score",
     "detect_shots",
     "explain",
+    "segmentation",
+    "max_segment_seconds",
+    "keyframe_seconds",
+    "person_min_score",
+    "boxes",
 )
 
 
@@ -64,6 +69,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--top-k", type=int, default=None, help="labels per segment (1..50)")
     parser.add_argument("--min-score", type=float, default=None, help="drop labels scoring below this")
     parser.add_argument(
+        "--segmentation",
+        choices=("fixed", "shots"),
+        default=None,
+        help="fixed windows (default) or one segment per shot (shots found by TransNetV2)",
+    )
+    parser.add_argument(
+        "--max-segment-seconds",
+        type=float,
+        default=None,
+        help="with --segmentation shots: split longer shots into equal parts (default 10)",
+    )
+    parser.add_argument(
         "--detect-shots",
         action="store_const",
         const=True,
@@ -83,6 +100,21 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="DIR",
         help="with --explain: write one PNG per explained label (frame, heatmap, frame weights) here",
+    )
+    parser.add_argument(
+        "--keyframe-seconds", type=float, default=None, help="detection models: one keyframe every N s"
+    )
+    parser.add_argument(
+        "--person-min-score",
+        type=float,
+        default=None,
+        help="detection models: the person detector's threshold",
+    )
+    parser.add_argument(
+        "--boxes",
+        type=json.loads,
+        default=None,
+        help='detection models: people as JSON [{"time": t, "boxes": [[x1, y1, x2, y2], ...]}] (0..1, as shown)',
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the full JSON results")
@@ -151,6 +183,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
+    elif result.task == "detection":  # people per keyframe: CSV rows, or cues as the table
+        from app.api.detection_formats import render_detection
+
+        sys.stdout.write(render_detection("csv" if args.csv else "vtt", result.to_dict()))
     elif args.csv:
         write_csv(result, sys.stdout)
     else:
@@ -170,6 +206,8 @@ def _start_decoder(settings: Settings, video: Path, model: str, options: JobOpti
 
     try:
         spec = load_catalog(settings.models_dir).get(model)
+        if spec.task in ("detection", "person_detector"):  # its decoder needs the scan first
+            return None
         return DecodeSandbox(
             video,
             settings.allowed_format_list,

@@ -37,6 +37,8 @@ _FORM_FLAGS = (
     "crops",
     "top_k",
     "detect_shots",
+    "segmentation",
+    "max_segment_seconds",
     "callback_url",
 )
 
@@ -61,6 +63,8 @@ def register(subparsers: Any) -> None:
     submit.add_argument(
         "--detect-shots", action="store_const", const=True, default=None, help="also find shots"
     )
+    submit.add_argument("--segmentation", choices=("fixed", "shots"), default=None)
+    submit.add_argument("--max-segment-seconds", type=float, default=None)
     submit.add_argument("--callback-url", default=None, help="webhook for the final state")
     submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
     submit.add_argument(

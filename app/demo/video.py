@@ -19,9 +19,17 @@ from app.demo.raster import Frame
 
 
 def encode_h264(
-    frames: Iterable[Frame], target: str | BinaryIO, fps: int, width: int, height: int, crf: int
+    frames: Iterable[Frame],
+    target: str | BinaryIO,
+    fps: int,
+    width: int,
+    height: int,
+    crf: int,
+    *,
+    rotation: int = 0,
 ) -> None:
-    """Write ``frames`` (RGB uint8, ``height`` x ``width``) as a libx264 yuv420p mp4 to ``target``."""
+    """Write ``frames`` (RGB uint8, ``height`` x ``width``) as a libx264 yuv420p mp4 to ``target``
+    (``rotation``: display-matrix degrees, as phones record portrait video)."""
     import av
 
     if width % 2 or height % 2:
@@ -30,6 +38,8 @@ def encode_h264(
     with av.open(target, mode="w", format="mp4") as container:  # type: ignore[call-overload]
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         stream.codec_context.time_base = 1 / rate
         # One encoder thread: the bitstream is then the same on every machine (x264's
         # output depends on its thread count), and short encodes are much faster.

@@ -9,6 +9,7 @@ lapses, up to ``render_max_attempts`` claims.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from app.domain import RenderStatus
+from app.domain import RenderStatus, RenderVariant
 from app.errors import LeaseLost
 from app.settings import Settings
 from app.store.engine import SqlTables
@@ -32,26 +33,52 @@ def renders_dir(settings: Settings) -> Path:
     return settings.data_dir / "renders"
 
 
-def render_key(job_id: str, settings: Settings) -> str:
-    """The cache file name; a different height cap makes a different file."""
-    return f"{job_id}.{settings.annotate_max_height}p.mp4"
+def render_key(job_id: str, settings: Settings, variant: RenderVariant = RenderVariant.ANNOTATED) -> str:
+    """The cache entry's name: a video file per variant and height cap (a different cap makes
+    a different file), or for the explanation pictures a folder of full-size PNGs."""
+    if variant is RenderVariant.PICTURES:
+        return f"{job_id}.pictures"
+    middle = ".heatmap" if variant is RenderVariant.HEATMAP else ""
+    return f"{job_id}{middle}.{settings.annotate_max_height}p.mp4"
+
+
+def variant_of(job_id: str, key: str | None, settings: Settings) -> RenderVariant:
+    """The variant a render row's ``file_key`` names (a row from before variants has none:
+    the annotated video)."""
+    for variant in RenderVariant:
+        if key == render_key(job_id, settings, variant):
+            return variant
+    return RenderVariant.ANNOTATED
+
+
+def picture_name(segment: int, class_id: int) -> str:
+    """A picture's file in the pictures folder (as ``explain_png.write_pngs`` names it)."""
+    return f"segment-{segment:04d}-{class_id}.png"
+
+
+def remove_cached(path: Path) -> None:
+    """Remove one cache entry: a rendered video, or a folder of pictures."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def delete_cached(job_id: str, settings: Settings) -> None:
-    """Remove a job's rendered videos (every height cap)."""
+    """Remove a job's renders (every variant and height cap, and its pictures)."""
     folder = renders_dir(settings)
     if folder.is_dir():
-        for path in folder.glob(f"{job_id}.*p.mp4"):
-            path.unlink(missing_ok=True)
+        for path in [*folder.glob(f"{job_id}.*p.mp4"), *folder.glob(f"{job_id}.pictures")]:
+            remove_cached(path)
 
 
 def cached_renders(settings: Settings) -> dict[str, list[Path]]:
-    """The rendered videos in the cache by job id (every height cap), from one listing of
-    the folder, so a sweep need not list it again per job."""
+    """The renders in the cache by job id (every variant and height cap, and picture folders),
+    from one listing of the folder, so a sweep need not list it again per job."""
     folder = renders_dir(settings)
     found: dict[str, list[Path]] = {}
     if folder.is_dir():
-        for path in folder.glob("*.*p.mp4"):
+        for path in [*folder.glob("*.*p.mp4"), *folder.glob("*.pictures")]:
             found.setdefault(path.name.split(".", 1)[0], []).append(path)
     return found
 
@@ -105,9 +132,10 @@ class RenderStore(SqlTables):
             row = conn.execute(select(renders).where(renders.c.job_id == job_id)).first()
         return None if row is None else _render(row._mapping)
 
-    def request(self, job_id: str) -> Render:
+    def request(self, job_id: str, file_key: str | None = None) -> Render:
         """Queue a render unless one is queued or running; a finished one (stale cache,
-        failure) is queued again with a fresh attempt count."""
+        failure, another variant) is queued again with a fresh attempt count. ``file_key``
+        names what to render (``render_key``; None: the annotated video) until it succeeds."""
         now = self._clock()
         queued = RenderStatus.QUEUED.value
         try:
@@ -116,14 +144,19 @@ class RenderStore(SqlTables):
                 if row is None:
                     conn.execute(
                         insert(renders).values(
-                            job_id=job_id, status=queued, attempts=0, created_at=now, updated_at=now
+                            job_id=job_id,
+                            status=queued,
+                            attempts=0,
+                            file_key=file_key,
+                            created_at=now,
+                            updated_at=now,
                         )
                     )
                 elif row.status in (RenderStatus.SUCCEEDED, RenderStatus.FAILED):
                     conn.execute(
                         update(renders)
                         .where(renders.c.job_id == job_id)
-                        .values(status=queued, attempts=0, error=None, file_key=None, updated_at=now)
+                        .values(status=queued, attempts=0, error=None, file_key=file_key, updated_at=now)
                     )
         except IntegrityError:
             pass  # a concurrent request inserted it first

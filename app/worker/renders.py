@@ -1,16 +1,17 @@
-"""The worker's follow-up jobs: annotated videos. Run when no analysis job is waiting, and
-also once per ``render_every_jobs`` finished analysis jobs, so a steady backlog cannot starve
-them."""
+"""The worker's follow-up jobs: annotated videos (plain or ``overlay=heatmap``) and explanation
+pictures. Run when no analysis job is waiting, and also once per ``render_every_jobs`` finished
+analysis jobs, so a steady backlog cannot starve them."""
 
 from __future__ import annotations
 
 import logging
 
 from app.blobs import BlobStore
-from app.domain import JobStatus
+from app.domain import JobStatus, RenderVariant
+from app.errors import ServiceError
 from app.settings import Settings
 from app.store.base import JobStore
-from app.store.renders import Render, RenderStore, render_key, renders_dir
+from app.store.renders import Render, RenderStore, render_key, renders_dir, variant_of
 from app.worker.lease import LeaseKeeper
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,15 @@ class RenderRunner:
     def job_finished(self) -> None:
         """Count an analysis job this worker finished (for ``run_if_due``)."""
         self._jobs_since_render += 1
+
+    def explained(self, job_id: str) -> None:
+        """Queue the pictures of a job that succeeded with explanations. Drawn when this
+        worker is next free, so they are usually ready before anyone asks; a request that
+        finds none queues them again, so a lost queueing here only costs the asker a wait."""
+        try:
+            self.renders.request(job_id, render_key(job_id, self.settings, RenderVariant.PICTURES))
+        except ServiceError as exc:
+            log.warning("explanation pictures not queued: %s", exc, extra={"job_id": job_id})
 
     def run_if_due(self) -> bool:
         """Render one waiting video if ``render_every_jobs`` analysis jobs ran since the last
@@ -64,7 +74,7 @@ class RenderRunner:
         if not self.renders.finish(render, file_key=key):
             log.warning("annotated video: lease lost before recording", extra=extra)
         else:
-            log.info("annotated video rendered", extra=extra)
+            log.info("rendered %s", variant_of(render.job_id, key, self.settings).value, extra=extra)
         return True
 
     def _render(self, render: Render) -> str:
@@ -77,7 +87,11 @@ class RenderRunner:
         results = self.store.get_results(job.id)
         if results is None or not job.blob_key:
             raise ValueError("the job's results or video are gone")
-        key = render_key(job.id, self.settings)
+        variant = variant_of(job.id, render.file_key, self.settings)
+        key = render_key(job.id, self.settings, variant)
+        explanations = results.get("explanations") or []
+        if variant is not RenderVariant.ANNOTATED and not explanations:
+            raise ValueError("the job has no explanations to draw")
         render_in_sandbox(
             self.blobs.path(job.blob_key),
             renders_dir(self.settings) / key,
@@ -89,5 +103,8 @@ class RenderRunner:
             threads=self.settings.decode_threads,
             sandbox=self.sandbox,
             lines=None if results.get("task") == "multilabel" else 3,
+            explanations=explanations if variant is not RenderVariant.ANNOTATED else (),
+            pictures=variant is RenderVariant.PICTURES,
+            detections=results.get("detections") or (),
         )
         return key

@@ -31,7 +31,7 @@ from app.options import JobOptions
 from app.settings import Settings
 from app.store.base import JobStore
 from app.store.notify import start_listener
-from app.store.renders import cached_renders
+from app.store.renders import cached_renders, remove_cached
 from app.webhooks.dispatcher import start_dispatcher
 from app.worker.disk_full import DiskFullPause
 from app.worker.lease import LeaseKeeper
@@ -177,11 +177,12 @@ class Worker:
                 self.blobs.delete(key)
             except ValueError:  # a key this blob store could never have written
                 continue
-        # Annotated renders are copies of the video: they go with it (a job's blob key is its id).
+        # Annotated renders and explanation pictures are copies of the video: they go with it
+        # (a job's blob key is its id).
         renders = sorted(job_id for job_id in cached if job_id not in referenced)
         for job_id in renders:
             for path in cached[job_id]:
-                path.unlink(missing_ok=True)
+                remove_cached(path)
         if doomed or renders:
             log.info(
                 "storage sweep: %d videos and %d annotated renders deleted",
@@ -251,6 +252,8 @@ class Worker:
             result = work()
             analysed = time.monotonic() - started
             self._complete(keeper, result.to_dict())
+            if result.explanations and self.renders is not None:
+                self.renders.explained(job.id)  # its pictures: drawn once this worker is free
             log.info("job succeeded in %.2fs", time.monotonic() - started, extra=extra)
             timings = result.provenance.timings
             self.metrics.record_results(

@@ -12,7 +12,6 @@ through HTTP: ``explain=true`` gives explanations in the results, ``provenance``
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -23,7 +22,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from app.analysis.catalog import load_catalog
@@ -31,66 +29,25 @@ from app.analysis.engine import Analyzer
 from app.analysis.explain import cell_box, grad_cam
 from app.analysis.explain_png import STRIP, frames_at
 from app.analysis.loader import ModelLoader
-from app.analysis.transforms import ClipTransform
 from app.api.app import create_app
 from app.demo.synthetic import SyntheticScene, write_scripted_video
 from app.options import JobOptions
 from tests.conftest import REPO
 from tests.integration.conftest import app_worker, close_app, make_settings
+from tests.known_answer.explain_scenes import (
+    FORMATS,
+    FPS,
+    SCRIPT,
+    SEGMENT,
+    demo_views,
+    hit_rates,
+    randomised_correlations,
+    video,
+)
+
+__all__ = ["video"]  # the shared scripted-video fixture: imported so that pytest finds it here
 
 MODELS = REPO / "models"
-FPS = 30
-PART = 4.0
-SEGMENT = 2.0
-SCRIPT = [
-    ("moving right", PART),
-    ("static", PART),
-    ("moving up", PART),
-    ("rotating", PART),
-    ("moving left", PART),
-    ("flashing", PART),
-    ("moving down", PART),
-]
-VIDEOS = {"192x144": (SCRIPT, 192, 144, 2024), "320x240": (SCRIPT[::-1], 320, 240, 77)}
-FORMATS = ["mp4"]
-
-
-def _box(scene: SyntheticScene, frames: list[int]) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) of the foreground objects over ``frames``; None if none is visible."""
-    alpha = np.zeros((scene.height, scene.width), dtype=np.float32)
-    for index in frames:
-        alpha = np.maximum(alpha, scene.object_alpha(min(index, scene.frame_count - 1)))
-    ys, xs = np.nonzero(alpha > 0.25)
-    if not len(xs):
-        return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
-def peak_hits(scene: SyntheticScene, explanation: dict[str, Any], window: int = 1) -> bool:
-    """Whether the map's peak cell overlaps the objects' box over the frames of the peak's
-    time step and ``window`` steps either side (the layer's temporal receptive field is
-    wider still); flashed off over all of them: their box over the explained clip."""
-    heat = explanation["heatmap"]
-    data = np.asarray(heat["data"])
-    k, i, j = (int(n) for n in np.unravel_index(int(data.argmax()), data.shape))
-    x0, y0, x1, y1 = cell_box((heat["h"], heat["w"]), (scene.height, scene.width), i, j)
-    times = [f["time"] for f in explanation["frames"]]
-    per_step = max(1, len(times) // heat["t"])
-    near = times[max(0, k - window) * per_step : (k + window + 1) * per_step]
-    box = _box(scene, [round(t * FPS) for t in near]) or _box(scene, [round(t * FPS) for t in times])
-    assert box is not None, "every scripted clip shows its objects"
-    bx0, by0, bx1, by1 = box
-    return x0 < bx1 and bx0 < x1 and y0 < by1 and by0 < y1
-
-
-@pytest.fixture(scope="module", params=sorted(VIDEOS))
-def video(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, SyntheticScene]:
-    script, width, height, seed = VIDEOS[request.param]
-    path = tmp_path_factory.mktemp("explain") / "scripted.mp4"
-    write_scripted_video(path, script, fps=FPS, width=width, height=height, seed=seed)
-    return path, SyntheticScene(script, fps=FPS, width=width, height=height, seed=seed)
 
 
 def test_heatmap_peaks_on_the_acting_objects(video: tuple[Path, SyntheticScene]) -> None:
@@ -99,72 +56,21 @@ def test_heatmap_peaks_on_the_acting_objects(video: tuple[Path, SyntheticScene])
     result = analyzer.analyze(
         path, "demo_motion", JobOptions(segment_seconds=SEGMENT, explain=True)
     ).to_dict()
-    explanations = result["explanations"]
-    assert [e["segment"] for e in explanations] == [s["index"] for s in result["segments"]]
-    assert result["provenance"]["explain_backend"] == "torch"
-    scored, static, exact = [], [], []
-    for explanation, segment in zip(explanations, result["segments"], strict=True):
-        assert explanation["label"] == segment["labels"][0]["label"] and explanation["method"] == "hirescam"
-        heat = explanation["heatmap"]
-        data = np.asarray(heat["data"])
-        assert data.shape == (heat["t"], heat["h"], heat["w"]) and data.min() >= 0 and data.max() == 1.0
-        assert heat["w"] / heat["h"] == pytest.approx(scene.width / scene.height, rel=0.15)
-        part = scene.label_at(round((segment["start"] + segment["end"]) / 2 * FPS))
-        (static if part == "static" else scored).append(peak_hits(scene, explanation))
-        if part != "static":
-            exact.append(peak_hits(scene, explanation, window=0))
-    rate = sum(scored) / len(scored)
-    print(
-        f"peak on the objects: {rate:.0%} of {len(scored)} acting segments "
-        f"({sum(exact)} at the peak's own frame); static: {sum(static)}/{len(static)}"
-    )
-    assert rate >= 0.9, f"the heatmap's peak hit the acting objects in {rate:.0%} of segments"
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share theirs), for Spearman's correlation."""
-    order = values.argsort(kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(len(values))
-    for value in np.unique(values):
-        tied = values == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    ra, rb = _ranks(a.flatten().numpy()), _ranks(b.flatten().numpy())
-    if ra.std() == 0 or rb.std() == 0:
-        return 0.0
-    return float(np.corrcoef(ra, rb)[0, 1])
+    hits = hit_rates(result, scene, "hirescam")
+    print(hits.line())
+    assert hits.rate >= 0.9, f"the heatmap's peak hit the acting objects in {hits.rate:.0%} of segments"
 
 
 def test_map_depends_on_the_trained_weights() -> None:
     """Cascading randomisation (Adebayo et al., 2018): every step must change the map."""
     spec = load_catalog(MODELS).get("demo_motion")
     module = ModelLoader(MODELS, device="cpu").load(spec).module
-    transform = ClipTransform.for_spec(spec)
-    clips = []
-    for n, label in enumerate(["moving right", "rotating", "flashing", "moving up"]):
-        scene = SyntheticScene([(label, 2.0)], fps=FPS, width=192, height=144, seed=100 + n)
-        frames = [
-            transform.prepare_frame(scene.frame(k))
-            for k in range(0, 8 * spec.sampling_rate, spec.sampling_rate)
-        ]
-        view = transform.views(frames)[0]
-        assert isinstance(view, torch.Tensor)
-        with torch.inference_mode():
-            class_id = int(module(view[None]).argmax())
-        clips.append((view, class_id, grad_cam(module, view, [class_id])[0].cam))
-    randomised = copy.deepcopy(module)
-    torch.manual_seed(0)
-    blocks = list(randomised.blocks)  # type: ignore[arg-type]
-    correlations = []
-    for block in reversed(blocks):
-        for p in block.parameters():
-            torch.nn.init.normal_(p, std=0.1)
-        per_clip = [spearman(cam, grad_cam(randomised, view, [cid])[0].cam) for view, cid, cam in clips]
-        correlations.append(float(np.mean(per_clip)))
+    correlations = randomised_correlations(
+        module,
+        demo_views(spec, module),
+        lambda m: list(reversed(list(m.blocks))),  # type: ignore[arg-type]
+        lambda m, view, class_id: grad_cam(m, view, [class_id])[0].cam,
+    )
     print("mean Spearman per cascade step (head first):", [round(c, 2) for c in correlations])
     assert all(c < 0.5 for c in correlations), correlations
 

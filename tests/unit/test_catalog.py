@@ -22,6 +22,7 @@ K400 = {
     "efficient_x3d_xs", "efficient_x3d_s", "slow_r50_4x16", "slowfast_r50_4x16",
 }  # fmt: skip
 OTHER_DATASETS = {"slow_r50_ssv2", "slowfast_r50_ssv2", "slow_r50_charades", "slowfast_r50_charades"}
+OTHER_DATASETS |= {"slow_r50_detection", "slowfast_r50_detection", "fasterrcnn_resnet50_fpn_coco"}  # AVA
 PROBABILITY_MODELS = {"x3d_xs", "x3d_s", "x3d_m", "x3d_l", "r2plus1d_r50"}
 
 DEMO_ENTRY = {

@@ -95,6 +95,8 @@ def test_x3d_on_25fps_video(analyzer: Analyzer, models: Path, clip25: Path) -> N
         "top_k": 5,
         "min_score": 0.0,
         "segments": None,
+        "segmentation": "fixed",
+        "max_segment_seconds": 10.0,
         "detect_shots": False,
         "explain": False,
     }

@@ -90,7 +90,8 @@ def test_the_table_matches_the_catalog() -> None:
         if line.startswith("| `") and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 12
     }
     catalog = load_catalog(REPO / "does-not-exist")
-    assert set(rows) == set(builtin_names())
+    frame_models = {n for n in builtin_names() if catalog.get(n).task in ("classification", "multilabel")}
+    assert set(rows) == frame_models  # detection models and their detector: a table of their own
     for name, cells in rows.items():
         spec = catalog.get(name)
         assert cells[1] == f"{spec.frames}{TIMES}{spec.sampling_rate}", name

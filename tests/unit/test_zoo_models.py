@@ -37,7 +37,8 @@ HEAVY += ["slow_r50_ssv2", "slowfast_r50_ssv2", "slow_r50_charades", "slowfast_r
 @pytest.fixture(scope="module")
 def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelSpec]:
     catalog = load_catalog(tmp_path_factory.mktemp("models"))
-    return {name: catalog.get(name) for name in catalog.names()}
+    frame_tasks = ("classification", "multilabel")  # AVA detection: tests/unit/test_detection_units.py
+    return {name: catalog.get(name) for name in catalog.names() if catalog.get(name).task in frame_tasks}
 
 
 def clip_input(spec: ModelSpec, batch: int) -> torch.Tensor | list[torch.Tensor]:

@@ -62,7 +62,26 @@ _OPTION_PROPERTIES: dict[str, Any] = {
             {"type": "string", "example": "[[0, 4], [10, 12.5]]"},
         ],
     },
-    "clips_per_segment": {"type": "integer", "minimum": 1, "maximum": 10},
+    "clips_per_segment": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 10,
+        "description": "Default 1; with segmentation=shots, each segment's length over the model's clip.",
+    },
+    "segmentation": {
+        "type": "string",
+        "enum": ["fixed", "shots"],
+        "default": "fixed",
+        "description": "fixed windows, or one segment per shot (implies detect_shots; not with "
+        "segments, segment_seconds or stride_seconds).",
+    },
+    "max_segment_seconds": {
+        "type": "number",
+        "minimum": MIN_SEGMENT_SECONDS,
+        "maximum": 3600,
+        "default": 10,
+        "description": "With segmentation=shots: a longer shot is split into equal parts.",
+    },
     "crops": {"type": "integer", "enum": [1, 3]},
     "start": {"type": "number", "minimum": 0},
     "end": {"type": "number", "exclusiveMinimum": 0},

@@ -1,23 +1,22 @@
 """A job's videos: as stored (for the results page player) and annotated (labels and a
-timeline drawn on, rendered by a worker on first request, then cached). Both support
-HTTP Range, so players can seek."""
+timeline drawn on, with ``overlay=heatmap`` also each explained segment's map; rendered by a
+worker on first request, then cached). Both support HTTP Range, so players can seek."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
 
 from app.api.deps import BlobsDep, SettingsDep, StoreDep, TenantDep
+from app.api.render_cache import RenderPending, cached_or_requested
+from app.api.routes.explanations import explained
 from app.api.schemas import PROBLEM_RESPONSES, problem_response
-from app.domain import JobStatus, RenderStatus
-from app.errors import JobNotFinished, NotFound, RenderFailed
-from app.store.renders import render_key, renders_dir
-
-if TYPE_CHECKING:
-    from app.store.renders import RenderStore
+from app.domain import JobStatus, RenderVariant
+from app.errors import JobNotFinished, NotFound
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -60,10 +59,10 @@ def get_video(job_id: str, store: StoreDep, blobs: BlobsDep, tenant: TenantDep) 
     )
 
 
-class RenderPending(BaseModel):
-    job_id: str
-    status: str = Field(description="queued or running; GET again after Retry-After")
-    attempts: int
+class Overlay(StrEnum):
+    """What ``annotated.mp4`` may also draw: ``heatmap``, each explained segment's map (``explain``)."""
+
+    HEATMAP = "heatmap"
 
 
 ANNOTATED_ROUTE: dict[str, Any] = {
@@ -75,6 +74,10 @@ ANNOTATED_ROUTE: dict[str, Any] = {
             "model": RenderPending,
             "description": "Rendering was requested or is under way; poll Location after Retry-After",
         },
+        404: problem_response(
+            "Unknown job (not_found); overlay=heatmap on a job run without explain"
+            " (explain_not_requested) or with no explanations (not_found)"
+        ),
         409: problem_response(
             "Not succeeded (job_not_finished), or rendering failed (render_failed: ?retry=1)"
         ),
@@ -90,39 +93,33 @@ ANNOTATED_ROUTE: dict[str, Any] = {
 )
 @router.get("/{job_id}/annotated.mp4", **ANNOTATED_ROUTE)
 def get_annotated(
-    request: Request, job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
+    request: Request,
+    job_id: str,
+    store: StoreDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    overlay: Annotated[
+        Overlay | None, Query(description="heatmap: also blend each explained segment's map on")
+    ] = None,
 ) -> Response:
     """HEAD does what GET does (it too requests a render), so a client may poll with HEAD
-    until 200 and then fetch; its answers carry GET's status and headers, without a body."""
+    until 200 and then fetch; its answers carry GET's status and headers, without a body.
+    ``overlay=heatmap`` is a render of its own, cached beside the plain one."""
     job = store.get_job(job_id, tenant)
     if job is None:
         raise NotFound(f"no job with id {job_id[:64]!r}")
+    if overlay is Overlay.HEATMAP:
+        explained(job, store)
     if job.status is not JobStatus.SUCCEEDED:
         raise JobNotFinished(
             f"job {job.id} is {job.status.value}; it can be annotated once it has succeeded",
             job_status=job.status.value,
         )
-    renders: RenderStore = request.app.state.renders
-    key = render_key(job.id, settings)
-    render = renders.get(job.id)
-    if render is not None and render.status is RenderStatus.SUCCEEDED and render.file_key == key:
-        path = renders_dir(settings) / key
-        if path.is_file():
-            return FileResponse(
-                path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"}
-            )
-    retry = request.query_params.get("retry") == "1"
-    if render is not None and render.status is RenderStatus.FAILED and not retry:
-        raise RenderFailed(f"{render.error}; GET with ?retry=1 to queue it again")
-    if render is None or render.status in (RenderStatus.SUCCEEDED, RenderStatus.FAILED):
-        if not job.blob_key:
-            raise NotFound(f"job {job.id} has no stored video any more (deleted or expired)")
-        render = renders.request(job.id)
-        request.app.state.job_submitted.set()  # wake an idle embedded worker
-    body = RenderPending(job_id=job.id, status=render.status.value, attempts=render.attempts)
-    # On HEAD the server (uvicorn, or httpx's ASGITransport in tests) sends these headers, no body.
-    return JSONResponse(
-        body.model_dump(),
-        status_code=202,
-        headers={"Retry-After": "2", "Location": f"/v1/jobs/{job.id}/annotated.mp4"},
-    )
+    variant = RenderVariant.ANNOTATED
+    location = f"/v1/jobs/{job.id}/annotated.mp4"
+    if overlay is Overlay.HEATMAP:
+        variant, location = RenderVariant.HEATMAP, f"{location}?overlay=heatmap"
+    cached = cached_or_requested(request, job, settings, variant, location)
+    if not isinstance(cached, Path):
+        return cached
+    return FileResponse(cached, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"})

@@ -246,6 +246,8 @@ async function main() {
   renderTimeline(duration);
   renderShots(document.getElementById("timeline"), results.shots, duration, seek);
   renderTables(results);
+  setupWhy(results, duration);
+  setupTracks(results, duration);
   await addTrack();
   video.addEventListener("timeupdate", () => showTime(video.currentTime));
   document.body.dataset.ready = "true";

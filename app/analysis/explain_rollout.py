@@ -1,0 +1,200 @@
+"""MViT explained: attention rolled out through the blocks, pooled token grids and all.
+
+Attention rollout (Abnar & Zuidema, 2020) multiplies each block's token-mixing matrix, its
+attention averaged over heads with the identity added for the residual path, rows summing to
+1, from the first block to the last; the class token's row of the product says how much of
+each input patch token reached the token the head classifies. Two things differ here:
+
+* **Pooled attention.** MViT pools queries (``stride_q``: the next block has fewer tokens)
+  and keys/values (``stride_kv``), so a block's attention is (queries x keys), not square, and
+  its residual is the input pooled the query's way (``MultiScaleBlock.pool_skip``). Each
+  pooling is written as a matrix from the block's input tokens to its pooled tokens, every
+  pooled token the average of the input tokens under its window (kernel, stride, padding
+  read from the pooling layers; the class token passes through): the block's mixing is
+  ``0.5 * A @ P_kv + 0.5 * P_skip``, (output tokens x input tokens), and the product of those
+  maps the last block's tokens onto the patch-embedding grid. Only the class token's row of
+  the product is needed, so it is carried back block by block as a row vector, each pooling
+  applied axis by axis: no (tokens x tokens) matrix is built (MViT-B's first stage has 25,089
+  tokens). A learnt (``conv``) pooling
+  weighs its window unevenly; the average is the rollout's usual linear reading of it.
+* **Class-specific.** Plain rollout is the same for every label and blind to the head: the
+  weight-randomisation check (Adebayo et al., 2018) cannot pass on a map that a new head
+  leaves unchanged, and an explanation is for one label. So ``A`` is gradient-weighted, as in
+  Chefer et al. (2021, "Generic attention-model explainability"): per head
+  ``relu(dS/dA * A)``, averaged over heads, rows scaled to sum 1 (a row with no positive
+  evidence keeps only its residual). ``weighted=False`` gives Abnar & Zuidema's plain rollout.
+
+The attention matrix is a local of ``MultiScaleAttention.forward`` (pytorchvideo 0.1.5), so a
+forward hook recomputes the block's attention from its own input with the module's own
+helpers and returns that output in place of the original (same values), which puts the
+attention matrix in the graph the class score's gradient flows through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from app.analysis.explain import Cam, ExplainUnsupported, normalised
+
+METHOD = "attention-rollout"
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One block's attention (heads, queries, keys) and its token grids (t, h, w)."""
+
+    attn: torch.Tensor
+    thw_in: tuple[int, int, int]
+    thw_q: tuple[int, int, int]
+    thw_kv: tuple[int, int, int]
+
+
+def _recompute(attention: nn.Module, inputs: tuple[Any, ...], seen: list[Attention]) -> tuple[Any, Any]:
+    """``MultiScaleAttention.forward`` step for step (dropout is off in eval), keeping ``attn``."""
+    m: Any = attention
+    x, thw = inputs
+    batch, tokens, channels = x.shape
+    if m.pool_first:
+        heads = x.reshape(batch, tokens, m.num_heads, channels // m.num_heads).permute(0, 2, 1, 3)
+        q, q_shape, k, k_shape, v, v_shape = m._qkv_pool(heads, heads, heads, thw)
+        q_n, k_n, v_n = m._get_qkv_length(q_shape, k_shape, v_shape)
+        q, k, v = m._reshape_qkv_to_seq(q, k, v, q_n, v_n, k_n, batch, channels)
+        q, k, v = m._qkv_proj(q, q_n, k, k_n, v, v_n, batch, channels)
+    else:
+        q, k, v = m._qkv_proj(x, tokens, x, tokens, x, tokens, batch, channels)
+        q, q_shape, k, k_shape, v, v_shape = m._qkv_pool(q, k, v, thw)
+    attn = ((q @ k.transpose(-2, -1)) * m.scale).softmax(dim=-1)
+    out = m.proj((attn @ v).transpose(1, 2).reshape(batch, q.shape[2], channels))
+    seen.append(Attention(attn, _thw(thw), _thw(q_shape), _thw(k_shape)))
+    return out, q_shape
+
+
+def _thw(shape: Any) -> tuple[int, int, int]:
+    t, h, w = (int(n) for n in shape)
+    return t, h, w
+
+
+def _axis(size: int, out: int, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    """(out, size): output ``i`` averages the inputs under its window ``[i*s - p, i*s - p + k)``."""
+    matrix = torch.zeros(out, size)
+    for i in range(out):
+        low, high = max(0, i * stride - padding), min(size, i * stride - padding + kernel)
+        if high > low:
+            matrix[i, low:high] = 1.0 / (high - low)
+    return matrix
+
+
+def _triple(value: Any) -> tuple[int, int, int]:
+    return _thw(value if isinstance(value, tuple | list) else (value, value, value))
+
+
+Axes = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def pooling_axes(pool: nn.Module | None, thw_in: tuple[int, int, int], thw_out: tuple[int, int, int]) -> Axes:
+    """``pool`` over a (t, h, w) token grid as one (out, in) averaging matrix per axis; the
+    pooling of the flattened grid is their Kronecker product (None: no pooling, the identity)."""
+    if pool is None:
+        if thw_in != thw_out:
+            raise ExplainUnsupported(f"token grid changed from {thw_in} to {thw_out} without a pooling layer")
+        return torch.eye(thw_in[0]), torch.eye(thw_in[1]), torch.eye(thw_in[2])
+    kernel, stride, padding = (_triple(getattr(pool, name)) for name in ("kernel_size", "stride", "padding"))
+    t, h, w = (_axis(*args) for args in zip(thw_in, thw_out, kernel, stride, padding, strict=True))
+    return t, h, w
+
+
+def pool_back(row: torch.Tensor, axes: Axes, cls: bool) -> torch.Tensor:
+    """``row @ P``: a weighting of the pooled tokens (class token first, when ``cls``) carried
+    back to the tokens they were pooled from, without building P (tokens x tokens)."""
+    t, h, w = axes
+    head, grid = (row[:1], row[1:]) if cls else (row[:0], row)
+    back = torch.einsum("abc,ai,bj,ck->ijk", grid.reshape(t.shape[0], h.shape[0], w.shape[0]), t, h, w)
+    return torch.cat([head, back.flatten()])
+
+
+def _rows_to_one(matrix: torch.Tensor) -> torch.Tensor:
+    sums = matrix.sum(dim=-1, keepdim=True)
+    return torch.where(sums > 0, matrix / sums.clamp(min=1e-30), torch.zeros_like(matrix))
+
+
+def _back_through(block: nn.Module, seen: Attention, heads: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """``row @ M`` for the block's mixing ``M = 0.5 * A @ P_kv + 0.5 * P_skip`` (output tokens x
+    input tokens, rows summing to 1: a query row of ``A`` with no mass keeps only the residual)."""
+    attention: Any = block.attn
+    cls = bool(attention.has_cls_embed)
+    a = _rows_to_one(heads)
+    residual = torch.where(a.sum(dim=-1) > 0, 0.5, 1.0)
+    p_kv = pooling_axes(attention.pool_k, seen.thw_in, seen.thw_kv)
+    p_skip = pooling_axes(getattr(block, "pool_skip", None), seen.thw_in, seen.thw_q)
+    return 0.5 * pool_back(row @ a, p_kv, cls) + pool_back(row * residual, p_skip, cls)
+
+
+def _blocks(module: nn.Module) -> list[nn.Module]:
+    blocks = getattr(module, "blocks", None)
+    if not isinstance(blocks, nn.ModuleList) or not all(
+        hasattr(b, "attn") and hasattr(b.attn, "_qkv_pool") for b in blocks
+    ):
+        raise ExplainUnsupported(
+            f"{type(module).__name__} is not a pytorchvideo multiscale vision transformer"
+        )
+    return list(blocks)
+
+
+@contextmanager
+def attention_recorded(module: nn.Module) -> Iterator[list[Attention]]:
+    """While open, every forward of ``module`` (an MViT) appends each block's attention, in the
+    graph, to the list it yields; the blocks' outputs are the same values as without."""
+    seen: list[Attention] = []
+    handles = [
+        block.attn.register_forward_hook(lambda m, args, _: _recompute(m, args, seen))  # type: ignore[union-attr]
+        for block in _blocks(module)
+    ]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def rollout(
+    module: nn.Module, view: torch.Tensor, class_ids: list[int], *, weighted: bool = True
+) -> list[Cam]:
+    """Attention rollout of ``view`` (3, T, S, S) for each class id, on the patch-embedding grid;
+    the model and its parameters are left as they were (see ``explain.grad_cam``)."""
+    blocks = _blocks(module)
+    with attention_recorded(module) as seen, torch.inference_mode(False), torch.enable_grad():
+        device = next(module.parameters()).device
+        scores = module(view.detach().to(device).clone().unsqueeze(0))
+        attns = [s.attn for s in seen]
+        cams = []
+        for n, class_id in enumerate(class_ids):
+            grads: tuple[torch.Tensor | None, ...] = (None,) * len(attns)
+            if weighted:
+                grads = torch.autograd.grad(scores[0, class_id], attns, retain_graph=n + 1 < len(class_ids))
+            cams.append(normalised(class_id, _rolled(blocks, seen, grads), view.shape[1]))
+    return cams
+
+
+def _rolled(
+    blocks: list[nn.Module], seen: list[Attention], grads: tuple[torch.Tensor | None, ...]
+) -> torch.Tensor:
+    """The class token's (or, without one, the mean token's) row of the rollout, carried back
+    from the last block to the first as a row vector, as a (t, h, w) map over the patch grid."""
+    if len(seen) != len(blocks):
+        raise ExplainUnsupported("not every attention block ran once")
+    first: Any = blocks[0].attn
+    cls = bool(first.has_cls_embed)
+    tokens = seen[-1].attn.shape[-2]
+    row = torch.zeros(tokens) if cls else torch.full((tokens,), 1.0 / tokens)
+    row[0] = 1.0 if cls else row[0]
+    for block, item, grad in reversed(list(zip(blocks, seen, grads, strict=True))):
+        attn = item.attn[0].detach().cpu().float()
+        heads = attn if grad is None else torch.relu(grad[0].detach().cpu().float() * attn)
+        row = _back_through(block, item, heads.mean(dim=0), row)
+    return (row[1:] if cls else row).reshape(seen[0].thw_in)
