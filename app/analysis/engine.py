@@ -193,7 +193,7 @@ class Analyzer:
                 from app.analysis.shot_stream import StreamingShots
 
                 shots = StreamingShots() if options.segmentation is Segmentation.SHOTS else ShotRunner()
-            loaded = self.loader.load(spec)
+            loaded = self.loader.load(spec, build=False)
             model, backend = for_crops(loaded, *self.backends.resolve(loaded), options.crops)
             scan = sandbox.scan() if sandbox else scan_video(video_path, self.allowed_formats, self.limits)
             fast = self._fast_decode(scan) and shots is None  # shots need every frame anyway

@@ -15,8 +15,7 @@ import inspect
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +45,44 @@ _BUILDER_PREFIX = "pytorchvideo.models."
 _SHOW = 5
 
 
-@dataclass(frozen=True)
 class LoadedModel:
-    spec: ModelSpec
-    module: nn.Module
-    weights_path: Path
-    sha256: str
-    device: str
-    nbytes: int
+    """A catalog model's checked weights file, and its PyTorch module built on first use.
+
+    Built lazily because a worker whose backend is a verified export (OpenVINO, ONNX Runtime,
+    made from this very file: same sha256) never runs it: not building it spares importing
+    pytorchvideo and torchvision (about 2 CPU s of a CLI run here) and the module's memory.
+    A file that does not fit the model fails where the module is first needed (``WeightsInvalid``).
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        build: Callable[[], nn.Module],
+        weights_path: Path,
+        sha256: str,
+        device: str,
+        nbytes: int,
+    ) -> None:
+        self.spec, self.weights_path, self.sha256, self.device = spec, weights_path, sha256, device
+        self.nbytes = nbytes
+        """The file's size until the module is built, then its parameters and buffers."""
+        self._build: Callable[[], nn.Module] | None = build
+        self._module: nn.Module | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def built(self) -> bool:
+        return self._module is not None
+
+    @property
+    def module(self) -> nn.Module:
+        with self._lock:
+            if self._module is None:
+                assert self._build is not None
+                self._module = self._build()
+                self._build = None
+                self.nbytes = _nbytes(self._module)
+            return self._module
 
 
 def _tuples(value: Any) -> Any:
@@ -185,7 +214,15 @@ class ModelLoader:
             log.info("fetched %s: %d bytes, sha256 %s", spec.weights, fetched.size, fetched.sha256)
         return path
 
-    def load(self, spec: ModelSpec) -> LoadedModel:
+    def load(self, spec: ModelSpec, *, build: bool = True) -> LoadedModel:
+        """The model, its file checked against the lock; ``build=False`` leaves the PyTorch
+        module to be built on first use (the engine: an export may run instead)."""
+        loaded = self._cached(spec)
+        if build:
+            loaded.module  # noqa: B018 (built and checked now: a bad file fails here)
+        return loaded
+
+    def _cached(self, spec: ModelSpec) -> LoadedModel:
         path = self.weights_path(spec)
         stat = path.stat()
         identity = (spec.builder, repr(spec.builder_kwargs), spec.checkpoint_key)
@@ -210,9 +247,13 @@ class ModelLoader:
                 f"{spec.weights} sha256 is {digest} but weights.lock.json records {recorded}; "
                 "the file is corrupt or was replaced (re-fetch it, or re-run `models hash` if intended)"
             )
+        return LoadedModel(
+            spec, lambda: self._build(spec, path), path, digest, self.device, path.stat().st_size
+        )
+
+    def _build(self, spec: ModelSpec, path: Path) -> nn.Module:
         model = build_model(spec)
         state = _strip_prefix(read_state_dict(path, spec), model.state_dict())
         check_state_dict(model, state, spec.weights)
         model.load_state_dict(state, strict=True)
-        model = fresh_inputs(model).eval().to(self.device)
-        return LoadedModel(spec, model, path, digest, self.device, _nbytes(model))
+        return fresh_inputs(model).eval().to(self.device)

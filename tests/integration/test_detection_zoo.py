@@ -179,3 +179,46 @@ async def test_refused_at_submission(
             assert (await client.get("/v1/jobs")).json()["items"] == []
     finally:
         close_app(app)
+
+
+def test_a_multi_job_worker_runs_a_detection_job_beside_a_classifier(
+    tmp_path: Path, ava_models: Path
+) -> None:
+    """The detection task shares the scheduler with a classification task (one batch of
+    keyframes per step): both succeed, and the detections are those of the job run alone."""
+    import uuid
+
+    from app.analysis.engine import Analyzer
+    from app.analysis.probe import probe_video
+    from app.blobs import LocalBlobStore
+    from app.domain import JobStatus, NewJob
+    from app.options import JobOptions
+    from app.store.factory import open_store
+    from app.worker.multi import MultiJobWorker
+
+    settings = make_settings(tmp_path, ava_models, worker_jobs_in_flight=2, batch_size=2, poll_interval=0.05)
+    store, blobs = open_store(settings), LocalBlobStore(settings.videos_dir)
+    analyzer = Analyzer.from_settings(settings)
+    jobs = {}
+    for model, options in (("slow_r50_detection", {"boxes": BOXES, "min_score": 0.0}), ("x3d_xs", {})):
+        job_id = uuid.uuid4().hex
+        writer = blobs.writer(job_id)
+        writer.write(VIDEO.read_bytes())
+        writer.commit()
+        info = probe_video(
+            blobs.path(job_id), filename=VIDEO.name, allowed_formats=settings.allowed_format_list
+        )
+        store.create_job(
+            NewJob(id=job_id, model=model, options=options, video=info, blob_key=job_id, max_attempts=1)
+        )
+        jobs[model] = job_id
+    worker = MultiJobWorker(store=store, blobs=blobs, settings=settings, analyzer_factory=lambda: analyzer)
+    worker.drain()
+    for job_id in jobs.values():
+        job = store.get_job(job_id)
+        assert job is not None and job.status is JobStatus.SUCCEEDED, job
+    together = store.get_results(jobs["slow_r50_detection"])
+    alone = analyzer.analyze(VIDEO, "slow_r50_detection", JobOptions(boxes=BOXES, min_score=0.0)).to_dict()
+    assert together is not None and together["detections"] == alone["detections"]
+    assert together["tracks"] == alone["tracks"] and len(together["detections"]) == 5
+    store.close()
