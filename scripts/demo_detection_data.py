@@ -7,7 +7,8 @@ yields what each model is fed at inference:
 
 * the action head: the window's 8 sampled frames scaled to a 64-pixel short side and
   normalised, the keyframe boxes in that clip's pixels, and each object's class id;
-* the detector: a frame of the window at its scale, and its boxes (normalised).
+* the detector: each frame of the clip (at its scale) with its boxes, normalised; held-out
+  checks use the keyframe, as the pipeline does.
 
 Frames go through the same libx264 routes as ``demo_motion``'s training (the whole window,
 only the sampled frames, or none), so both models learn compression artefacts.
@@ -47,19 +48,35 @@ _P = np.array([ACTION_WEIGHTS.get(c, 1.0) for c in CLASSES])
 _P = _P / _P.sum()
 
 
+KEY = OFFSETS.index(0)
+"""The keyframe's place in the clip: what the person detector sees at inference."""
+
+
 @dataclass(frozen=True)
 class Example:
     clip: np.ndarray  # float16 (3, T, h, w), normalised
-    rois: np.ndarray  # float32 (N, 4) x1, y1, x2, y2 in clip pixels
+    rois: np.ndarray  # float32 (N, 4) x1, y1, x2, y2 in clip pixels, at the keyframe
     labels: np.ndarray  # int64 (N,)
-    image: np.ndarray  # float16 (3, h, w), the detector's input
-    boxes: np.ndarray  # float32 (N, 4) normalised, on ``image``
+    frame_boxes: np.ndarray  # float32 (T, N, 4) normalised, on each frame of the clip
+
+    def frame(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Clip frame ``j`` (3, h, w) at the detector's scale, and its boxes: every frame of a
+        clip is a detector training image (eight times the images for no extra rendering)."""
+        return self.clip[:, j], self.frame_boxes[j]
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.clip[:, KEY]
+
+    @property
+    def boxes(self) -> np.ndarray:
+        return self.frame_boxes[KEY]
 
 
 def _scene(split: str, index: int, rng: np.random.Generator) -> DetectionScene:
     sizes = TRAIN_SIZES if split == "train" else VAL_SIZES
     width, height = sizes[int(rng.integers(len(sizes)))]
-    base_seed = 3_000_000 if split == "train" else 4_000_000
+    base_seed = {"train": 3_000_000, "val": 4_000_000, "cal": 5_000_000}[split]
     for attempt in range(20):
         count = int(rng.choice(COUNTS))
         actions = [CLASSES[int(i)] for i in rng.choice(len(CLASSES), size=count, p=_P)]
@@ -92,7 +109,7 @@ def clip_frames(scene: DetectionScene, split: str, rng: np.random.Generator) -> 
 
 def make_example(job: tuple[str, int]) -> Example:
     split, index = job
-    rng = np.random.default_rng([SEED, 0 if split == "train" else 1, index])
+    rng = np.random.default_rng([SEED, {"train": 0, "val": 1}.get(split, 2), index])
     scene = _scene(split, index, rng)
     frames = clip_frames(scene, split, rng)
     x = torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2).float() / 255.0  # (3, T, H, W)
@@ -102,14 +119,11 @@ def make_example(job: tuple[str, int]) -> Example:
     boxes = np.array(scene.boxes(t_key), dtype=np.float32)
     rois = boxes * np.array([w, h, w, h], dtype=np.float32)
     labels = np.array([CLASSES.index(scene.label(i, t_key)) for i in range(scene.object_count)])
-    pick = int(rng.integers(FRAMES))  # the detector sees one of the sampled frames
-    t_pick = (KEYFRAME + OFFSETS[pick]) / scene.fps
     return Example(
         clip=clip.numpy().astype(np.float16),
         rois=rois,
         labels=labels,
-        image=clip[:, pick].numpy().astype(np.float16),
-        boxes=np.array(scene.boxes(t_pick), dtype=np.float32),
+        frame_boxes=np.array([scene.boxes((KEYFRAME + o) / scene.fps) for o in OFFSETS], dtype=np.float32),
     )
 
 

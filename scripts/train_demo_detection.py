@@ -37,18 +37,20 @@ for extra in (ROOT, ROOT / "scripts"):
         sys.path.insert(0, str(extra))
 
 import demo_detection_data as data  # noqa: E402
+import demo_detection_outputs as outputs  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import train_demo_model as base  # noqa: E402
-from demo_detection_outputs import write_outputs  # noqa: E402
+from demo_detection_eval import calibrate, evaluate  # noqa: E402
 
-from app.analysis.detection_types import box_iou  # noqa: E402
 from app.demo.detection_models import STRIDE, ActionHead, StandInDetector  # noqa: E402
 
 TRAIN = 2400
 VAL = 300
-DET_STEPS, DET_BATCH, DET_LR = 1500, 32, 4e-3
+CAL = 200
+"""Held-out scenes (their own seeds) the detector's scores are calibrated on."""
+DET_STEPS, DET_BATCH, DET_LR = 4000, 32, 4e-3
 HEAD_STEPS, HEAD_BATCH, HEAD_LR = 1200, 16, 3e-3
 JITTER = 0.1
 EMA_DECAY = 0.99
@@ -147,7 +149,8 @@ def detector_batch(
     """Randomly flipped images (B, 3, h, w) of examples ``idx`` (one size) and their boxes."""
     xs, boxes = [], []
     for i in idx:
-        x, b = torch.from_numpy(examples[i].image).float(), examples[i].boxes
+        image, b = examples[i].frame(int(torch.randint(data.FRAMES, (1,), generator=gen)))
+        x = torch.from_numpy(image).float()
         flips = torch.rand(2, generator=gen) < 0.5
         if flips[0]:
             x, b = x.flip(-1), _flip_boxes(b, True)
@@ -238,45 +241,6 @@ def train_head(examples: list[data.Example], steps: int) -> tuple[ActionHead, fl
     return ema, time.monotonic() - started
 
 
-@torch.no_grad()
-def evaluate(det: StandInDetector, head: ActionHead, val: list[data.Example]) -> dict[str, Any]:
-    """Detector recall at IoU >= 0.5 (score >= 0.8 and >= 0.5), false positives, head accuracy on true boxes."""
-    det.eval()
-    head.eval()
-    objects = found_08 = found_05 = false_08 = right = 0
-    scores_true: list[float] = []
-    per_class = {c: [0, 0] for c in data.CLASSES}
-    for e in val:
-        x = torch.from_numpy(e.image).float()[None]
-        heat, size, offset = det(x)
-        found = det.decode(heat[0, 0], size[0], offset[0], x.shape[-2], x.shape[-1])
-        truth = [tuple(b) for b in e.boxes.tolist()]
-        for t in truth:
-            best = max((p for p in found if box_iou(p.box, t) >= 0.5), key=lambda p: p.score, default=None)
-            objects += 1
-            found_05 += best is not None and best.score >= 0.5
-            found_08 += best is not None and best.score >= 0.8
-            if best is not None:
-                scores_true.append(best.score)
-        false_08 += sum(1 for p in found if p.score >= 0.8 and all(box_iou(p.box, t) < 0.5 for t in truth))
-        rois = torch.cat([torch.zeros(len(e.rois), 1), torch.from_numpy(e.rois)], 1)
-        pred = head(torch.from_numpy(e.clip).float()[None], rois).argmax(1)
-        for p, y in zip(pred.tolist(), e.labels.tolist(), strict=True):
-            per_class[data.CLASSES[y]][0] += p == y
-            per_class[data.CLASSES[y]][1] += 1
-            right += p == y
-    return {
-        "images": len(val),
-        "objects": objects,
-        "recall_08": found_08 / objects,
-        "recall_05": found_05 / objects,
-        "false_08_per_image": false_08 / len(val),
-        "median_true_score": float(np.median(scores_true)) if scores_true else 0.0,
-        "action_accuracy": right / objects,
-        "per_class": per_class,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -289,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val", type=int, default=VAL, help=f"held-out scenes (default {VAL})")
     parser.add_argument("--det-steps", type=int, default=DET_STEPS)
     parser.add_argument("--head-steps", type=int, default=HEAD_STEPS)
+    parser.add_argument(
+        "--keep-head", action="store_true", help="retrain the detector only; the head from <out>"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(data.SEED)
@@ -297,10 +264,20 @@ def main(argv: list[str] | None = None) -> int:
     render_s = time.monotonic() - t0
     print(f"rendered {len(train)} scenes in {render_s:.0f} s", flush=True)
     det, det_s = train_detector(train, args.det_steps)
-    head, head_s = train_head(train, args.head_steps)
+    if args.keep_head:
+        head, head_s = ActionHead(**outputs.HEAD_KWARGS), None
+        head.load_state_dict(torch.load(args.out / f"{outputs.HEAD}.pyth", weights_only=True)["model_state"])
+        head.eval()
+    else:
+        head, head_s = train_head(train, args.head_steps)
     del train
+    scale, shift = calibrate(det, data.render("cal", CAL, args.processes))
+    print(f"calibrated detector scores: sigmoid({scale:.3f} * logit + {shift:.3f})", flush=True)
     facts = evaluate(det, head, data.render("val", args.val, args.processes))
     facts.update(
+        cal=CAL,
+        score_scale=scale,
+        score_shift=shift,
         train=args.train,
         det_steps=args.det_steps,
         head_steps=args.head_steps,
@@ -311,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         total_s=time.monotonic() - t0,
     )
     print({k: v for k, v in facts.items()}, flush=True)
-    write_outputs(args.out, det, head, facts)
+    outputs.write_outputs(args.out, det, head, facts)
     return 0
 
 

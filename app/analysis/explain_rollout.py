@@ -3,7 +3,7 @@
 Attention rollout (Abnar & Zuidema, 2020) multiplies each block's token-mixing matrix, its
 attention averaged over heads with the identity added for the residual path, rows summing to
 1, from the first block to the last; the class token's row of the product says how much of
-each input patch token reached the token the head classifies. Two things differ here:
+each input patch token reached the token the head classifies. Three things differ here:
 
 * **Pooled attention.** MViT pools queries (``stride_q``: the next block has fewer tokens)
   and keys/values (``stride_kv``), so a block's attention is (queries x keys), not square, and
@@ -15,8 +15,13 @@ each input patch token reached the token the head classifies. Two things differ 
   maps the last block's tokens onto the patch-embedding grid. Only the class token's row of
   the product is needed, so it is carried back block by block as a row vector, each pooling
   applied axis by axis: no (tokens x tokens) matrix is built (MViT-B's first stage has 25,089
-  tokens). A learnt (``conv``) pooling
-  weighs its window unevenly; the average is the rollout's usual linear reading of it.
+  tokens). A learnt (``conv``) pooling weighs its window unevenly; the average is the
+  rollout's usual linear reading of it.
+* **Coverage.** Overlapping windows (kernel ``stride + 1``) put some input tokens under two
+  windows and others under one, so the rolled-out row carries a lattice that has nothing to do
+  with the clip (on the demo MViT it kept a fully re-initialised model's map at a rank
+  correlation of 0.6 with the trained one's). The row is divided by the same row for uniform
+  attention, the content-free rollout through the same poolings: even attention, a flat map.
 * **Class-specific.** Plain rollout is the same for every label and blind to the head: the
   weight-randomisation check (Adebayo et al., 2018) cannot pass on a map that a new head
   leaves unchanged, and an explanation is for one label. So ``A`` is gradient-weighted, as in
@@ -184,17 +189,28 @@ def rollout(
 def _rolled(
     blocks: list[nn.Module], seen: list[Attention], grads: tuple[torch.Tensor | None, ...]
 ) -> torch.Tensor:
-    """The class token's (or, without one, the mean token's) row of the rollout, carried back
-    from the last block to the first as a row vector, as a (t, h, w) map over the patch grid."""
+    """The class token's (or, without one, the mean token's) row of the rollout over the patch
+    grid (t, h, w), divided by the same row for uniform attention (``coverage``)."""
     if len(seen) != len(blocks):
         raise ExplainUnsupported("not every attention block ran once")
+    mixed = []
+    for item, grad in zip(seen, grads, strict=True):
+        attn = item.attn[0].detach().cpu().float()
+        mixed.append(
+            (attn if grad is None else torch.relu(grad[0].detach().cpu().float() * attn)).mean(dim=0)
+        )
+    content = _carried(blocks, seen, mixed)
+    coverage = _carried(blocks, seen, [torch.ones_like(m) for m in mixed])
+    return torch.where(coverage > 0, content / coverage.clamp(min=1e-30), torch.zeros_like(content))
+
+
+def _carried(blocks: list[nn.Module], seen: list[Attention], mixed: list[torch.Tensor]) -> torch.Tensor:
+    """The rollout's class-token row carried back from the last block to the first, as a row vector."""
     first: Any = blocks[0].attn
     cls = bool(first.has_cls_embed)
     tokens = seen[-1].attn.shape[-2]
     row = torch.zeros(tokens) if cls else torch.full((tokens,), 1.0 / tokens)
     row[0] = 1.0 if cls else row[0]
-    for block, item, grad in reversed(list(zip(blocks, seen, grads, strict=True))):
-        attn = item.attn[0].detach().cpu().float()
-        heads = attn if grad is None else torch.relu(grad[0].detach().cpu().float() * attn)
-        row = _back_through(block, item, heads.mean(dim=0), row)
+    for block, item, heads in reversed(list(zip(blocks, seen, mixed, strict=True))):
+        row = _back_through(block, item, heads, row)
     return (row[1:] if cls else row).reshape(seen[0].thw_in)

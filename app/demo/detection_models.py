@@ -75,6 +75,11 @@ class StandInDetector(nn.Module):
         bias = self.heat.bias
         assert bias is not None
         nn.init.constant_(bias, -2.2)  # CenterNet: start from "mostly background"
+        # Platt scaling of a peak's logit, fitted after training on held-out scenes: the score is
+        # then the chance that the peak is one of the scene's objects, as ``person_min_score``
+        # (0.8 by default, a Faster R-CNN's) reads it; a raw CenterNet peak is no probability.
+        self.register_buffer("score_scale", torch.ones(()))
+        self.register_buffer("score_shift", torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x``: normalised (B, 3, H, W) at the detector's scale -> maps at 1/:data:`STRIDE`."""
@@ -101,11 +106,13 @@ class StandInDetector(nn.Module):
     def decode(
         self, heat: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, height: int, width: int
     ) -> list[PersonBox]:
-        """Local maxima of the heatmap (3x3) -> boxes, best first, at most ``max_objects``."""
+        """Local maxima of the heatmap (3x3) -> boxes, best first, at most ``max_objects``, each
+        with its calibrated score."""
         score = torch.sigmoid(heat)
         peaks = (score == F.max_pool2d(score[None], 3, 1, 1)[0]) & (score >= 0.05)
         ys, xs = torch.nonzero(peaks, as_tuple=True)
         order = torch.argsort(score[ys, xs], descending=True)[: self.max_objects]
+        sure = torch.sigmoid(self.score_scale * heat + self.score_shift)
         out = []
         for i in order.tolist():
             y, x = int(ys[i]), int(xs[i])
@@ -117,7 +124,7 @@ class StandInDetector(nn.Module):
                 ((cx - w / 2) / width, (cy - h / 2) / height, (cx + w / 2) / width, (cy + h / 2) / height)
             )
             if box[0] < box[2] and box[1] < box[3]:
-                out.append(PersonBox(box=box, score=float(score[y, x])))
+                out.append(PersonBox(box=box, score=float(sure[y, x])))
         return out
 
 

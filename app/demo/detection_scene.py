@@ -48,8 +48,9 @@ HALF_LENGTH_RANGE = (0.08, 0.12)
 fit side by side and still have room to move."""
 SPEED_RANGE = (0.14, 0.24)
 """Stage sides per second of a move (slowed further only when the stage has no room)."""
-DIM = 0.3
-"""Coverage of a ``flashing`` object while it is "off": faint, but still on the keyframe."""
+DIM = 0.5
+"""Coverage of a ``flashing`` object while it is "off": half blended into the backdrop, still on
+the keyframe (at 0.3 a person stand-in detector missed nearly half of them)."""
 GAP = 0.03
 """Smallest distance, stage units, between two objects' bounding circles."""
 _STREAM = 3

@@ -131,6 +131,18 @@ def test_rollout_is_a_map_over_the_patch_grid_and_touches_nothing(weighted: bool
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
+def test_content_free_attention_gives_a_flat_map_not_the_pooling_lattice() -> None:
+    """With queries and keys zeroed every attention row is uniform: what is left of the rollout
+    is the poolings' overlap pattern, which dividing by the coverage removes."""
+    net = tiny_mvit()
+    for block in net.blocks:  # type: ignore[union-attr]
+        for layer in (block.attn.q, block.attn.k):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    cam = rollout(net, torch.randn(3, 4, 32, 32), [0], weighted=False)[0].cam
+    assert torch.allclose(cam, torch.ones_like(cam), atol=1e-5)
+
+
 def tiny_slowfast(classes: int = 5) -> nn.Module:
     """SlowFast R50's layout with 16 + 2 stem channels, for 64-pixel clips of 8 fast frames."""
     torch.manual_seed(5)
@@ -239,12 +251,14 @@ def test_trained_slowfast_map_points_at_the_square_and_depends_on_the_weights(
 
 
 def _zoo_model(tmp_path: Path, name: str) -> Path:
-    """A models dir holding a random-init checkpoint of zoo entry ``name``, in the zoo's layout."""
+    """A models dir holding a random-init checkpoint of zoo entry ``name``, in the zoo's layout
+    (``model_state``, or the bare state dict where the zoo ships one)."""
     models = tmp_path / "models"
     models.mkdir()
     spec = load_catalog(models).get(name)
     torch.manual_seed(0)
-    torch.save({"model_state": build_model(spec).state_dict()}, models / spec.weights)
+    state = build_model(spec).state_dict()
+    torch.save(state if spec.checkpoint_key is None else {spec.checkpoint_key: state}, models / spec.weights)
     return models
 
 
