@@ -20,8 +20,9 @@ from app.demo.detection_models import ActionHead, StandInDetector
 
 
 def calibrate(det: StandInDetector, examples: list[data.Example]) -> tuple[float, float]:
-    """Platt scaling of the detector's peak logits on held-out scenes: a logistic regression of
-    "this peak is an object (IoU >= 0.5, one peak per object)" on the logit; stored in the model."""
+    """Platt scaling of the detector's peak scores on held-out scenes: a logistic regression of
+    "this peak is an object (IoU >= 0.5, one peak per object)" on the log heat mass around the
+    peak (the logit of the score ``decode`` gives before calibration); stored in the model."""
     logits, hits = [], []
     with torch.no_grad():
         for e in examples:

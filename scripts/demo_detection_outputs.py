@@ -109,8 +109,8 @@ or AVA actions.**
 - `{DETECTOR}` (`"task": "person_detector"`): `app.demo.detection_models.demo_person_detector`, a
   tiny CenterNet (centre heatmap, log box size, sub-cell offset at 1/4 of the frame scaled to a
   64-pixel short side), {sizes["detector_params"]:,} parameters, `{DETECTOR}.pth`
-  ({sizes["detector_bytes"]:,} bytes, a bare state dict). Score: the heatmap peak's logit
-  Platt-scaled, `sigmoid({facts["score_scale"]:.3f} * logit + {facts["score_shift"]:.3f})`, fitted
+  ({sizes["detector_bytes"]:,} bytes, a bare state dict). Score: the log heat mass of the
+  peak's 3x3 cells Platt-scaled, `sigmoid({facts["score_scale"]:.3f} * log(mass) + {facts["score_shift"]:.3f})`, fitted
   on {facts["cal"]} held-out scenes: the chance that a peak is an object, which is what the
   default `person_min_score` 0.8 asks of a Faster R-CNN's scores.
 - `{HEAD}` (`"task": "detection"`, `"person_detector": "{DETECTOR}"`):

@@ -24,7 +24,13 @@ def test_a_heatmap_peak_decodes_to_its_box() -> None:
     offset = torch.zeros(2, 16, 21)
     offset[:, 5, 7] = torch.tensor([0.25, 0.5])
     found = det.decode(heat, size, offset, 64, 85)
-    assert len(found) == 2 and found[0].score == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item())
+    mass = float(torch.sigmoid(heat[4:7, 6:9]).sum())  # uncalibrated: the score is mass / (1 + mass)
+    assert len(found) == 2 and found[0].score == pytest.approx(mass / (1 + mass))
+    det.score_scale.fill_(2.0)
+    det.score_shift.fill_(-1.0)
+    calibrated = det.decode(heat, size, offset, 64, 85)[0]
+    assert calibrated.score == pytest.approx(1 / (1 + math.exp(-(2.0 * math.log(mass) - 1.0))))
+    assert calibrated.box == found[0].box
     cx, cy = 7.25 * STRIDE, 5.5 * STRIDE
     assert found[0].box == pytest.approx(((cx - 6) / 85, (cy - 3) / 64, (cx + 6) / 85, (cy + 3) / 64))
     assert found[1].score < found[0].score

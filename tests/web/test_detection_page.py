@@ -3,11 +3,15 @@ and each track's box drawn over the video, in its colour, where the object is.""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
+import numpy as np
 
+from app.analysis.annotate import colour
 from app.demo.detection_scene import write_detection_video
 from tests.web.conftest import ARTIFACTS, LiveServer
 
@@ -65,6 +69,27 @@ def test_tracks_and_boxes_over_the_playing_video(
     page.evaluate("() => { const v = document.getElementById('video'); v.muted = true; v.play(); }")
     page.wait_for_function(f"() => document.getElementById('video').currentTime > {at + 1.2}", timeout=20_000)
     assert int(page.evaluate("() => document.getElementById('box-canvas').dataset.boxes")) >= 1
+
+    # The annotated MP4 (rendered by the embedded worker) has the boxes drawn in: at a keyframe,
+    # each person's box edge is in its track's colour.
+    page.click("#annotated")
+    page.wait_for_selector("body[data-annotated=true]", timeout=90_000)
+    video = httpx.get(f"{live_server.base}/v1/jobs/{job['id']}/annotated.mp4", timeout=60).content
+    with av.open(io.BytesIO(video)) as container:
+        frames = [(f.time, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    _, shown = min(frames, key=lambda f: abs(f[0] - at))
+    height, width = shown.shape[:2]
+    for d in here:
+        x1, y1, _, y2 = d["box"]
+        edge = shown[round((y1 + y2) / 2 * height), max(0, round(x1 * width) - 2) : round(x1 * width) + 3]
+
+        def distance(track: int, edge: np.ndarray = edge) -> int:
+            return int(np.abs(edge.astype(int) - np.array(colour(track))).sum(axis=1).min())
+
+        others = [distance(o["track_id"]) for o in here if o["track_id"] != d["track_id"]]
+        assert distance(d["track_id"]) < min([*others, 150]), (
+            f"track {d['track_id']}: {edge} at its box's edge"
+        )
     assert not page.console_errors, page.console_errors
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "detection_page.png"), full_page=True)

@@ -44,7 +44,9 @@ function drawPeople() {
   canvas.height = video.clientHeight;
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const shown = canvas.width ? boxesAt(video.currentTime) : [];
+  // The annotated video has the same boxes burned in: drawing them again would double them.
+  const burnedIn = document.body.dataset.annotated === "true";
+  const shown = canvas.width && !burnedIn ? boxesAt(video.currentTime) : [];
   canvas.dataset.boxes = String(shown.length);
   canvas.dataset.tracks = shown.map((s) => s.id).join(",");
   if (!shown.length) return;
