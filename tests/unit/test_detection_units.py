@@ -103,6 +103,28 @@ def test_tracker_follows_people_by_iou_survives_one_miss_and_splits_on_a_jump() 
     assert box_iou(a, shift) > 0.3 > box_iou(a, b)
 
 
+def test_tracker_keeps_a_fast_walker_whose_boxes_never_overlap_and_swaps_no_one() -> None:
+    """At one keyframe a second a walker moves 1.5 box widths per keyframe (no IoU between
+    consecutive boxes); a still person stands below, a second walker comes the other way."""
+
+    def box(x: float, y: float) -> tuple[float, float, float, float]:
+        return (x, y, x + 0.08, y + 0.3)
+
+    frames = [
+        [box(0.05 + 0.12 * k, 0.1), box(0.5, 0.6), box(0.85 - 0.1 * k, 0.25)] for k in range(7)
+    ]
+    ids = assign_tracks(frames)
+    assert all(row == [1, 2, 3] for row in ids), ids
+    assert box_iou(frames[0][0], frames[1][0]) == 0.0  # IoU alone would have cut the walker
+
+
+def test_tracker_links_a_near_box_only_when_its_size_fits() -> None:
+    small, far_small, big = (0.1, 0.1, 0.2, 0.3), (0.22, 0.1, 0.32, 0.3), (0.2, 0.0, 0.6, 0.9)
+    assert assign_tracks([[small], [far_small]]) == [[1], [1]]
+    assert assign_tracks([[small], [big]]) == [[1], [2]]
+    assert assign_tracks([[small], [(0.8, 0.6, 0.9, 0.8)]]) == [[1], [2]]  # too far
+
+
 def test_tracks_have_runs_of_consecutive_keyframes_keeping_a_label() -> None:
     stand, talk = Label("stand", 12, 0.9), Label("talk to", 79, 0.5)
     seen = [
