@@ -12,6 +12,7 @@ from typing import Any
 
 import demo_detection_data as data
 import torch
+from demo_training import write_entries
 
 from app.analysis.lockfile import record_sha256
 from app.demo.detection_models import ActionHead, StandInDetector
@@ -78,10 +79,7 @@ def head_entry() -> dict[str, Any]:
 
 def write_manifest(out: Path) -> None:
     """Add or replace the pair's entries in <out>/manifest.json, keeping every other entry."""
-    path = out / "manifest.json"
-    models = json.loads(path.read_text())["models"] if path.exists() else []
-    models = [m for m in models if m.get("name") not in (DETECTOR, HEAD)] + [detector_entry(), head_entry()]
-    path.write_text(json.dumps({"models": models}, indent=2) + "\n")
+    write_entries(out, [detector_entry(), head_entry()])
 
 
 def write_report(out: Path, facts: dict[str, Any], sizes: dict[str, int]) -> None:

@@ -43,6 +43,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import train_demo_model as base  # noqa: E402
 from demo_detection_eval import calibrate, evaluate  # noqa: E402
+from demo_training import ema_update, smoothed  # noqa: E402
 
 from app.demo.detection_models import STRIDE, ActionHead, StandInDetector  # noqa: E402
 
@@ -63,15 +64,6 @@ def _schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_schedule
         opt,
         lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (steps - warm))),
     )
-
-
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int) -> None:
-    decay = min(EMA_DECAY, (1 + step) / (10 + step))
-    with torch.no_grad():
-        for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-            p_ema.mul_(decay).add_(p, alpha=1 - decay)
-        for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
-            b_ema.copy_(b)
 
 
 @torch.no_grad()
@@ -175,8 +167,8 @@ def train_detector(examples: list[data.Example], steps: int) -> tuple[StandInDet
         loss.backward()
         opt.step()
         sched.step()
-        _ema_update(ema, model, step)
-        run = 0.9 * run + 0.1 * loss.item() if step > 1 else loss.item()
+        ema_update(ema, model, step, EMA_DECAY, buffers=True)
+        run = smoothed(run, loss.item(), step)
         if step % 100 == 0 or step == steps:
             print(
                 f"  detector {step:4d}/{steps}  loss {run:.3f}  {time.monotonic() - started:5.0f} s",
@@ -229,8 +221,8 @@ def train_head(examples: list[data.Example], steps: int) -> tuple[ActionHead, fl
         loss.backward()
         opt.step()
         sched.step()
-        _ema_update(ema, model, step)
-        run = 0.9 * run + 0.1 * loss.item() if step > 1 else loss.item()
+        ema_update(ema, model, step, EMA_DECAY, buffers=True)
+        run = smoothed(run, loss.item(), step)
         acc = 0.9 * acc + 0.1 * float((logits.argmax(1) == y).float().mean()) if step > 1 else 0.0
         if step % 50 == 0 or step == steps:
             print(

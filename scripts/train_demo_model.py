@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from demo_training import budget_reached, ema_update, smoothed, write_entries  # noqa: E402
 
 from app.analysis.lockfile import record_sha256  # noqa: E402
 from app.demo.classes import CLASSES  # noqa: E402
@@ -238,24 +239,16 @@ def train(
         loss.backward()
         opt.step()
         sched.step()
-        decay = min(EMA_DECAY, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-                p_ema.mul_(decay).add_(p, alpha=1 - decay)
-        run_loss = 0.9 * run_loss + 0.1 * loss.item() if step > 1 else loss.item()
-        acc = float((logits.argmax(1) == y).float().mean())
-        run_acc = 0.9 * run_acc + 0.1 * acc if step > 1 else acc
+        ema_update(ema, model, step, EMA_DECAY)
+        run_loss = smoothed(run_loss, loss.item(), step)
+        run_acc = smoothed(run_acc, float((logits.argmax(1) == y).float().mean()), step)
         elapsed = time.monotonic() - started
         if step % 20 == 0 or step == STEPS:
             print(
                 f"  step {step:4d}/{STEPS}  loss {run_loss:.3f}  acc {run_acc:.2f} (train-mode BN)  {elapsed:5.0f} s",
                 flush=True,
             )
-        if elapsed > seconds_budget and step < STEPS:
-            print(
-                f"  seconds budget ({seconds_budget:.0f} s) reached at step {step}; stopping early",
-                flush=True,
-            )
+        if budget_reached(elapsed, seconds_budget, step, STEPS):
             break
     recalibrate_batchnorm(ema, clips)
     return ema, step, time.monotonic() - started
@@ -288,12 +281,7 @@ def manifest_entry() -> dict[str, Any]:
 
 def write_manifest(out: Path) -> None:
     """Add or replace this model's entry in <out>/manifest.json, keeping any other entries."""
-    path = out / "manifest.json"
-    models: list[dict[str, Any]] = []
-    if path.exists():
-        models = [m for m in json.loads(path.read_text())["models"] if m.get("name") != NAME]
-    models.insert(0, manifest_entry())
-    path.write_text(json.dumps({"models": models}, indent=2) + "\n")
+    write_entries(out, [manifest_entry()], first=True)
 
 
 def write_report(out: Path, facts: dict[str, Any]) -> None:

@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import train_demo_model as base  # noqa: E402
+from demo_training import ema_update, smoothed, write_entries  # noqa: E402
 
 from app.analysis.lockfile import record_sha256  # noqa: E402
 from app.demo.actors import ACTIONS, NO_ACTION, ActorScene  # noqa: E402
@@ -171,11 +172,8 @@ def train(
         loss.backward()
         opt.step()
         sched.step()
-        decay = min(base.EMA_DECAY, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-                p_ema.mul_(decay).add_(p, alpha=1 - decay)
-        run_loss = 0.9 * run_loss + 0.1 * loss.item() if step > 1 else loss.item()
+        ema_update(ema, model, step, base.EMA_DECAY)
+        run_loss = smoothed(run_loss, loss.item(), step)
         if step % 50 == 0 or step == steps:
             print(
                 f"  step {step:4d}/{steps}  bce {run_loss:.3f}  {time.monotonic() - started:5.0f} s",
@@ -210,10 +208,7 @@ def manifest_entry() -> dict[str, Any]:
 
 def write_manifest(out: Path) -> None:
     """Add or replace this model's entry in <out>/manifest.json, keeping every other entry."""
-    path = out / "manifest.json"
-    models = json.loads(path.read_text())["models"] if path.exists() else []
-    models = [m for m in models if m.get("name") != NAME] + [manifest_entry()]
-    path.write_text(json.dumps({"models": models}, indent=2) + "\n")
+    write_entries(out, [manifest_entry()])
 
 
 def write_report(out: Path, facts: dict[str, Any]) -> None:

@@ -46,10 +46,11 @@ for extra in (ROOT, ROOT / "scripts"):
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import train_demo_model as base  # noqa: E402
+from demo_training import budget_reached, ema_update, smoothed, write_entries  # noqa: E402
 
 from app.analysis.lockfile import record_sha256  # noqa: E402
 from app.demo.classes import CLASSES  # noqa: E402
-from app.demo.clips import CROP, FRAMES, MEAN, SAMPLING_RATE, SHORT_SIDE, STD  # noqa: E402
+from app.demo.clips import CROP, FRAMES  # noqa: E402
 
 NAME = "demo_mvit"
 SEED = 20250301
@@ -207,47 +208,29 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        keep = min(EMA_DECAY, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-                p_ema.mul_(keep).add_(p, alpha=1 - keep)
-        acc = float((logits.argmax(1) == y).float().mean())
-        run_loss = 0.9 * run_loss + 0.1 * ce.item() if step > 1 else ce.item()
-        run_acc = 0.9 * run_acc + 0.1 * acc if step > 1 else acc
+        ema_update(ema, model, step, EMA_DECAY)
+        run_loss = smoothed(run_loss, ce.item(), step)
+        run_acc = smoothed(run_acc, float((logits.argmax(1) == y).float().mean()), step)
         elapsed = time.monotonic() - started
         if step % 20 == 0 or step == steps:
             print(
                 f"  step {step:4d}/{steps}  ce {run_loss:.3f}  acc {run_acc:.2f}  {elapsed:5.0f} s",
                 flush=True,
             )
-        if elapsed > seconds_budget and step < steps:
-            print(
-                f"  seconds budget ({seconds_budget:.0f} s) reached at step {step}; stopping early",
-                flush=True,
-            )
+        if budget_reached(elapsed, seconds_budget, step, steps):
             break
     ema.eval()
     return ema, step, time.monotonic() - started
 
 
 def manifest_entry() -> dict[str, Any]:
-    return {
+    """``demo_motion``'s entry (same labels, clips and preprocessing) with this network."""
+    return base.manifest_entry() | {
         "name": NAME,
         "builder": BUILDER,
         "builder_kwargs": BUILDER_KWARGS,
         "weights": f"{NAME}.pyth",
-        "checkpoint_key": "model_state",
         "labels": "demo_motion_labels.json",
-        "labelset": "demo-motion",
-        "frames": FRAMES,
-        "sampling_rate": SAMPLING_RATE,
-        "short_side": SHORT_SIDE,
-        "crop": CROP,
-        "mean": list(MEAN),
-        "std": list(STD),
-        "output": "logits",
-        "channel_order": "rgb",
-        "demo": True,
         "description": (
             "Demo MViT (4 blocks) trained on demo_motion's synthetic clips by scripts/train_demo_mvit.py, "
             "for attention-rollout explanations; recognises only its own classes, NOT Kinetics actions."
@@ -257,12 +240,7 @@ def manifest_entry() -> dict[str, Any]:
 
 def write_manifest(out: Path) -> None:
     """Add or replace this model's entry in <out>/manifest.json (last), keeping the others."""
-    path = out / "manifest.json"
-    models: list[dict[str, Any]] = []
-    if path.exists():
-        models = [m for m in json.loads(path.read_text())["models"] if m.get("name") != NAME]
-    models.append(manifest_entry())
-    path.write_text(json.dumps({"models": models}, indent=2) + "\n")
+    write_entries(out, [manifest_entry()])
 
 
 def write_report(out: Path, facts: dict[str, Any]) -> None:

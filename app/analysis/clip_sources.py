@@ -12,6 +12,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import torch
 
 from app.analysis.decode import DecodeStats
@@ -29,6 +30,13 @@ class PreparedClip:
     segment: int
     times: list[float]
     views: list[ClipInput]
+
+
+def torch_views(views: np.ndarray, alpha: int | None) -> list[ClipInput]:
+    """A clip's model-ready ``(views, C, T, H, W)`` array as the model's inputs, one per view
+    (SlowFast's two pathways packed when ``alpha``): shared memory or not, no copy."""
+    tensor = torch.from_numpy(views)
+    return [pack_pathway(tensor[v], alpha) if alpha else tensor[v] for v in range(tensor.shape[0])]
 
 
 class ClipSource(Protocol):
@@ -91,11 +99,7 @@ class SandboxClips:
         self._taken += 1
         if self._taken % TRIM_EVERY == 0:  # flat RSS whatever the video's length (``heap``)
             trim()
-        tensor = torch.from_numpy(clip.views)
-        views: list[ClipInput] = [
-            pack_pathway(tensor[v], self.alpha) if self.alpha else tensor[v] for v in range(tensor.shape[0])
-        ]
-        return PreparedClip(clip.segment, clip.times, views)
+        return PreparedClip(clip.segment, clip.times, torch_views(clip.views, self.alpha))
 
     def waitables(self) -> list[Any]:
         return [w for s in self.sandboxes for w in s.waitables()]
@@ -109,17 +113,12 @@ class SandboxClips:
             sandbox.close()
 
 
-class InProcessClips:
-    """Clips decoded in this process, one per ``take`` (``decode_in_subprocess`` off: no
-    child to start, which suits tests and one-off runs; no sandbox either)."""
+class InProcessSource:
+    """What a source decoding in this process has (``decode_in_subprocess`` off): no child to
+    wait on or charge, and its statistics once the decoder has finished."""
 
-    def __init__(
-        self,
-        clips: Generator[DecodedClip[torch.Tensor], None, None],
-        transform: ClipTransform,
-        stats: DecodeStats,
-    ) -> None:
-        self.clips, self.transform, self._stats = clips, transform, stats
+    def __init__(self, stats: DecodeStats) -> None:
+        self._stats = stats
         self._exhausted = False
 
     @property
@@ -130,6 +129,26 @@ class InProcessClips:
     def stats(self) -> DecodeStats | None:
         return self._stats if self._exhausted else None
 
+    def waitables(self) -> list[Any]:
+        return []
+
+    def charge(self, seconds: float) -> None:
+        return None
+
+
+class InProcessClips(InProcessSource):
+    """Clips decoded in this process, one per ``take`` (``decode_in_subprocess`` off: no
+    child to start, which suits tests and one-off runs; no sandbox either)."""
+
+    def __init__(
+        self,
+        clips: Generator[DecodedClip[torch.Tensor], None, None],
+        transform: ClipTransform,
+        stats: DecodeStats,
+    ) -> None:
+        super().__init__(stats)
+        self.clips, self.transform = clips, transform
+
     def take(self) -> PreparedClip | None:
         if self._exhausted:
             return None
@@ -139,12 +158,6 @@ class InProcessClips:
             self._exhausted = True
             return None
         return PreparedClip(clip.plan.segment, clip.times, self.transform.views(clip.frames))
-
-    def waitables(self) -> list[Any]:
-        return []
-
-    def charge(self, seconds: float) -> None:
-        return None
 
     def close(self) -> None:
         self.clips.close()

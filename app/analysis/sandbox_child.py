@@ -214,9 +214,9 @@ def _send(conn: Connection, message: tuple[Any, ...]) -> None:
 
 
 def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
-    from app.analysis.decode import DecodeStats, decode_clips
+    from app.analysis.child_decode import config_clips, send_clip, small_frames
+    from app.analysis.decode import DecodeStats
     from app.analysis.scan import scan_video
-    from app.analysis.shot_frames import SmallFrames
 
     path = Path(config.path)
     if config.fault and config.fault_stage == "scan":
@@ -236,23 +236,16 @@ def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
         return
     _, plan, skip_nonref, start_pts, shot_frames = message
     free = list(range(config.slots))
-    shape = config.prep.clip_shape(config.frames)
     stats = DecodeStats()
-    small = (
-        SmallFrames(scan, lambda frames, times: conn.send(("frames", frames, times))) if shot_frames else None
-    )
-    clips = decode_clips(
-        path,
-        config.allowed_formats,
+    small = small_frames(conn, scan) if shot_frames else None
+    clips = config_clips(
+        config,
         scan,
         plan,
-        config.prep.prepare_frame,
-        threads=config.threads,
-        stats=stats,
-        limits=config.limits,
+        stats,
+        on_frame=small.add if small is not None else None,
         skip_nonref=skip_nonref,
         start_pts=start_pts,
-        on_frame=small.add if small is not None else None,
     )
     for sent, clip in enumerate(clips, start=1):
         while not free:
@@ -260,11 +253,7 @@ def _serve(conn: Connection, config: ChildConfig, ring: SlotRing) -> None:
             if reply[0] != "free":
                 return
             free.append(reply[1])
-        slot = free.pop()
-        out = ring.array(slot, shape)
-        config.prep.write_views(clip.frames, out)
-        del out
-        conn.send(("clip", slot, clip.plan.segment, clip.plan.index, clip.times))
+        send_clip(conn, config, ring, free.pop(), clip.frames, clip.plan.segment, clip.plan.index, clip.times)
         if config.fault and config.fault_stage == "decode" and sent == 1:
             _inject(config.fault)
     if small is not None:

@@ -21,9 +21,9 @@ No torch here (``sandbox_child`` runs it).
 from __future__ import annotations
 
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.analysis.child_decode import config_clips, send_clip, small_frames
 from app.analysis.grid_store import ShotClipQueue
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ class _Child:
     def __init__(self, conn: Connection, config: ChildConfig, ring: SlotRing, memory_bytes: int) -> None:
         self.conn, self.config, self.ring = conn, config, ring
         self.free = list(range(config.slots))
-        self.shape = config.prep.clip_shape(config.frames)
         self.queue = ShotClipQueue(memory_bytes)
         self.ended = False
 
@@ -63,11 +62,9 @@ class _Child:
         for clip, frames, times in self.queue.ready(decoded_all=decoded_all):
             while not self.free:
                 self.receive(block=True)
-            slot = self.free.pop()
-            out = self.ring.array(slot, self.shape)
-            self.config.prep.write_views(frames, out)
-            del out
-            self.conn.send(("clip", slot, clip.segment, clip.index, times))
+            send_clip(
+                self.conn, self.config, self.ring, self.free.pop(), frames, clip.segment, clip.index, times
+            )
 
 
 def serve_shots(
@@ -79,24 +76,13 @@ def serve_shots(
     memory_bytes: int,
 ) -> None:
     """Decode every frame once; send shots' clips as the parent plans them (see the module)."""
-    from app.analysis.decode import DecodeStats, decode_clips
-    from app.analysis.shot_frames import SmallFrames
+    from app.analysis.decode import DecodeStats
 
     child = _Child(conn, config, ring, memory_bytes)
     stats = DecodeStats()
-    small = SmallFrames(scan, lambda frames, times: conn.send(("frames", frames, times)))
+    small = small_frames(conn, scan)
     try:
-        clips = decode_clips(
-            Path(config.path),
-            config.allowed_formats,
-            scan,
-            grid,
-            config.prep.prepare_frame,
-            threads=config.threads,
-            stats=stats,
-            limits=config.limits,
-            on_frame=small.add,
-        )
+        clips = config_clips(config, scan, grid, stats, on_frame=small.add)
         for clip in clips:
             child.queue.add(clip.plan.frames[0], clip.frames[0], clip.times[0])
             child.receive(block=False)

@@ -17,9 +17,8 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 
-from app.analysis.clip_sources import PreparedClip, SandboxClips
+from app.analysis.clip_sources import InProcessSource, PreparedClip, SandboxClips, torch_views
 from app.analysis.decode import DecodedClip, DecodeStats, decode_clips
 from app.analysis.exact_time import scan_timeline
 from app.analysis.grid_store import ShotClip, ShotClipQueue
@@ -28,7 +27,6 @@ from app.analysis.prep import FramePrep
 from app.analysis.segmenting import exact_range
 from app.analysis.shot_frames import SmallFrames
 from app.analysis.shot_plan import ShotPlanner, grid_frames, grid_plan
-from app.analysis.transforms import pack_pathway
 from app.errors import NoFrames
 
 if TYPE_CHECKING:
@@ -113,7 +111,7 @@ class ShotPlanClips:
         self.runner.release()
 
 
-class InProcessShotClips:
+class InProcessShotClips(InProcessSource):
     """Shots mode decoded in this process (``decode_in_subprocess`` off). ``take`` blocks
     until a clip is ready (for the last shots, until the detector has finished)."""
 
@@ -131,22 +129,14 @@ class InProcessShotClips:
         duration: float,
         memory_bytes: int,
     ) -> None:
+        super().__init__(stats)
         self.grid, self.small, self.runner = grid, small, runner
         self.feed = ShotFeed(runner, planner)
-        self.prep, self.frames, self.alpha, self._stats = prep, frames, alpha, stats
+        self.prep, self.frames, self.alpha = prep, frames, alpha
         self.duration = duration
         self.queue = ShotClipQueue(memory_bytes)
         self._out: deque[PreparedClip] = deque()
         self._decoded = False
-        self._exhausted = False
-
-    @property
-    def exhausted(self) -> bool:
-        return self._exhausted
-
-    @property
-    def stats(self) -> DecodeStats | None:
-        return self._stats if self._exhausted else None
 
     def take(self) -> PreparedClip | None:
         while not self._out and not self._exhausted:
@@ -174,18 +164,7 @@ class InProcessShotClips:
         for clip, frames, times in self.queue.ready(decoded_all=self._decoded):
             views = np.empty(self.prep.clip_shape(self.frames), dtype=np.float32)
             self.prep.write_views(frames, views)
-            tensor = torch.from_numpy(views)
-            packed = [
-                pack_pathway(tensor[v], self.alpha) if self.alpha else tensor[v]
-                for v in range(tensor.shape[0])
-            ]
-            self._out.append(PreparedClip(clip.segment, times, packed))
-
-    def waitables(self) -> list[Any]:
-        return []
-
-    def charge(self, seconds: float) -> None:
-        return None
+            self._out.append(PreparedClip(clip.segment, times, torch_views(views, self.alpha)))
 
     def close(self) -> None:
         self.grid.close()

@@ -11,12 +11,13 @@ is its file being there (renders publish by rename), whatever the row says now.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from app.api.schemas import PROBLEM_RESPONSES, problem_response
 from app.domain import Job, RenderStatus, RenderVariant
 from app.errors import NotFound, RenderFailed
 from app.store.renders import render_key, renders_dir, variant_of
@@ -30,6 +31,24 @@ class RenderPending(BaseModel):
     job_id: str
     status: str = Field(description="queued or running; GET again after Retry-After")
     attempts: int
+
+
+def render_route(
+    media_type: str, *, ok: str, pending: str, not_found: str, conflict: str, summary: str
+) -> dict[str, Any]:
+    """The OpenAPI keywords of a route served by :func:`cached_or_requested`: the file (200),
+    the render requested or under way (202), and the route's own 404 and 409 problems."""
+    return {
+        "response_class": FileResponse,
+        "responses": {
+            **PROBLEM_RESPONSES,
+            200: {"content": {media_type: {}}, "description": ok},
+            202: {"model": RenderPending, "description": pending},
+            404: problem_response(not_found),
+            409: problem_response(conflict),
+        },
+        "summary": summary,
+    }
 
 
 def cached_or_requested(

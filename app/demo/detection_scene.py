@@ -26,17 +26,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from app.demo.background import make_background
-from app.demo.classes import CLASSES, DIRECTIONS, class_id
-from app.demo.drawing import Patch, expose, object_patches, paint
+from app.demo.classes import CLASSES, DIRECTIONS
+from app.demo.drawing import Patch, object_patches
 from app.demo.looks import Look, make_look
-from app.demo.motion import ANGULAR_SPEED_RANGE, FLASH_PERIOD_RANGE, ObjectState, Part, state_at
-from app.demo.raster import Frame
+from app.demo.motion import ObjectState, Part, draw_flash, draw_turn, state_at
+from app.demo.scene import Scene, Script, check_scripts, part_index
 from app.demo.stage import Stage
-from app.demo.video import encode_h264
 
-Script = Sequence[tuple[str, float]]
-"""Consecutive ``(label, seconds)`` parts of one object."""
 Box = tuple[float, float, float, float]
 """(x1, y1, x2, y2) normalised 0..1 of the frame."""
 
@@ -77,11 +73,9 @@ def _plan(rng: np.random.Generator, script: Script, radius: float) -> list[Part]
             speed = float(rng.uniform(*SPEED_RANGE))
             vx, vy = dx * speed, dy * speed
         elif label == "rotating":
-            omega = math.radians(float(rng.uniform(*ANGULAR_SPEED_RANGE))) * float(rng.choice([-1, 1]))
+            omega = draw_turn(rng)
         elif label == "flashing":
-            flash_period = float(rng.uniform(*FLASH_PERIOD_RANGE))
-            duty = float(rng.uniform(0.4, 0.6))
-            flash_phase = float(rng.uniform(0.0, flash_period))
+            flash_period, duty, flash_phase = draw_flash(rng)
         moves.append((label, float(seconds), vx, vy, omega, flash_period, flash_phase, duty))
     start = []
     scales = []
@@ -118,14 +112,7 @@ def _plan(rng: np.random.Generator, script: Script, radius: float) -> list[Part]
     return parts
 
 
-def _part_at(parts: Sequence[Part], t: float) -> Part:
-    for part in parts:
-        if t < part.end:
-            return part
-    return parts[-1]
-
-
-class DetectionScene:
+class DetectionScene(Scene):
     """``len(scripts)`` objects, object ``i`` following ``scripts[i]``, apart at every frame.
 
     Every script must last as long as the first. Derived from ``seed`` alone; raises
@@ -135,22 +122,8 @@ class DetectionScene:
     def __init__(
         self, scripts: Sequence[Script], *, fps: int = 30, width: int = 160, height: int = 120, seed: int = 0
     ) -> None:
-        if not scripts or not all(scripts):
-            raise ValueError("need at least one object, each with at least one part")
-        if fps <= 0 or width < 16 or height < 16:
-            raise ValueError("fps must be positive and frames at least 16x16")
-        if len({round(sum(s for _, s in script), 6) for script in scripts}) != 1:
-            raise ValueError("every object's script must last equally long")
-        for script in scripts:
-            for label, seconds in script:
-                class_id(label)
-                if not seconds > 0:
-                    raise ValueError(f"part {label!r} must last a positive number of seconds")
-        self.fps, self.width, self.height, self.seed = fps, width, height, seed
-        self.stage = Stage(width, height)
-        rng = np.random.default_rng([seed, _STREAM])
-        self.background = make_background(rng, self.stage)
-        self.noise_sigma = float(rng.uniform(0.0, 8.0))
+        check_scripts(scripts, fps, width, height, "object")
+        rng = self._start(fps, width, height, seed, _STREAM)
         self.looks = [_small_look(rng, self.background, self.stage) for _ in scripts]
         self.duration = float(sum(s for _, s in scripts[0]))
         self.frame_count = round(self.duration * fps)
@@ -177,11 +150,15 @@ class DetectionScene:
 
     def state(self, obj: int, t: float) -> ObjectState:
         """Object ``obj`` at ``t`` seconds (``visible`` False: dimmed, for ``flashing``)."""
-        return state_at(_part_at(self.tracks[obj], t), t)
+        return state_at(self._part(obj, t), t)
 
     def label(self, obj: int, t: float) -> str:
         """What object ``obj`` does at ``t`` seconds."""
-        return _part_at(self.tracks[obj], t).label
+        return self._part(obj, t).label
+
+    def _part(self, obj: int, t: float) -> Part:
+        track = self.tracks[obj]
+        return track[part_index(track, t)]
 
     def box(self, obj: int, t: float) -> Box:
         """Object ``obj``'s box at ``t`` seconds: its outline's extent, normalised to the frame."""
@@ -203,19 +180,6 @@ class DetectionScene:
         shown = dataclasses.replace(s, visible=True)
         for patch in object_patches(self.stage, self.looks[obj], shown, 3.0):
             yield patch if s.visible else dataclasses.replace(patch, coverage=patch.coverage * DIM)
-
-    def frame(self, index: int) -> Frame:
-        """RGB uint8 (H, W, 3) frame ``index`` (time ``index / fps``)."""
-        t = index / self.fps
-        canvas = self.background.copy()
-        for obj, look in enumerate(self.looks):
-            for patch in self._patches(obj, t):
-                paint(canvas, look, patch)
-        return expose(canvas, self.noise_sigma, self.seed, index)
-
-    def frames(self) -> Iterator[Frame]:
-        for k in range(self.frame_count):
-            yield self.frame(k)
 
 
 def rotate_box(box: Box, rotation: int) -> Box:
@@ -253,5 +217,5 @@ def write_detection_video(
     whose ``boxes(t)`` and ``label`` (turned by :func:`rotate_box` and :func:`rotate_label`) are
     the known answers."""
     scene = DetectionScene(scripts, fps=fps, width=width, height=height, seed=seed)
-    encode_h264(scene.frames(), str(path), fps, width, height, crf, rotation=rotation)
+    scene.write(path, crf, rotation=rotation)
     return scene

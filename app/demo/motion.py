@@ -96,6 +96,18 @@ def _landing_speed(
     return float(speeds[landing[0]] if landing.size else speeds[0])
 
 
+def draw_turn(rng: np.random.Generator) -> float:
+    """A ``rotating`` part's turn rate, radians per second, either sense."""
+    return math.radians(float(rng.uniform(*ANGULAR_SPEED_RANGE))) * float(rng.choice([-1, 1]))
+
+
+def draw_flash(rng: np.random.Generator) -> tuple[float, float, float]:
+    """A ``flashing`` part's period (s), duty (share of it on) and phase (s), drawn in that order."""
+    period = float(rng.uniform(*FLASH_PERIOD_RANGE))
+    duty = float(rng.uniform(0.4, 0.6))
+    return period, duty, float(rng.uniform(0.0, period))
+
+
 def plan_track(
     rng: np.random.Generator, script: Sequence[tuple[str, float]], radius: float, wrap: float
 ) -> list[Part]:
@@ -131,11 +143,9 @@ def plan_track(
         else:
             x, y = inside(x), inside(y)
         if label == "rotating":
-            omega = math.radians(float(rng.uniform(*ANGULAR_SPEED_RANGE))) * float(rng.choice([-1, 1]))
+            omega = draw_turn(rng)
         elif label == "flashing":
-            flash_period = float(rng.uniform(*FLASH_PERIOD_RANGE))
-            flash_duty = float(rng.uniform(0.4, 0.6))
-            flash_phase = float(rng.uniform(0.0, flash_period))
+            flash_period, flash_duty, flash_phase = draw_flash(rng)
         part = Part(
             label=label,
             start=start,

@@ -29,20 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
-from app.demo.background import make_background
-from app.demo.classes import class_id
-from app.demo.drawing import Patch, expose, object_patches, paint
+from app.demo.drawing import Patch, object_patches
 from app.demo.looks import make_look
 from app.demo.motion import ObjectState, plan_track, state_at
 from app.demo.raster import FloatArray, Frame
-from app.demo.stage import Stage
-from app.demo.video import encode_h264
+from app.demo.scene import Scene, check_frames, check_parts, part_index
 
 OBJECTS_RANGE = (1, 3)
 """Inclusive range of the number of foreground objects; all of them follow the script."""
 
 
-class SyntheticScene:
+class SyntheticScene(Scene):
     """A video of objects following ``script``: consecutive ``(label, seconds)`` parts.
 
     Everything is derived from ``seed``; ``frame(k)`` renders frame ``k`` (time ``k / fps``)
@@ -60,18 +57,10 @@ class SyntheticScene:
     ) -> None:
         if not script:
             raise ValueError("script must have at least one part")
-        if fps <= 0 or width < 16 or height < 16:
-            raise ValueError("fps must be positive and frames at least 16x16")
-        for label, seconds in script:
-            class_id(label)
-            if not seconds > 0:
-                raise ValueError(f"part {label!r} must last a positive number of seconds")
-        self.fps, self.width, self.height, self.seed = fps, width, height, seed
-        self.stage = Stage(width, height)
+        check_frames(fps, width, height)
+        check_parts(script)
         # One generator, drawn from in this order: the order is part of the known answer.
-        rng = np.random.default_rng([seed, 0])
-        self.background = make_background(rng, self.stage)
-        self.noise_sigma = float(rng.uniform(0.0, 8.0))
+        rng = self._start(fps, width, height, seed, 0)
         count = int(rng.integers(OBJECTS_RANGE[0], OBJECTS_RANGE[1] + 1))
         self.looks = [make_look(rng, self.background, self.stage) for _ in range(count)]
         self.tracks = [plan_track(rng, script, look.radius, look.wrap) for look in self.looks]
@@ -81,11 +70,7 @@ class SyntheticScene:
 
     def part_at(self, index: int) -> int:
         """Index into the script of the part that frame ``index`` belongs to."""
-        t = index / self.fps
-        for i, part in enumerate(self.parts):
-            if t < part.end:
-                return i
-        return len(self.parts) - 1
+        return part_index(self.parts, index / self.fps)
 
     def label_at(self, index: int) -> str:
         """Scripted class of frame ``index``."""
@@ -104,28 +89,14 @@ class SyntheticScene:
         """Coverage (H, W) of object ``obj`` (None: all objects) in frame ``index``; zero while flashed off."""
         alpha = np.zeros((self.height, self.width), dtype=np.float32)
         for i in range(self.object_count) if obj is None else (obj,):
-            for patch in self._patches(index, i):
+            for patch in self._patches(i, index / self.fps):
                 ys, xs = patch.rows, patch.columns
                 np.maximum(alpha[ys, xs], patch.coverage, out=alpha[ys, xs])
         return alpha
 
-    def _patches(self, index: int, obj: int) -> Iterator[Patch]:
-        part = self.tracks[obj][self.part_at(index)]
-        state = state_at(part, index / self.fps)
-        return object_patches(self.stage, self.looks[obj], state, part.wrap)
-
-    def frame(self, index: int) -> Frame:
-        """RGB uint8 (H, W, 3) frame ``index``: background, objects (in order), per-frame sensor noise."""
-        canvas = self.background.copy()
-        for obj, look in enumerate(self.looks):
-            for patch in self._patches(index, obj):
-                paint(canvas, look, patch)
-        return expose(canvas, self.noise_sigma, self.seed, index)
-
-    def frames(self) -> Iterator[Frame]:
-        """All frames in order."""
-        for k in range(self.frame_count):
-            yield self.frame(k)
+    def _patches(self, obj: int, t: float) -> Iterator[Patch]:
+        part = self.tracks[obj][part_index(self.parts, t)]
+        return object_patches(self.stage, self.looks[obj], state_at(part, t), part.wrap)
 
 
 def render_frames(
@@ -151,5 +122,4 @@ def write_scripted_video(
     part ``i`` covers ``[sum(seconds[:i]), sum(seconds[:i+1]))`` of the video. The
     objects and background persist across parts (see the module docstring).
     """
-    scene = SyntheticScene(script, fps=fps, width=width, height=height, seed=seed)
-    encode_h264(scene.frames(), str(path), fps, width, height, crf)
+    SyntheticScene(script, fps=fps, width=width, height=height, seed=seed).write(path, crf)

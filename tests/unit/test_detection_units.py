@@ -110,9 +110,7 @@ def test_tracker_keeps_a_fast_walker_whose_boxes_never_overlap_and_swaps_no_one(
     def box(x: float, y: float) -> tuple[float, float, float, float]:
         return (x, y, x + 0.08, y + 0.3)
 
-    frames = [
-        [box(0.05 + 0.12 * k, 0.1), box(0.5, 0.6), box(0.85 - 0.1 * k, 0.25)] for k in range(7)
-    ]
+    frames = [[box(0.05 + 0.12 * k, 0.1), box(0.5, 0.6), box(0.85 - 0.1 * k, 0.25)] for k in range(7)]
     ids = assign_tracks(frames)
     assert all(row == [1, 2, 3] for row in ids), ids
     assert box_iou(frames[0][0], frames[1][0]) == 0.0  # IoU alone would have cut the walker

@@ -15,8 +15,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from app.api.deps import SettingsDep, StoreDep, TenantDep
-from app.api.render_cache import RenderPending, cached_or_requested
-from app.api.schemas import PROBLEM_RESPONSES, problem_response
+from app.api.render_cache import cached_or_requested, render_route
 from app.domain import Job, JobStatus, RenderVariant
 from app.errors import JobNotFinished, NotFound
 from app.explain_errors import ExplainNotRequested
@@ -44,25 +43,15 @@ def explained(job: Job, store: JobStore) -> list[dict[str, Any]]:
     return items
 
 
-PICTURE_ROUTE: dict[str, Any] = {
-    "response_class": FileResponse,
-    "responses": {
-        **PROBLEM_RESPONSES,
-        200: {"content": {"image/png": {}}, "description": "The picture (cached by the worker that drew it)"},
-        202: {
-            "model": RenderPending,
-            "description": "The job's pictures are being drawn; poll Location after Retry-After",
-        },
-        404: problem_response(
-            "Unknown job or no explanation for that segment (not_found), or the job ran without"
-            " explain=true (explain_not_requested)"
-        ),
-        409: problem_response(
-            "Not succeeded (job_not_finished), or drawing failed (render_failed: ?retry=1)"
-        ),
-    },
-    "summary": "A segment's explanation: its middle frame with the heatmap and the frame weights",
-}
+PICTURE_ROUTE = render_route(
+    "image/png",
+    ok="The picture (cached by the worker that drew it)",
+    pending="The job's pictures are being drawn; poll Location after Retry-After",
+    not_found="Unknown job or no explanation for that segment (not_found), or the job ran without"
+    " explain=true (explain_not_requested)",
+    conflict="Not succeeded (job_not_finished), or drawing failed (render_failed: ?retry=1)",
+    summary="A segment's explanation: its middle frame with the heatmap and the frame weights",
+)
 
 
 @router.head(

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from app.api.deps import BlobsDep, SettingsDep, StoreDep, TenantDep
-from app.api.render_cache import RenderPending, cached_or_requested
+from app.api.render_cache import cached_or_requested, render_route
 from app.api.routes.explanations import explained
-from app.api.schemas import PROBLEM_RESPONSES, problem_response
+from app.api.schemas import PROBLEM_RESPONSES
 from app.domain import JobStatus, RenderVariant
 from app.errors import JobNotFinished, NotFound
 
@@ -65,25 +65,15 @@ class Overlay(StrEnum):
     HEATMAP = "heatmap"
 
 
-ANNOTATED_ROUTE: dict[str, Any] = {
-    "response_class": FileResponse,
-    "responses": {
-        **PROBLEM_RESPONSES,
-        200: {"content": {"video/mp4": {}}, "description": "The annotated video (Range supported)"},
-        202: {
-            "model": RenderPending,
-            "description": "Rendering was requested or is under way; poll Location after Retry-After",
-        },
-        404: problem_response(
-            "Unknown job (not_found); overlay=heatmap on a job run without explain"
-            " (explain_not_requested) or with no explanations (not_found)"
-        ),
-        409: problem_response(
-            "Not succeeded (job_not_finished), or rendering failed (render_failed: ?retry=1)"
-        ),
-    },
-    "summary": "The video with labels and a timeline drawn on it (rendered on first request, cached)",
-}
+ANNOTATED_ROUTE = render_route(
+    "video/mp4",
+    ok="The annotated video (Range supported)",
+    pending="Rendering was requested or is under way; poll Location after Retry-After",
+    not_found="Unknown job (not_found); overlay=heatmap on a job run without explain"
+    " (explain_not_requested) or with no explanations (not_found)",
+    conflict="Not succeeded (job_not_finished), or rendering failed (render_failed: ?retry=1)",
+    summary="The video with labels and a timeline drawn on it (rendered on first request, cached)",
+)
 
 
 @router.head(

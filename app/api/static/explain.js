@@ -26,20 +26,8 @@ function whyGridAt(t) {
   return data[k].map((row, i) => row.map((v, j) => (1 - a) * v + a * data[k + 1][i][j]));
 }
 
-// The rectangle of the canvas that the video's picture fills (object-fit: contain).
-function whyPictureBox(canvas) {
-  const [vw, vh] = video.videoWidth > 0 ? [video.videoWidth, video.videoHeight] : why.size;
-  const scale = Math.min(canvas.width / vw, canvas.height / vh);
-  const w = vw * scale, h = vh * scale;
-  return [(canvas.width - w) / 2, (canvas.height - h) / 2, w, h];
-}
-
 function whyDraw() {
-  const canvas = document.getElementById("why-canvas");
-  canvas.width = video.clientWidth;
-  canvas.height = video.clientHeight;
-  const ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const [canvas, ctx] = overlayCanvas("why-canvas");
   const grid = whyGridAt(video.currentTime);
   canvas.dataset.segment = String(whySegmentAt(video.currentTime) ?? "");
   if (!grid || !grid.length || !canvas.width) return;
@@ -59,7 +47,7 @@ function whyDraw() {
   small.height = h;
   small.getContext("2d").putImageData(cells, 0, 0);
   ctx.imageSmoothingEnabled = true;  // bilinear, as the PNGs stretch the map
-  ctx.drawImage(small, ...whyPictureBox(canvas));
+  ctx.drawImage(small, ...pictureBox(canvas, why.size));
 }
 
 function whyLoop() {
@@ -97,9 +85,7 @@ function setupWhy(results, duration) {
   const ordered = results.segments.slice().sort((a, b) => a.start - b.start || a.index - b.index);
   why.starts = ordered.map((s) => s.start);
   why.spans = ordered.map((s) => ({ index: s.index, end: s.end }));
-  const shown = results.video || {};
-  const quarter = Math.abs(shown.rotation || 0) % 180 === 90;
-  why.size = quarter ? [shown.height || 1, shown.width || 1] : [shown.width || 1, shown.height || 1];
+  why.size = shownSize(results);
   whyStrip(explanations, duration);
   const box = document.getElementById("why");
   box.addEventListener("change", () => whyToggle(box.checked));

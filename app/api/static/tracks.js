@@ -30,20 +30,13 @@ function boxesAt(t) {
   return out;
 }
 
-// The rectangle of the canvas that the video's picture fills (object-fit: contain).
+// The rectangle of the box canvas that the picture fills (the page's tests map boxes with it).
 function peoplePictureBox(canvas) {
-  const [vw, vh] = video.videoWidth > 0 ? [video.videoWidth, video.videoHeight] : people.size;
-  const scale = Math.min(canvas.width / vw, canvas.height / vh);
-  const w = vw * scale, h = vh * scale;
-  return [(canvas.width - w) / 2, (canvas.height - h) / 2, w, h];
+  return pictureBox(canvas, people.size);
 }
 
 function drawPeople() {
-  const canvas = document.getElementById("box-canvas");
-  canvas.width = video.clientWidth;
-  canvas.height = video.clientHeight;
-  const ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const [canvas, ctx] = overlayCanvas("box-canvas");
   // The annotated video has the same boxes burned in: drawing them again would double them.
   const burnedIn = document.body.dataset.annotated === "true";
   const shown = canvas.width && !burnedIn ? boxesAt(video.currentTime) : [];
@@ -98,9 +91,7 @@ function setupTracks(results, duration) {
   const gap = gaps.length ? gaps[Math.floor(gaps.length / 2)] : 1;
   people.hold = gap / 2;
   people.bridge = 2.5 * gap;
-  const shown = results.video || {};
-  const quarter = Math.abs(shown.rotation || 0) % 180 === 90;
-  people.size = quarter ? [shown.height || 1, shown.width || 1] : [shown.width || 1, shown.height || 1];
+  people.size = shownSize(results);
   renderTracks(tracks);
   document.getElementById("tracks-section").hidden = false;
   document.getElementById("box-canvas").hidden = false;
