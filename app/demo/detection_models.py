@@ -20,6 +20,7 @@ box within the clip, and its motion is the evidence.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -200,13 +201,6 @@ def demo_person_detector(short_side: int = 64, width: int = 32, max_objects: int
     return StandInDetector(short_side=short_side, width=width, max_objects=max_objects)
 
 
-def demo_action_detector(
-    num_classes: int = 7,
-    widths: Sequence[int] = (12, 24, 32, 48),
-    resolution: int = 7,
-    hidden: int = 128,
-    context: float = 1.0,
-    min_window: float = 0.5,
-) -> ActionHead:
-    """Builder of ``demo_actions_detection`` (``"task": "detection"``)."""
-    return ActionHead(num_classes, widths, resolution, hidden, context, min_window)
+def demo_action_detector(**kwargs: Any) -> ActionHead:
+    """Builder of ``demo_actions_detection`` (``"task": "detection"``): ``ActionHead``'s arguments."""
+    return ActionHead(**kwargs)
