@@ -9,14 +9,19 @@ chose (a CPU without bf16 runs f32 whatever the hint) is read back from the comp
 
 Compiling costs 0.3 s (X3D-S, SlowFast) to 1.5 s (MViT) on two vCPUs. OpenVINO's on-disk model
 cache (``CACHE_DIR``) makes that a one-time cost per IR and configuration: the next
-worker or CLI run loads the compiled blob. OpenVINO recompiles when the IR changes (a
-re-export), so a stale blob is never served. No torch here: the CLI starts a compile
+worker or CLI run loads the compiled blob. OpenVINO's own cache key is the ``.xml``'s path,
+size and mtime in whole seconds, blind to the ``.bin``: a re-export with new weights and the
+same graph within one second got the old blob. So every IR gets its own cache folder named
+by the size, mtime (ns) and inode of both files (``blob_dir``), and a new IR's folder
+replaces the old ones: a stale blob is never served. No torch here: the CLI starts a compile
 (``EarlyCompile``) while torch is still importing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -40,6 +45,21 @@ def cache_dir_for(models_dir: Path) -> Path:
     if os.access(models_dir, os.W_OK):
         return models_dir / CACHE_DIR_NAME
     return Path(tempfile.gettempdir()) / f"vas{CACHE_DIR_NAME}"
+
+
+def blob_dir(cache_dir: Path, xml: Path) -> Path:
+    """The cache folder of this version of the IR (``xml`` and its ``.bin``); folders of
+    its earlier versions are removed (a worker still running one keeps its open blob)."""
+    digest = hashlib.sha256()
+    for part in (xml, xml.with_suffix(".bin")):
+        stat = part.stat()
+        digest.update(f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino};".encode())
+    folder = cache_dir / f"{xml.name}@{digest.hexdigest()[:16]}"
+    if not folder.is_dir():
+        for old in cache_dir.glob(f"{xml.name}@*"):
+            shutil.rmtree(old, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def cpu_capabilities() -> list[str]:
@@ -73,9 +93,8 @@ class CompiledIR:
         import openvino as ov
 
         self.xml, self.threads, self.requested = xml, threads, precision
-        self.compiled = ov.Core().compile_model(
-            str(xml), "CPU", compile_config(threads, precision, cache_dir)
-        )
+        blobs = blob_dir(cache_dir, xml) if cache_dir is not None else None
+        self.compiled = ov.Core().compile_model(str(xml), "CPU", compile_config(threads, precision, blobs))
         self.request = self.compiled.create_infer_request()
         self._lock = threading.Lock()
 
