@@ -53,10 +53,11 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default=1, ge=1, description="Torch intra-op threads per worker process.")
     decode_threads: int = Field(default=0, ge=0, description="PyAV codec threads (0: FFmpeg decides).")
     decode_children: int = Field(
-        default=1,
-        ge=1,
+        default=0,
+        ge=0,
         le=4,
-        description="Decode children per job, each from a keyframe on (1: one pass; see PERFORMANCE).",
+        description="Decode children per job, each from a keyframe on (0: two where this process may "
+        "use two or more cores, else one; 1: one pass; see PERFORMANCE).",
     )
     decode_in_subprocess: bool = Field(
         default=True, description="Scan and decode in a sandboxed child process (false: in the worker)."

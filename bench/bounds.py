@@ -270,6 +270,8 @@ def warm(video: Path, model_name: str, models_dir: Path, warm_up: Path) -> dict[
     analyzer = Analyzer.from_settings(Settings(models_dir=models_dir))
     options = JobOptions(segment_seconds=2)
     analyzer.analyze(warm_up, model_name, options)
+    analyzer.refill_spares()  # as a worker does between jobs
+    time.sleep(2.0)  # a worker that waited for its next job: the spares have loaded
     started, cpu = time.perf_counter(), cpu_seconds()
     result = analyzer.analyze(video, model_name, options)
     return {

@@ -67,7 +67,7 @@ def export(model: str, models_dir: Path, backend: str) -> str | None:
     return lines[-1] if lines else f"exit {done.returncode}"
 
 
-def warm(video: Path, model: str, models_dir: Path, backend: str, children: int = 1) -> dict[str, float]:
+def warm(video: Path, model: str, models_dir: Path, backend: str, children: int = 0) -> dict[str, float]:
     tiny = write_bench_video(320, 180, 2.0)
     os.environ["VAS_BACKENDS"] = json.dumps({model: backend})
     os.environ["VAS_DECODE_CHILDREN"] = str(children)

@@ -20,6 +20,7 @@ import math
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
+from multiprocessing.reduction import send_handle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -102,7 +103,9 @@ class DecodeSandbox:
         threads: int = 0,
         limits: SandboxLimits | None = None,
         scan: VideoScan | None = None,
+        spare: SandboxChild | None = None,
     ) -> None:
+        """``spare``: a child started ahead (``decode_spares``); it gets the ring over the socket."""
         self.limits = limits or SandboxLimits()
         self.key = self.key_for(path, allowed_formats, media_limits, prep, frames, threads, self.limits)
         """What the child was started with: ``Analyzer.adopt`` matches on it."""
@@ -138,16 +141,29 @@ class DecodeSandbox:
         self._on_decoded: Callable[[], None] | None = None
         self._ring = SlotRing.create(slots, slot_bytes)
         try:
-            self._child = SandboxChild(self._ring.fd)
+            self._child = self._started(config, spare)
         except BaseException:
             self._ring.close()
             raise
         self._conn, self._sentinel, self._proc = self._child.conn, self._child.sentinel, self._child.proc
+
+    def _started(self, config: ChildConfig, spare: SandboxChild | None) -> SandboxChild:
+        """The child, told its config: the spare (handed the ring's descriptor after the
+        config), or a new child that inherits the ring (also when the spare died waiting)."""
+        if spare is not None:
+            try:
+                spare.conn.send(config)
+                send_handle(spare.conn, self._ring.fd, spare.proc.pid)
+                return spare
+            except OSError:
+                spare.close()
+        child = SandboxChild(self._ring.fd)
         try:
-            self._conn.send(config)
+            child.conn.send(config)
         except BaseException:
-            self.close()
+            child.close()
             raise
+        return child
 
     @staticmethod
     def key_for(

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from app.analysis.assemble import analysis_result, provenance, scoring_options, segment_results, video_info
 from app.analysis.budget import JobBudget
 from app.analysis.catalog import load_catalog, read_labels
+from app.analysis.decode_spares import DecodeSpares
+from app.analysis.decode_split import children_for
 from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
 from app.analysis.partials import SegmentsSink
 from app.analysis.plan import SamplingPlan, effective_options, plan_for_scan
@@ -60,7 +62,7 @@ class Analyzer:
         batch_size: int = 8,
         torch_threads: int = 1,
         decode_threads: int = 0,
-        decode_children: int = 1,
+        decode_children: int = 0,
         model_cache_bytes: int = 2 * 1024**3,
         limits: MediaLimits | None = None,
         backends: Mapping[str, str] | None = None,
@@ -85,7 +87,7 @@ class Analyzer:
         self.allowed_formats = list(allowed_formats)
         self.device = resolve_device(device)
         self.batch_size, self.decode_threads = batch_size, decode_threads
-        self.decode_children = decode_children
+        self.decode_children = children_for(decode_children)
         self.limits = limits or DEFAULT_LIMITS
         self.loader = ModelLoader(
             models_dir, device=self.device, cache_bytes=model_cache_bytes, auto_fetch=auto_fetch
@@ -103,6 +105,7 @@ class Analyzer:
         self.progress_interval = progress_interval
         self.budget, self.max_segments = budget, max_segments
         self._adopted: list[DecodeSandbox] = []
+        self.spares = DecodeSpares(self.decode_children) if decode_in_subprocess else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyzer:
@@ -156,6 +159,17 @@ class Analyzer:
         """A decoder started early (``python -m app analyze`` starts it before importing
         torch); the next ``open_task`` for the same video and geometry uses it."""
         self._adopted.append(sandbox)
+
+    def adopt_spares(self, spares: DecodeSpares) -> None:
+        """Decode children started early (the CLI starts its second one with the first)."""
+        if self.spares is not None:
+            self.spares.close()
+        self.spares = spares
+
+    def refill_spares(self) -> None:
+        """Start the decode children the next job takes (a worker calls it between jobs)."""
+        if self.spares is not None:
+            self.spares.refill()
 
     def scheduler(self) -> Scheduler:
         """A batcher for tasks of this analyzer (one per ``analyze``, or one per multi-job worker)."""
@@ -294,6 +308,7 @@ class Analyzer:
             spec.frames,
             threads=self.decode_threads,
             limits=limits,
+            spare=self.spares.take() if self.spares is not None else None,
         )
 
     def _start_decode(
@@ -364,6 +379,7 @@ class Analyzer:
                     threads=self.decode_threads,
                     limits=limits,
                     scan=scan,
+                    spare=self.spares.take() if self.spares is not None else None,
                 )
                 children.append(child)
                 child.decode(part.plan, skip_nonref=fast, start_pts=part.start_pts)

@@ -46,6 +46,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import recv_handle
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,7 @@ def main(argv: Sequence[str]) -> None:
     conn = Connection(int(argv[1]))
     import av  # noqa: F401  (loaded before the wait: a spare child is ready to work at once)
 
+    import app.analysis.child_decode
     import app.analysis.probe  # noqa: F401
 
     try:
@@ -179,6 +181,14 @@ def render_main(conn: Connection, config: RenderConfig) -> None:
 
 
 def child_main(conn: Connection, config: ChildConfig, ring_fd: int) -> None:
+    """A decode; a spare (started without a ring, ``ring_fd`` -1) gets the ring's descriptor
+    in the message after its config."""
+    if ring_fd < 0:
+        try:
+            ring_fd = recv_handle(conn)
+        except (EOFError, OSError):  # the parent went away
+            return
+
     def work() -> None:
         _set_limits(config)
         ring = SlotRing.attach(ring_fd, config.slots, config.slot_bytes)

@@ -15,6 +15,7 @@ from app.errors import InvalidOptions, ServiceError
 
 if TYPE_CHECKING:
     from app.analysis.decode_sandbox import DecodeSandbox
+    from app.analysis.decode_spares import DecodeSpares
     from app.analysis.openvino_runtime import EarlyCompile
     from app.analysis.results import AnalysisResult, Label
     from app.options import JobOptions
@@ -154,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings()
     model = args.model or settings.default_model
     early = _start_decoder(settings, args.video, model, options)  # before torch is imported
+    spares = _start_spares(settings, early)  # the other decode children load meanwhile too
     compiling = _start_compile(settings, model)  # OpenVINO compiles while torch imports
     from app.analysis.engine import Analyzer
     from app.cli.progress import ProgressBar
@@ -163,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         analyzer = Analyzer.from_settings(settings)
         if early is not None:
             analyzer.adopt(early)
+        if spares is not None:
+            analyzer.adopt_spares(spares)
         if compiling is not None:
             analyzer.backends.adopt(compiling)
         result = analyzer.analyze(args.video, model, options, bar.update)
@@ -173,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if early is not None:
             early.close()
+        if spares is not None:
+            spares.close()
         if compiling is not None:
             compiling.wait()
     bar.close()
@@ -219,6 +225,20 @@ def _start_decoder(settings: Settings, video: Path, model: str, options: JobOpti
         )
     except ServiceError:
         return None
+
+
+def _start_spares(settings: Settings, early: DecodeSandbox | None) -> DecodeSpares | None:
+    """The decode children after the first (``decode_children``), started now so that they
+    are loaded when the scan is known; None when there is no early decoder or one child."""
+    from app.analysis.decode_spares import DecodeSpares
+    from app.analysis.decode_split import children_for
+
+    children = children_for(settings.decode_children)
+    if early is None or children < 2:
+        return None
+    spares = DecodeSpares(children - 1)
+    spares.refill()
+    return spares
 
 
 def _start_compile(settings: Settings, model: str) -> EarlyCompile | None:

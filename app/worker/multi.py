@@ -86,6 +86,7 @@ class MultiJobWorker(Worker):
         self.scheduler.step([run.task for run in self.active], idle_wait=self.settings.poll_interval)
         for run in [r for r in self.active if r.task.ended]:
             self._finish(run)
+            self.refill_spares()
             if self.renders is not None:
                 self.renders.job_finished()
         if self.renders is not None:

@@ -211,6 +211,13 @@ class Worker:
 
             outcome = self._settle(keeper, started, extra, work)
         self.metrics.record_job(job.model, outcome, time.monotonic() - started)
+        self.refill_spares()
+
+    def refill_spares(self) -> None:
+        """Between jobs: start the decode children the next job takes (``decode_spares``)."""
+        refill = getattr(self.analyzer, "refill_spares", None)  # the engine's; test doubles lack it
+        if refill is not None:
+            refill()
 
     def _video_path(self, job: Job) -> Path:
         if not job.blob_key or not self.blobs.path(job.blob_key).is_file():

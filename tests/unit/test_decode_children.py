@@ -91,10 +91,13 @@ def test_two_children_send_the_views_of_one(long_video: Path) -> None:
             assert np.array_equal(got, want), segment
 
 
-def test_the_setting_reaches_the_engine(tmp_path: Path) -> None:
-    assert Settings().decode_children >= 1
+def test_the_setting_reaches_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     analyzer = Analyzer.from_settings(Settings(models_dir=tmp_path, decode_children=3))
     assert analyzer.decode_children == 3
+    assert Settings().decode_children == 0, "the default is decided by the cores"
+    for cores, children in (({0}, 1), ({0, 1}, 2), (set(range(16)), 2)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda _pid, cores=cores: cores)
+        assert Analyzer.from_settings(Settings(models_dir=tmp_path)).decode_children == children, cores
 
 
 def test_the_job_result_is_that_of_one_child(zoo_models_dir: Path, long_video: Path) -> None:

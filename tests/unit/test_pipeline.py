@@ -162,7 +162,12 @@ def test_segments_stream_before_progress(models: Path, videos: dict[str, Path]) 
     assert events[-1] == ("progress", 1.0) and events[-2][0] == "segments"
 
 
+CHILD = b"app.analysis.sandbox_child"
+
+
 def decode_children() -> list[int]:
+    """This process's decode children started for a job (their ring's descriptor on the command
+    line); spares other tests' workers keep waiting (``-1``: not started for a job) are not."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -171,7 +176,9 @@ def decode_children() -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"sandbox_child" in cmdline:
+            argv = cmdline.split(b"\0")
+            ours = int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and CHILD in argv
+            if ours and argv[argv.index(CHILD) + 2] != b"-1":
                 found.append(int(entry.name))
     return found
 
