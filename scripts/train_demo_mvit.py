@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the demo MViT ("demo_mvit") on the demo model's synthetic motion clips, on CPU.
 
-Why it exists: attention rollout (``app/analysis/explain_rollout.py``) needs a transformer
+Why it exists: the MViT explanation (``app/analysis/explain_rollout.py``) needs a transformer
 that really recognises something, so that "the map points at the action" can be tested
 offline the way HiResCAM is on ``demo_motion``. Same classes, same clips and the same
 preprocessing as ``demo_motion`` (``scripts/train_demo_model.py``'s rendering: 8 frames over
@@ -233,7 +233,7 @@ def manifest_entry() -> dict[str, Any]:
         "labels": "demo_motion_labels.json",
         "description": (
             "Demo MViT (4 blocks) trained on demo_motion's synthetic clips by scripts/train_demo_mvit.py, "
-            "for attention-rollout explanations; recognises only its own classes, NOT Kinetics actions."
+            "for the MViT explanation's known answers; recognises only its own classes, NOT Kinetics actions."
         ),
     }
 
@@ -250,11 +250,11 @@ def write_report(out: Path, facts: dict[str, Any]) -> None:
         for c in CLASSES
     )
     (out / f"{NAME}.md").write_text(
-        f"""# Demo model `{NAME}` (an MViT for attention-rollout known answers)
+        f"""# Demo model `{NAME}` (an MViT for the MViT explanation's known answers)
 
 Trained by `scripts/train_demo_mvit.py`, distilled from `demo_motion`, on its synthetic clips (same
 classes, same rendering and preprocessing, same held-out clips: see `DEMO_MODEL.md`). It exists
-so that attention rollout (`app/analysis/explain_rollout.py`) can be held to a known answer;
+so that the MViT explanation (`app/analysis/explain_rollout.py`) can be held to a known answer;
 **it recognises only the demo classes, not Kinetics actions.**
 
 ## Architecture

@@ -232,7 +232,7 @@ class Analyzer:
         if options.explain:
             from app.analysis.explain_task import SegmentExplainer
 
-            explainer = SegmentExplainer(loaded.module, spec, labels, plan, used)
+            explainer = SegmentExplainer(lambda: loaded.module, spec, labels, plan, used)
         deadline = self.budget.deadline(spec, used, started) if self.budget is not None else None
 
         def finish(task: AnalysisTask) -> AnalysisResult:

@@ -4,7 +4,7 @@
 |---|---|
 | single-pathway 3D CNNs: X3D, Slow, C2D, I3D, R(2+1)D, CSN, ResNet (``create_x3d``, ``slow_r50``...) | ``hirescam`` (``explain.py``) |
 | SlowFast (``slowfast_*``, ``create_slowfast``) | ``hirescam-slowfast-fused`` (``explain_slowfast.py``) |
-| MViT (``mvit_*``, ``create_multiscale_vision_transformers``) | ``attention-rollout`` (``explain_rollout.py``) |
+| MViT (``mvit_*``, ``create_multiscale_vision_transformers``) | ``hirescam-patch-tokens`` (``explain_rollout.py``) |
 
 Any other builder (a user's ``models add`` of another pytorchvideo family) has no method:
 ``method_for`` says why in one line, which the job's provenance carries (``explain_note``);
@@ -23,8 +23,8 @@ from torch import nn
 
 from app.analysis.explain import METHOD as HIRESCAM
 from app.analysis.explain import Cam, ExplainUnsupported, grad_cam
-from app.analysis.explain_rollout import METHOD as ROLLOUT
-from app.analysis.explain_rollout import rollout
+from app.analysis.explain_rollout import METHOD as PATCH_TOKENS
+from app.analysis.explain_rollout import patch_token_cam
 from app.analysis.explain_slowfast import METHOD as SLOWFAST
 from app.analysis.explain_slowfast import slowfast_cam
 from app.analysis.transforms import ClipInput
@@ -76,13 +76,13 @@ def _slowfast(module: nn.Module, view: ClipInput, class_ids: list[int]) -> list[
 def _mvit(module: nn.Module, view: ClipInput, class_ids: list[int]) -> list[Cam]:
     if not isinstance(view, torch.Tensor):
         raise ExplainUnsupported("an MViT takes one clip tensor")
-    return rollout(module, view, class_ids)
+    return patch_token_cam(module, view, class_ids)
 
 
 METHODS = {
     Family.CNN: Method(HIRESCAM, _cnn),
     Family.SLOWFAST: Method(SLOWFAST, _slowfast),
-    Family.MVIT: Method(ROLLOUT, _mvit),
+    Family.MVIT: Method(PATCH_TOKENS, _mvit),
 }
 
 

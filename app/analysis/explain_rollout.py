@@ -1,42 +1,46 @@
-"""MViT explained: attention rolled out through the blocks, pooled token grids and all.
+"""MViT explained: HiResCAM on the patch tokens; attention rollout kept for comparison.
 
-Attention rollout (Abnar & Zuidema, 2020) multiplies each block's token-mixing matrix, its
-attention averaged over heads with the identity added for the residual path, rows summing to
-1, from the first block to the last; the class token's row of the product says how much of
-each input patch token reached the token the head classifies. Three things differ here:
+**The method** (``patch_token_cam``, ``METHOD``): HiResCAM (``explain.py``) on the tokens the
+patch embedding hands the transformer, ``relu(sum_c dS/dx_c * x_c)`` per token (before the
+position embedding is added, so the map is about the clip, not the learnt position code),
+reshaped to the patch grid (t, h, w). The gradient comes down through every block's attention
+and the head, so the map is class-specific and depends on all the weights above the tokens.
+Measured on the demo MViT (``tests/known_answer/test_explain_mvit.py``): peak on the acting
+object in 23 of 24 segments, and cascading weight randomisation (Adebayo et al., 2018; head,
+then blocks from the last down) leaves mean Spearman correlations of -0.00 to 0.23 with the
+trained map at every step (< 0.5 over 8 randomisation seeds; the head step's largest 0.46).
 
-* **Pooled attention.** MViT pools queries (``stride_q``: the next block has fewer tokens)
-  and keys/values (``stride_kv``), so a block's attention is (queries x keys), not square, and
-  its residual is the input pooled the query's way (``MultiScaleBlock.pool_skip``). Each
-  pooling is written as a matrix from the block's input tokens to its pooled tokens, every
-  pooled token the average of the input tokens under its window (kernel, stride, padding
-  read from the pooling layers; the class token passes through): the block's mixing is
-  ``0.5 * A @ P_kv + 0.5 * P_skip``, (output tokens x input tokens), and the product of those
-  maps the last block's tokens onto the patch-embedding grid. Only the class token's row of
-  the product is needed, so it is carried back block by block as a row vector, each pooling
-  applied axis by axis: no (tokens x tokens) matrix is built (MViT-B's first stage has 25,089
-  tokens). A learnt (``conv``) pooling weighs its window unevenly; the average is the
-  rollout's usual linear reading of it.
-* **Coverage.** Overlapping windows (kernel ``stride + 1``) put some input tokens under two
-  windows and others under one, so the rolled-out row carries a lattice that has nothing to do
-  with the clip (on the demo MViT it kept a fully re-initialised model's map at a rank
-  correlation of 0.6 with the trained one's). The row is divided by the same row for uniform
-  attention, the content-free rollout through the same poolings: even attention, a flat map.
-* **Class-specific.** Plain rollout is the same for every label and blind to the head: the
-  weight-randomisation check (Adebayo et al., 2018) cannot pass on a map that a new head
-  leaves unchanged, and an explanation is for one label. So ``A`` is gradient-weighted, as in
-  Chefer et al. (2021, "Generic attention-model explainability"): per head
-  ``relu(dS/dA * A)``, averaged over heads, rows scaled to sum 1 (a row with no positive
-  evidence keeps only its residual). ``weighted=False`` gives Abnar & Zuidema's plain rollout.
+Why not attention: every attention-weighted map tried stayed close to the trained one, for
+some randomisation seeds, after the head or the top block was re-initialised, because the
+lower blocks' trained attention still marks the object (head step, mean over 8 seeds and the
+largest): gradient-weighted rollout (Chefer et al., 2021) with row-normalised mixing, this
+module's ``rollout``, 0.75 and 0.86; unnormalised and coverage-divided, 0.50 and 0.62; over
+only the blocks from the last query pooling on, 0.57 and 0.75; the query-pooling block's
+gradient-weighted class-token row, 0.38 and 0.64. The last block's class-token attention
+missed the object in 16 of 24 segments, and that block's output tokens get no gradient (the
+head reads only the class token); HiResCAM on deeper blocks' tokens missed in 6 (block 1)
+and 15 (block 2) of 24. Figures in docs/MODELS.md.
+
+**Attention rollout** (``rollout``, ``ROLLOUT``; Abnar & Zuidema, 2020): each block's mixing
+``0.5 * A @ P_kv + 0.5 * P_skip`` (attention averaged over heads, rows summing to 1, keys pooled
+by ``P_kv``, the residual pooled the query's way by ``P_skip``), multiplied from the last block
+down; the class token's row over the patch grid is the map. Each pooling is read as a
+matrix of window averages (kernel, stride, padding from the pooling layer; the class token
+passes through) and applied axis by axis to the carried-back row vector, so no (tokens x
+tokens) matrix is built. The row is divided by the same row for uniform attention, which
+removes the lattice overlapping windows leave. ``weighted=True`` (the default) uses
+``relu(dS/dA * A)`` per head (Chefer et al.), so the map is class-specific.
 
 The attention matrix is a local of ``MultiScaleAttention.forward`` (pytorchvideo 0.1.5), so a
 forward hook recomputes the block's attention from its own input with the module's own
 helpers and returns that output in place of the original (same values), which puts the
-attention matrix in the graph the class score's gradient flows through.
+attention matrix in the graph the class score's gradient flows through. Hooks act only for
+the thread that set them: the inference thread may run the same module meanwhile.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,9 +49,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from app.analysis.explain import Cam, ExplainUnsupported, normalised
+from app.analysis.explain import Cam, ExplainUnsupported, head_graph, normalised
 
-METHOD = "attention-rollout"
+METHOD = "hirescam-patch-tokens"
+ROLLOUT = "attention-rollout"
 
 
 @dataclass(frozen=True)
@@ -156,15 +161,46 @@ def attention_recorded(module: nn.Module) -> Iterator[list[Attention]]:
     """While open, every forward of ``module`` (an MViT) appends each block's attention, in the
     graph, to the list it yields; the blocks' outputs are the same values as without."""
     seen: list[Attention] = []
-    handles = [
-        block.attn.register_forward_hook(lambda m, args, _: _recompute(m, args, seen))  # type: ignore[union-attr]
-        for block in _blocks(module)
-    ]
+    me = threading.get_ident()
+
+    def hook(attention: nn.Module, args: tuple[Any, ...], _: Any) -> tuple[Any, Any] | None:
+        return _recompute(attention, args, seen) if threading.get_ident() == me else None
+
+    handles = [block.attn.register_forward_hook(hook) for block in _blocks(module)]  # type: ignore[union-attr]
     try:
         yield seen
     finally:
         for handle in handles:
             handle.remove()
+
+
+def patch_token_cam(module: nn.Module, view: torch.Tensor, class_ids: list[int]) -> list[Cam]:
+    """HiResCAM of ``view`` (3, T, S, S) on the patch-embedding tokens, for each class id, on
+    the patch grid; only the tokens and what follows them get a graph, no parameter a
+    ``.grad`` (``explain.head_graph``)."""
+    _blocks(module)
+    embed = getattr(module, "patch_embed", None)
+    shape = getattr(getattr(module, "cls_positional_encoding", None), "patch_embed_shape", None)
+    if embed is None or shape is None:
+        raise ExplainUnsupported("the MViT has no patch embedding grid to explain on")
+    thw = _thw(shape)
+    device = next(module.parameters()).device
+    x = view.detach().to(device).clone().unsqueeze(0)
+    with torch.inference_mode(False):
+        scores, tokens = head_graph(module, [embed], x, _only)
+        if tokens.dim() != 3 or tokens.shape[1] != thw[0] * thw[1] * thw[2]:
+            raise ExplainUnsupported(f"patch tokens {tuple(tokens.shape)} do not fill the grid {thw}")
+        cams = []
+        for n, class_id in enumerate(class_ids):
+            (grad,) = torch.autograd.grad(scores[0, class_id], tokens, retain_graph=n + 1 < len(class_ids))
+            cam = torch.relu((grad[0] * tokens[0].detach()).sum(dim=-1)).reshape(thw)
+            cams.append(normalised(class_id, cam.cpu().float(), view.shape[1]))
+    return cams
+
+
+def _only(outputs: list[Any]) -> int:
+    """``head_graph``'s pick: the one hooked module, the patch embedding."""
+    return 0
 
 
 def rollout(

@@ -19,6 +19,7 @@ and last steps of both pathways sit on the clip's first and last frames.
 
 pytorchvideo's SlowFast ``forward`` writes each block's outputs into the list it was given
 (``MultiPathWayWithFuse``), so the model gets a fresh list and the hooks keep copies of theirs.
+Only the picked block, the blocks above it and the head get an autograd graph (``explain.head_graph``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.analysis.explain import MIN_GRID, Cam, ExplainUnsupported, feature_blocks, normalised
+from app.analysis.explain import MIN_GRID, Cam, ExplainUnsupported, feature_blocks, head_graph, normalised
 
 METHOD = "hirescam-slowfast-fused"
 
@@ -71,29 +72,20 @@ def slowfast_cam(module: nn.Module, view: list[torch.Tensor], class_ids: list[in
     if not isinstance(view, list) or len(view) < 2:
         raise ExplainUnsupported("a SlowFast clip is a list of pathways")
     blocks = feature_blocks(module)
-    outputs: list[Any] = []
-
-    def keep(_: nn.Module, __: Any, out: Any) -> None:
-        outputs.append(list(out) if isinstance(out, list) else out)  # the next block overwrites ``out``
-
-    handles = [block.register_forward_hook(keep) for block in blocks]
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            device = next(module.parameters()).device
-            x = [v.detach().to(device).clone().unsqueeze(0).requires_grad_(True) for v in view]
-            scores = module(x)
-            activations = outputs[_pick(outputs)]
-            cams = []
-            for n, class_id in enumerate(class_ids):
-                grads = torch.autograd.grad(
-                    scores[0, class_id], activations, retain_graph=n + 1 < len(class_ids)
-                )
-                per_pathway = [
-                    torch.relu((g[0] * a[0].detach()).sum(dim=0)).cpu()
-                    for g, a in zip(grads, activations, strict=True)
-                ]
-                cams.append(normalised(class_id, fuse(per_pathway), view[-1].shape[1]))
-    finally:
-        for handle in handles:
-            handle.remove()
+    device = next(module.parameters()).device
+    x = [v.detach().to(device).clone().unsqueeze(0) for v in view]
+    with torch.inference_mode(False):
+        scores, activations = head_graph(module, blocks, x, _pick, _copy)
+        cams = []
+        for n, class_id in enumerate(class_ids):
+            grads = torch.autograd.grad(scores[0, class_id], activations, retain_graph=n + 1 < len(class_ids))
+            per_pathway = [
+                torch.relu((g[0] * a[0].detach()).sum(dim=0)).cpu()
+                for g, a in zip(grads, activations, strict=True)
+            ]
+            cams.append(normalised(class_id, fuse(per_pathway), view[-1].shape[1]))
     return cams
+
+
+def _copy(out: Any) -> Any:
+    return list(out) if isinstance(out, list) else out  # the next block overwrites ``out``

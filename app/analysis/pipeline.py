@@ -163,10 +163,13 @@ class AnalysisTask:
         if self.error is None and self.result is None:
             self.error = exc
         self.pending.clear()
-        self.source.close()
+        self.close()
 
     def close(self) -> None:
+        """Stop the decoder and the explainer's thread (both idempotent)."""
         self.source.close()
+        if self.explainer is not None:
+            self.explainer.close()
 
 
 _DEADLINE_SLACK = 0.01

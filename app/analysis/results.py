@@ -201,7 +201,7 @@ class Timings:
     shots_seconds: float | None = None
     """Time the shot detector spent in its network (``detect_shots``; it overlaps the rest)."""
     explain_seconds: float | None = None
-    """Time spent explaining segments (``explain``; between inference batches)."""
+    """Time the explainer spent making maps (``explain``; on its own thread, overlapping decoding and inference)."""
     shots_backend: str | None = None
     """Which backend ran the shot detector, and why (``shot_backend.py``)."""
 

@@ -1,4 +1,4 @@
-"""Shared by the explanation known answers (HiResCAM on ``demo_motion``, rollout on ``demo_mvit``).
+"""Shared by the explanation known answers (HiResCAM on ``demo_motion``, on ``demo_mvit``'s patch tokens).
 
 Scripted synthetic videos (``app.demo.synthetic``) know every object's coverage at every
 frame: ``hit_rates`` scores a job's explanations against them, ``randomised_correlations``

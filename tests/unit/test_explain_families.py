@@ -1,5 +1,6 @@
 """Explanations by model family: the method picked from the builder, SlowFast's fused HiResCAM,
-MViT's attention rollout through pooled token grids, and a model no method fits."""
+MViT's HiResCAM on the patch tokens (and its attention rollout through pooled token grids), and
+a model no method fits."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ from torch import nn
 from app.analysis.catalog import load_catalog
 from app.analysis.engine import Analyzer
 from app.analysis.explain_methods import Family, family_of, method_for
-from app.analysis.explain_rollout import attention_recorded, pool_back, pooling_axes, rollout
+from app.analysis.explain_rollout import METHOD as PATCH_TOKENS
+from app.analysis.explain_rollout import (
+    attention_recorded,
+    patch_token_cam,
+    pool_back,
+    pooling_axes,
+    rollout,
+)
 from app.analysis.explain_slowfast import METHOD as SLOWFAST
 from app.analysis.explain_slowfast import fuse, slowfast_cam
 from app.analysis.loader import build_model
@@ -36,7 +44,7 @@ def test_every_builtin_model_gets_its_familys_method(tmp_path: Path) -> None:
     for name, spec in names.items():
         method = method_for(spec.builder)
         assert not isinstance(method, str), name
-        want = "attention-rollout" if name.startswith("mvit") else "hirescam"
+        want = PATCH_TOKENS if name.startswith("mvit") else "hirescam"
         assert method.name == (SLOWFAST if name.startswith("slowfast") else want), name
 
 
@@ -111,6 +119,27 @@ def test_recorded_attention_leaves_the_scores_as_they_were(pool_first: bool) -> 
     assert [tuple(a.attn.shape) for a in seen] == [(1, 2, 129, 33), (1, 4, 33, 33), (1, 4, 33, 33)]
     assert all(torch.allclose(a.attn.sum(-1), torch.ones(1)) for a in seen)
     assert not net.blocks[0].attn._forward_hooks, "hooks are removed"
+
+
+def test_patch_token_map_is_hirescam_on_the_tokens_and_touches_nothing() -> None:
+    net = tiny_mvit()
+    before = copy.deepcopy(net.state_dict())
+    view = torch.randn(3, 4, 32, 32)
+    with torch.inference_mode():
+        cams = patch_token_cam(net, view, [1, 3])
+    assert all(p.grad is None for p in net.parameters())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert not net.patch_embed._forward_hooks, "hooks are removed"  # type: ignore[union-attr]
+    kept: list[torch.Tensor] = []
+    handle = net.patch_embed.register_forward_hook(lambda _, __, out: kept.append(out))  # type: ignore[union-attr]
+    scores = net(view.unsqueeze(0))  # the whole model's graph, for reference
+    handle.remove()
+    for cam, class_id in zip(cams, [1, 3], strict=True):
+        (grad,) = torch.autograd.grad(scores[0, class_id], kept[0], retain_graph=True)
+        want = torch.relu((grad[0] * kept[0][0].detach()).sum(dim=-1)).reshape(2, 8, 8)
+        assert torch.allclose(cam.cam, want / want.max(), atol=1e-5)
+        assert len(cam.frame_weights) == 4 and max(cam.frame_weights) == pytest.approx(1.0)
+    assert not torch.equal(cams[0].cam, cams[1].cam), "class-specific: another label, another map"
 
 
 @pytest.mark.parametrize("weighted", [True, False])
