@@ -20,9 +20,15 @@ from app.analysis.heap import TRIM_EVERY, trim
 from app.analysis.transforms import ClipInput, ClipTransform, pack_pathway
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from app.analysis.decode import DecodedClip
     from app.analysis.decode_sandbox import DecodeSandbox, SandboxClip
+    from app.analysis.limits import MediaLimits
+    from app.analysis.plan import SamplingPlan
+    from app.analysis.scan import VideoScan
     from app.analysis.shot_runner import ShotRunner
+    from app.analysis.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -197,3 +203,42 @@ class ShotClips:
     def close(self) -> None:
         self.source.close()
         self.shots.close()
+
+
+def in_process_source(
+    video_path: Path,
+    allowed_formats: Sequence[str],
+    limits: MediaLimits,
+    scan: VideoScan,
+    plan: SamplingPlan,
+    spec: ModelSpec,
+    crops: int,
+    threads: int,
+    fast: bool,
+    shots: ShotRunner | None,
+) -> ClipSource:
+    """The plan's clips decoded here (``decode_in_subprocess`` off), with ``threads`` and
+    ``limits`` (``fast``: non-reference frames skipped); with ``shots``, every frame also goes,
+    small, to the shot detector."""
+    from app.analysis.decode import decode_clips
+    from app.analysis.shot_frames import SmallFrames
+
+    small = SmallFrames(scan, shots.add) if shots is not None else None
+    transform = ClipTransform.for_spec(spec, crops)
+    stats = DecodeStats()
+    clips = decode_clips(
+        video_path,
+        allowed_formats,
+        scan,
+        plan,
+        transform.prepare_frame,
+        threads=threads,
+        stats=stats,
+        limits=limits,
+        skip_nonref=fast,
+        on_frame=small.add if small is not None else None,
+    )
+    source = InProcessClips(clips, transform, stats)
+    if shots is not None and small is not None:
+        return ShotClips(source, shots, small.flush)
+    return source

@@ -31,7 +31,7 @@ from app.analysis.prep import FramePrep
 from app.analysis.sandbox_process import SandboxChild, cpu_seconds, raise_final
 from app.analysis.sandbox_protocol import ChildConfig, check_fault
 from app.analysis.shm import SlotRing
-from app.errors import DecoderCrashed, DecoderFault, DecoderTimeout
+from app.errors import DecoderCrashed, DecoderFault, DecoderTimeout, ServiceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -130,6 +130,7 @@ class DecodeSandbox:
             scan=scan,
         )
         self._scan = scan
+        self._scan_error: ServiceError | None = None
         self.allowance = self.limits.timeout_seconds
         if scan is not None:
             self.allowance += self.limits.timeout_per_video_second * scan.duration
@@ -192,15 +193,23 @@ class DecodeSandbox:
         return [] if self.exhausted else [self._conn, self._sentinel]
 
     def scan(self) -> VideoScan:
-        """Wait for the child's scan (counted against the allowance); the given one if any."""
+        """Wait for the child's scan (counted against the allowance); the given one if any.
+        Asked again, the same scan (or the same error): the CLI's early start asks first."""
         if self._scan is not None:
             return self._scan
-        message = self._await()
-        if message[0] != "scan":
-            self._handle(message)  # raises the child's coded error or fault
-            raise DecoderCrashed(f"the decoder sent {message[0]!r} instead of its scan")
+        if self._scan_error is not None:
+            raise self._scan_error
+        try:
+            message = self._await()
+            if message[0] != "scan":
+                self._handle(message)  # raises the child's coded error or fault
+                raise DecoderCrashed(f"the decoder sent {message[0]!r} instead of its scan")
+        except ServiceError as exc:
+            self._scan_error = exc
+            raise
         scan: VideoScan = message[1]
         self.allowance += self.limits.timeout_per_video_second * scan.duration
+        self._scan = scan
         return scan
 
     def decode(

@@ -10,8 +10,8 @@ sends it its config and then its shared-memory ring over the socket (``SCM_RIGHT
 Spares are started on a thread of their own that lives until ``close()`` (or until this
 object is garbage-collected), because a child dies with the thread that started it
 (``PR_SET_PDEATHSIG``). The caller decides when to ``refill``: a worker between jobs, so
-that starting the next spares never competes with the job that took them; a one-job CLI
-run starts its second child at once and never refills.
+that starting the next spares never competes with the job that took them (a one-job CLI run
+starts its children early instead: ``early_decode``).
 """
 
 from __future__ import annotations

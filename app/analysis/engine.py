@@ -35,7 +35,9 @@ from app.options import JobOptions, Segmentation
 if TYPE_CHECKING:
     from app.analysis.clip_sources import ClipSource
     from app.analysis.decode_sandbox import DecodeSandbox, SandboxLimits
+    from app.analysis.early_decode import EarlyDecode
     from app.analysis.pipeline import AnalysisTask, Scheduler
+    from app.analysis.prep import FramePrep
     from app.analysis.shot_runner import ShotRunner
     from app.analysis.shot_source import InProcessShotClips, ShotPlanClips
     from app.analysis.spec import ModelSpec
@@ -105,6 +107,7 @@ class Analyzer:
         self.progress_interval = progress_interval
         self.budget, self.max_segments = budget, max_segments
         self._adopted: list[DecodeSandbox] = []
+        self._early: EarlyDecode | None = None
         self.spares = DecodeSpares(self.decode_children) if decode_in_subprocess else None
 
     @classmethod
@@ -160,11 +163,11 @@ class Analyzer:
         torch); the next ``open_task`` for the same video and geometry uses it."""
         self._adopted.append(sandbox)
 
-    def adopt_spares(self, spares: DecodeSpares) -> None:
-        """Decode children started early (the CLI starts its second one with the first)."""
-        if self.spares is not None:
-            self.spares.close()
-        self.spares = spares
+    def adopt_early(self, early: EarlyDecode) -> None:
+        """The CLI's decode, planned and started while torch imported (``early_decode``); used
+        when the engine's own plan for that decoder is the same."""
+        self.adopt(early.sandbox)
+        self._early = early
 
     def refill_spares(self) -> None:
         """Start the decode children the next job takes (a worker calls it between jobs)."""
@@ -299,17 +302,24 @@ class Analyzer:
         for extra in early[1:]:
             extra.close()
         if early:
+            if self._early is not None and self._early.sandbox is early[0]:
+                self._early.wait()  # its thread is done with the child before this one talks to it
             return early[0]
-        return DecodeSandbox(
-            video_path,
-            self.allowed_formats,
-            self.limits,
-            prep,
-            spec.frames,
-            threads=self.decode_threads,
-            limits=limits,
-            spare=self.spares.take() if self.spares is not None else None,
-        )
+        return self._new_sandbox(video_path, prep, spec.frames, limits)
+
+    def _new_sandbox(
+        self,
+        video_path: Path,
+        prep: FramePrep,
+        frames: int,
+        limits: SandboxLimits,
+        scan: VideoScan | None = None,
+    ) -> DecodeSandbox:
+        from app.analysis.decode_sandbox import DecodeSandbox
+
+        spare = self.spares.take() if self.spares is not None else None
+        args = (video_path, self.allowed_formats, self.limits, prep, frames)
+        return DecodeSandbox(*args, threads=self.decode_threads, limits=limits, scan=scan, spare=spare)
 
     def _start_decode(
         self,
@@ -326,68 +336,52 @@ class Analyzer:
         decoding a part of the video from a keyframe on), or decoded here with this engine's
         threads and limits (``fast``: non-reference frames skipped). With ``shots``, one
         decoder decodes every frame and also feeds them, small, to the shot detector."""
-        from app.analysis.clip_sources import InProcessClips, SandboxClips, ShotClips
-        from app.analysis.decode import DecodeStats, decode_clips
-        from app.analysis.shot_frames import SmallFrames
-        from app.analysis.transforms import ClipTransform
+        from app.analysis.clip_sources import SandboxClips, ShotClips, in_process_source
 
         if sandbox is not None and shots is not None:
             sandbox.decode(plan, on_frames=shots.add)
             return ShotClips(SandboxClips([sandbox], spec.alpha), shots)
         if sandbox is not None:
-            return SandboxClips(self._decode_parts(sandbox, video_path, scan, plan, fast), spec.alpha)
-        small = SmallFrames(scan, shots.add) if shots is not None else None
-        transform = ClipTransform.for_spec(spec, options.crops)
-        stats = DecodeStats()
-        clips = decode_clips(
+            return SandboxClips(self._children(sandbox, video_path, scan, plan, fast), spec.alpha)
+        return in_process_source(
             video_path,
             self.allowed_formats,
+            self.limits,
             scan,
             plan,
-            transform.prepare_frame,
-            threads=self.decode_threads,
-            stats=stats,
-            limits=self.limits,
-            skip_nonref=fast,
-            on_frame=small.add if small is not None else None,
+            spec,
+            options.crops,
+            self.decode_threads,
+            fast,
+            shots,
         )
-        source = InProcessClips(clips, transform, stats)
-        if shots is not None and small is not None:
-            return ShotClips(source, shots, small.flush)
-        return source
 
-    def _decode_parts(
+    def _children(
         self, sandbox: DecodeSandbox, video_path: Path, scan: VideoScan, plan: SamplingPlan, fast: bool
     ) -> list[DecodeSandbox]:
-        """``sandbox`` decodes the first part of the plan; one more child for each other part
-        (same settings, a share of the queue), started here with the scan already known."""
-        from app.analysis.decode_sandbox import DecodeSandbox
-        from app.analysis.decode_split import split_plan
+        """The children decoding ``plan``: those the CLI's early start began on this very plan,
+        else ``sandbox`` on the first part and a child (a spare if one waits) per other part."""
+        from app.analysis.decode_parts import start_parts
 
-        parts = split_plan(scan, plan, self.decode_children)
-        sandbox.decode(parts[0].plan, skip_nonref=fast, start_pts=parts[0].start_pts)
-        limits = replace(sandbox.limits, queue_bytes=sandbox.limits.queue_bytes // len(parts))
-        children = [sandbox]
-        try:
-            for part in parts[1:]:
-                child = DecodeSandbox(
-                    video_path,
-                    self.allowed_formats,
-                    self.limits,
-                    sandbox.prep,
-                    sandbox.frames,
-                    threads=self.decode_threads,
-                    limits=limits,
-                    scan=scan,
-                    spare=self.spares.take() if self.spares is not None else None,
-                )
-                children.append(child)
-                child.decode(part.plan, skip_nonref=fast, start_pts=part.start_pts)
-        except BaseException:
-            for child in children[1:]:
-                child.close()
-            raise
-        return children
+        if self._early is not None and self._early.sandbox is sandbox:
+            early, self._early = self._early, None
+            started = early.take(plan, fast)
+            if started is not None:
+                return started
+            if early.planned:  # it was given another plan (or failed on the way): a new first child
+                sandbox = self._new_sandbox(video_path, sandbox.prep, sandbox.frames, sandbox.limits, scan)
+        return start_parts(
+            sandbox,
+            video_path,
+            self.allowed_formats,
+            self.limits,
+            threads=self.decode_threads,
+            scan=scan,
+            plan=plan,
+            children=self.decode_children,
+            fast=fast,
+            spares=self.spares,
+        )
 
     def _fast_decode(self, scan: VideoScan) -> bool:
         return 0 < self.fast_decode_min_seconds <= scan.duration

@@ -15,7 +15,7 @@ from app.errors import InvalidOptions, ServiceError
 
 if TYPE_CHECKING:
     from app.analysis.decode_sandbox import DecodeSandbox
-    from app.analysis.decode_spares import DecodeSpares
+    from app.analysis.early_decode import EarlyDecode
     from app.analysis.openvino_runtime import EarlyCompile
     from app.analysis.results import AnalysisResult, Label
     from app.options import JobOptions
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings()
     model = args.model or settings.default_model
     early = _start_decoder(settings, args.video, model, options)  # before torch is imported
-    spares = _start_spares(settings, early)  # the other decode children load meanwhile too
+    planned = _start_early_decode(settings, args.video, model, options, early)  # ... and decodes
     compiling = _start_compile(settings, model)  # OpenVINO compiles while torch imports
     from app.analysis.engine import Analyzer
     from app.cli.progress import ProgressBar
@@ -163,10 +163,10 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(f"{args.video.name} ({model})")
     try:
         analyzer = Analyzer.from_settings(settings)
-        if early is not None:
+        if planned is not None:
+            analyzer.adopt_early(planned)
+        elif early is not None:
             analyzer.adopt(early)
-        if spares is not None:
-            analyzer.adopt_spares(spares)
         if compiling is not None:
             analyzer.backends.adopt(compiling)
         result = analyzer.analyze(args.video, model, options, bar.update)
@@ -175,10 +175,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error [{exc.code}]: {exc.detail}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, InvalidOptions) else EXIT_FAILED
     finally:
+        if planned is not None:
+            planned.close()
         if early is not None:
             early.close()
-        if spares is not None:
-            spares.close()
         if compiling is not None:
             compiling.wait()
     bar.close()
@@ -227,18 +227,26 @@ def _start_decoder(settings: Settings, video: Path, model: str, options: JobOpti
         return None
 
 
-def _start_spares(settings: Settings, early: DecodeSandbox | None) -> DecodeSpares | None:
-    """The decode children after the first (``decode_children``), started now so that they
-    are loaded when the scan is known; None when there is no early decoder or one child."""
-    from app.analysis.decode_spares import DecodeSpares
-    from app.analysis.decode_split import children_for
-
-    children = children_for(settings.decode_children)
-    if early is None or children < 2:
+def _start_early_decode(
+    settings: Settings,
+    video: Path,
+    model: str,
+    options: JobOptions,
+    early: DecodeSandbox | None,
+) -> EarlyDecode | None:
+    """The job planned from the first child's scan and the other children started on their
+    parts, on a thread, while torch imports (``early_decode``); not for shots (one decoder)."""
+    if early is None or options.finds_shots:
         return None
-    spares = DecodeSpares(children - 1)
-    spares.refill()
-    return spares
+    from app.analysis.catalog import load_catalog
+    from app.analysis.early_decode import EarlyDecode
+    from app.analysis.limits import MediaLimits
+
+    try:
+        spec = load_catalog(settings.models_dir).get(model)
+    except ServiceError:
+        return None
+    return EarlyDecode(early, video, spec, options, settings, MediaLimits.from_settings(settings))
 
 
 def _start_compile(settings: Settings, model: str) -> EarlyCompile | None:

@@ -1,0 +1,125 @@
+"""The CLI's decode planned and started before torch is imported (``early_decode``): the
+engine takes its children when its own plan is the same and gets the result it would get
+on its own; another plan, a bad video or a job that never decodes leave no child behind."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.analysis.decode_sandbox import DecodeSandbox
+from app.analysis.early_decode import EarlyDecode
+from app.analysis.engine import Analyzer
+from app.analysis.limits import MediaLimits
+from app.analysis.prep import FramePrep
+from app.errors import ServiceError
+from app.options import JobOptions
+from app.settings import Settings
+from tests.unit.test_cli_analyze import run_cli
+from tests.unit.test_decode_children import long_video  # noqa: F401
+
+MODEL = "x3d_xs"
+
+
+@pytest.fixture
+def models(tmp_path: Path, zoo_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(zoo_models_dir / "X3D_XS.pyth", models / "X3D_XS.pyth")
+    monkeypatch.setenv("VAS_MODELS_DIR", str(models))
+    monkeypatch.setenv("VAS_DECODE_CHILDREN", "2")
+    return models
+
+
+def summary(result: dict[str, object]) -> list[tuple[object, ...]]:
+    segments = result["segments"]
+    assert isinstance(segments, list)
+    return [
+        (
+            s["start"],
+            s["end"],
+            s["first_frame_time"],
+            [(x["class_id"], round(x["score"], 5)) for x in s["labels"]],
+        )
+        for s in segments
+    ]
+
+
+def early_for(settings: Settings, video: Path, options: JobOptions) -> EarlyDecode:
+    from app.analysis.catalog import load_catalog
+
+    spec = load_catalog(settings.models_dir).get(MODEL)
+    sandbox = DecodeSandbox(
+        video,
+        settings.allowed_format_list,
+        MediaLimits.from_settings(settings),
+        FramePrep.for_spec(spec, 3),
+        spec.frames,
+    )
+    return EarlyDecode(sandbox, video, spec, options, settings, MediaLimits.from_settings(settings))
+
+
+def test_the_cli_takes_the_early_children_and_gets_the_engines_result(
+    models: Path,
+    long_video: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="app.analysis.early_decode")
+    assert run_cli("analyze", str(long_video), "--model", MODEL, "--segment-seconds", "2", "--json") == 0
+    got = json.loads(capsys.readouterr().out)
+    assert "the early decode's 2 child(ren) taken" in caplog.messages
+    engine = Analyzer.from_settings(Settings(models_dir=models, decode_children=2))
+    want = engine.analyze(long_video, MODEL, JobOptions(segment_seconds=2.0)).to_dict()
+    assert summary(got) == summary(want) and len(got["segments"]) == 12
+
+
+def test_another_plan_is_dropped_and_the_engine_starts_its_own(models: Path, long_video: Path) -> None:  # noqa: F811
+    settings = Settings(models_dir=models, decode_children=2)
+    early = early_for(settings, long_video, JobOptions(segment_seconds=3.0))
+    early.wait()
+    assert early.planned
+    first = early.sandbox
+    engine = Analyzer.from_settings(settings)
+    engine.adopt_early(early)
+    got = engine.analyze(long_video, MODEL, JobOptions(segment_seconds=2.0)).to_dict()
+    want = (
+        Analyzer.from_settings(settings).analyze(long_video, MODEL, JobOptions(segment_seconds=2.0)).to_dict()
+    )
+    assert summary(got) == summary(want)
+    assert not first._child.alive(), "the first child was given the other plan: closed"
+    early.close()
+
+
+def test_an_unreadable_video_is_reported_by_the_engine_as_always(models: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(4000))
+    settings = Settings(models_dir=models, decode_children=2)
+    early = early_for(settings, bad, JobOptions(segment_seconds=2.0))
+    early.wait()
+    assert not early.planned
+    engine = Analyzer.from_settings(settings)
+    engine.adopt_early(early)
+    with pytest.raises(ServiceError) as caught:
+        engine.analyze(bad, MODEL, JobOptions(segment_seconds=2.0))
+    fresh = Analyzer.from_settings(settings)
+    with pytest.raises(ServiceError) as plain:
+        fresh.analyze(bad, MODEL, JobOptions(segment_seconds=2.0))
+    assert caught.value.code == plain.value.code
+    early.close()
+    early.sandbox.close()
+
+
+def test_children_never_taken_are_closed(models: Path, long_video: Path) -> None:  # noqa: F811
+    settings = Settings(models_dir=models, decode_children=2)
+    early = early_for(settings, long_video, JobOptions(segment_seconds=2.0))
+    early.wait()
+    started = early._started
+    assert started is not None and len(started[2]) == 2
+    early.close()
+    assert not started[2][1]._child.alive(), "the second child is closed"
+    early.sandbox.close()
