@@ -13,9 +13,9 @@ from app.analysis.decode_sandbox import DecodeSandbox
 from app.analysis.decode_split import split_plan
 
 if TYPE_CHECKING:
-    from app.analysis.decode_spares import DecodeSpares
     from app.analysis.limits import MediaLimits
     from app.analysis.plan import SamplingPlan
+    from app.analysis.sandbox_spares import SpareChildren
     from app.analysis.scan import VideoScan
 
 
@@ -30,7 +30,7 @@ def start_parts(
     plan: SamplingPlan,
     children: int,
     fast: bool,
-    spares: DecodeSpares | None,
+    spares: SpareChildren | None,
 ) -> list[DecodeSandbox]:
     """``sandbox`` decodes the first part of the plan; one more child for each other part
     (same settings, a share of the queue, a spare where one waits), given the scan."""

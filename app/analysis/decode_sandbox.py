@@ -105,7 +105,7 @@ class DecodeSandbox:
         scan: VideoScan | None = None,
         spare: SandboxChild | None = None,
     ) -> None:
-        """``spare``: a child started ahead (``decode_spares``); it gets the ring over the socket."""
+        """``spare``: a child started ahead (``sandbox_spares``); it gets the ring over the socket."""
         self.limits = limits or SandboxLimits()
         self.key = self.key_for(path, allowed_formats, media_limits, prep, frames, threads, self.limits)
         """What the child was started with: ``Analyzer.adopt`` matches on it."""

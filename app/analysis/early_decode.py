@@ -6,8 +6,8 @@ after ``import torch`` and the model's load, about two seconds later on two vCPU
 the decode children sat idle beside a core that was importing. Planning needs no torch
 (the catalog's spec, the options, the scan), so a thread here waits for the scan, plans the
 job exactly as the engine does (``plan_for_scan`` with the same settings), and starts every
-decode child on its part (``decode_parts``; the others start now, once the split says how many:
-a short video needs only the first). The engine adopts it (``Analyzer.adopt_early``)
+decode child on its part (``decode_parts``; the others start now, once the split says how many,
+on a thread that outlives them). The engine adopts it (``Analyzer.adopt_early``)
 and uses these children when its own plan and fast-decode choice are the same; otherwise it
 closes them and starts its own. A failure on the way (an unreadable video, bad options) is
 left for the engine to meet and report as it always does.
@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.analysis.decode_parts import start_parts
-from app.analysis.decode_split import children_for
+from app.analysis.decode_split import children_for, split_plan
 from app.analysis.plan import plan_for_scan
+from app.analysis.sandbox_spares import SpareChildren
 from app.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -53,26 +54,22 @@ class EarlyDecode:
         """Whether the first child was given a plan (then it serves no other)."""
         self._started: tuple[SamplingPlan, bool, list[DecodeSandbox]] | None = None
         self._taken = False
-        self._thread = threading.Thread(
-            target=self._run,
-            args=(video_path, spec, options, settings, media_limits),
-            name="early-decode",
-            daemon=True,
-        )
+        self._spares = SpareChildren(0)
+        """The other children, started once the split says how many (a short video needs only the
+        first) on the pool's thread, which lives until ``close``: a child dies with the thread
+        that started it (``PR_SET_PDEATHSIG``), and this one's ends when the children start."""
+        self._job = (video_path, spec, options, settings, media_limits)
+        self._thread = threading.Thread(target=self._run, name="early-decode", daemon=True)
         self._thread.start()
 
-    def _run(
-        self,
-        video_path: Path,
-        spec: ModelSpec,
-        options: JobOptions,
-        settings: Settings,
-        media_limits: MediaLimits,
-    ) -> None:
+    def _run(self) -> None:
+        video_path, spec, options, settings, media_limits = self._job
         try:
             scan = self.sandbox.scan()
             plan = plan_for_scan(spec, options, scan, max_segments=settings.max_segments_per_job)
             fast = 0 < settings.fast_decode_min_seconds <= scan.duration
+            children = children_for(settings.decode_children)
+            self._spares.refill(len(split_plan(scan, plan, children)) - 1)
             self.planned = True
             started = start_parts(
                 self.sandbox,
@@ -82,9 +79,9 @@ class EarlyDecode:
                 threads=settings.decode_threads,
                 scan=scan,
                 plan=plan,
-                children=children_for(settings.decode_children),
+                children=children,
                 fast=fast,
-                spares=None,  # started now, when the split is known: a short video needs none
+                spares=self._spares,
             )
         except (ServiceError, OSError) as exc:  # the engine meets it again and reports it
             log.debug("early decode not started: %s", exc)
@@ -115,10 +112,11 @@ class EarlyDecode:
         return None
 
     def close(self) -> None:
-        """Close the children it started if the engine never took them (the first child is
-        the caller's to close)."""
+        """After the job: close the children it started if the engine never took them (the
+        first child is the caller's to close), and end the thread the others were started on."""
         self.wait()
         started, self._started = self._started, None
         if started is not None and not self._taken:
             for child in started[2][1:]:
                 child.close()
+        self._spares.close()

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 from app.analysis.assemble import analysis_result, provenance, scoring_options, segment_results, video_info
 from app.analysis.budget import JobBudget
 from app.analysis.catalog import load_catalog, read_labels
-from app.analysis.decode_spares import DecodeSpares
 from app.analysis.decode_split import children_for
 from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
 from app.analysis.partials import SegmentsSink
 from app.analysis.plan import SamplingPlan, effective_options, plan_for_scan
 from app.analysis.results import AnalysisResult
+from app.analysis.sandbox_spares import SpareChildren
 from app.analysis.scan import VideoScan, scan_video
 from app.analysis.segmenting import MAX_SEGMENTS
 from app.options import JobOptions, Segmentation
@@ -108,7 +108,7 @@ class Analyzer:
         self.budget, self.max_segments = budget, max_segments
         self._adopted: list[DecodeSandbox] = []
         self._early: EarlyDecode | None = None
-        self.spares = DecodeSpares(self.decode_children) if decode_in_subprocess else None
+        self.spares = SpareChildren(self.decode_children) if decode_in_subprocess else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyzer:

@@ -10,15 +10,13 @@ stay free of numpy, torch and av.
 
 from __future__ import annotations
 
-import logging
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
 from app.analysis.sandbox_process import SandboxChild, cpu_seconds, one_shot
 from app.analysis.sandbox_protocol import ProbeConfig, check_fault
+from app.analysis.sandbox_spares import SpareChildren
 from app.errors import DecoderFault, DecoderTimeout, ProbeFailed, ProbeTimeout, Unavailable
 
 if TYPE_CHECKING:
@@ -27,8 +25,6 @@ if TYPE_CHECKING:
 
     from app.domain import VideoInfo
     from app.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,10 +58,7 @@ class ProbeSandbox:
 
     def __init__(self, limits: ProbeLimits | None = None) -> None:
         self.limits = limits or ProbeLimits()
-        self._lock = threading.Lock()
-        self._spawner: ThreadPoolExecutor | None = None
-        self._spare: Future[SandboxChild] | None = None
-        self._closed = False
+        self._spares = SpareChildren(1, _probe_child, role="probe")
 
     def probe_video(
         self,
@@ -96,44 +89,18 @@ class ProbeSandbox:
 
     def warm(self) -> None:
         """Start the spare now (at start-up), so that the first upload need not wait for it."""
-        with self._lock:
-            if not self._closed and self._spare is None:
-                self._spare = self._spawner_locked().submit(_probe_child)
+        self._spares.refill()
 
     def close(self) -> None:
         """Stop the spare (its thread ends, and so does the child); later probes are 503s."""
-        with self._lock:
-            self._closed = True
-            spare, self._spare = self._spare, None
-            spawner, self._spawner = self._spawner, None
-        if spare is not None:
-            try:
-                spare.result().close()
-            except OSError:
-                pass
-        if spawner is not None:
-            spawner.shutdown(wait=True)
+        self._spares.close()
 
     def _take(self) -> SandboxChild:
-        with self._lock:
-            if self._closed:
-                raise Unavailable("the service is shutting down")
-            spare, self._spare = self._spare, self._spawner_locked().submit(_probe_child)
-        if spare is not None:
-            try:
-                child = spare.result()
-            except OSError as exc:
-                log.warning("could not start a spare probe process: %s", exc)
-            else:
-                if child.alive():
-                    return child
-                child.close()
-        return self._fresh()
-
-    def _spawner_locked(self) -> ThreadPoolExecutor:
-        if self._spawner is None:
-            self._spawner = ThreadPoolExecutor(1, thread_name_prefix="probe-spawner")
-        return self._spawner
+        if self._spares.closed:
+            raise Unavailable("the service is shutting down")
+        child = self._spares.take()
+        self._spares.refill()  # the next upload's
+        return child if child is not None else self._fresh()
 
     @staticmethod
     def _fresh() -> SandboxChild:

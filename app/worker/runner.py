@@ -214,7 +214,7 @@ class Worker:
         self.refill_spares()
 
     def refill_spares(self) -> None:
-        """Between jobs: start the decode children the next job takes (``decode_spares``)."""
+        """Between jobs: start the decode children the next job takes (``sandbox_spares``)."""
         refill = getattr(self.analyzer, "refill_spares", None)  # the engine's; test doubles lack it
         if refill is not None:
             refill()

@@ -1,4 +1,4 @@
-"""A worker starts the next job's decode children between jobs (``decode_spares``), and the
+"""A worker starts the next job's decode children between jobs (``sandbox_spares``), and the
 next job runs on them: real HTTP upload, SQLite store, sandboxed decode."""
 
 from __future__ import annotations

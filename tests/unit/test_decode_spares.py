@@ -1,4 +1,4 @@
-"""Decode children started ahead (``decode_spares``): a job that takes them gets exactly what
+"""Decode children started ahead (``sandbox_spares``): a job that takes them gets exactly what
 freshly started children give, a spare that died while it waited costs nothing, a worker
 refills them between jobs, and ``close`` leaves no process behind."""
 
@@ -12,9 +12,9 @@ import pytest
 
 from app.analysis.clip_sources import SandboxClips
 from app.analysis.decode_sandbox import DecodeSandbox
-from app.analysis.decode_spares import DecodeSpares
 from app.analysis.engine import Analyzer
 from app.analysis.limits import DEFAULT_LIMITS
+from app.analysis.sandbox_spares import SpareChildren
 from app.options import JobOptions
 from app.settings import Settings
 from tests.unit.test_decode_children import ALLOWED, FRAMES, PREP, drain, long_video  # noqa: F401
@@ -70,7 +70,7 @@ def test_a_job_on_spares_is_a_job_on_fresh_children(zoo_models_dir: Path, long_v
 
 
 def test_a_spare_that_died_waiting_is_replaced(long_video: Path) -> None:  # noqa: F811
-    spares = DecodeSpares(1)
+    spares = SpareChildren(1)
     spares.refill()
     spare = spares.take()
     assert spare is not None and spare.alive()
@@ -89,7 +89,7 @@ def test_a_spare_decodes_through_the_ring_it_is_handed(long_video: Path) -> None
     """The ring's descriptor goes over the socket: the clips match a fresh child's, view for view."""
     clips = {}
     for use_spare in (False, True):
-        spares = DecodeSpares(1)
+        spares = SpareChildren(1)
         spares.refill()
         spare = spares.take() if use_spare else None
         sandbox = DecodeSandbox(long_video, ALLOWED, DEFAULT_LIMITS, PREP, FRAMES, spare=spare)
@@ -117,7 +117,7 @@ def test_a_spare_decodes_through_the_ring_it_is_handed(long_video: Path) -> None
 
 
 def test_close_ends_the_spares() -> None:
-    spares = DecodeSpares(2)
+    spares = SpareChildren(2)
     spares.refill()
     pids = []
     for _ in range(2):

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.analysis.decode_sandbox import DecodeSandbox
+from app.analysis.decode_sandbox import DecodeSandbox, SandboxLimits
 from app.analysis.early_decode import EarlyDecode
 from app.analysis.engine import Analyzer
 from app.analysis.limits import MediaLimits
@@ -19,52 +20,30 @@ from app.analysis.prep import FramePrep
 from app.errors import ServiceError
 from app.options import JobOptions
 from app.settings import Settings
-from tests.unit.test_cli_analyze import run_cli
+from tests.unit.test_cli_analyze import models, run_cli  # noqa: F401  (models: a fixture)
 from tests.unit.test_decode_children import long_video  # noqa: F401
+from tests.unit.test_decode_spares import scores as summary
 
 MODEL = "x3d_xs"
 
 
-@pytest.fixture
-def models(tmp_path: Path, zoo_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    models = tmp_path / "models"
-    models.mkdir()
-    shutil.copy(zoo_models_dir / "X3D_XS.pyth", models / "X3D_XS.pyth")
-    monkeypatch.setenv("VAS_MODELS_DIR", str(models))
+@pytest.fixture(autouse=True)
+def two_children(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VAS_DECODE_CHILDREN", "2")
-    return models
-
-
-def summary(result: dict[str, object]) -> list[tuple[object, ...]]:
-    segments = result["segments"]
-    assert isinstance(segments, list)
-    return [
-        (
-            s["start"],
-            s["end"],
-            s["first_frame_time"],
-            [(x["class_id"], round(x["score"], 5)) for x in s["labels"]],
-        )
-        for s in segments
-    ]
 
 
 def early_for(settings: Settings, video: Path, options: JobOptions) -> EarlyDecode:
     from app.analysis.catalog import load_catalog
 
     spec = load_catalog(settings.models_dir).get(MODEL)
-    sandbox = DecodeSandbox(
-        video,
-        settings.allowed_format_list,
-        MediaLimits.from_settings(settings),
-        FramePrep.for_spec(spec, 3),
-        spec.frames,
-    )
+    media, prep = MediaLimits.from_settings(settings), FramePrep.for_spec(spec, 3)
+    limits = SandboxLimits.from_settings(settings)  # as the engine's, so that it adopts the child
+    sandbox = DecodeSandbox(video, settings.allowed_format_list, media, prep, spec.frames, limits=limits)
     return EarlyDecode(sandbox, video, spec, options, settings, MediaLimits.from_settings(settings))
 
 
 def test_the_cli_takes_the_early_children_and_gets_the_engines_result(
-    models: Path,
+    models: Path,  # noqa: F811
     long_video: Path,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
@@ -95,7 +74,7 @@ def test_another_plan_is_dropped_and_the_engine_starts_its_own(models: Path, lon
     early.close()
 
 
-def test_an_unreadable_video_is_reported_by_the_engine_as_always(models: Path, tmp_path: Path) -> None:
+def test_an_unreadable_video_is_reported_by_the_engine_as_always(models: Path, tmp_path: Path) -> None:  # noqa: F811
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(4000))
     settings = Settings(models_dir=models, decode_children=2)
@@ -122,4 +101,37 @@ def test_children_never_taken_are_closed(models: Path, long_video: Path) -> None
     assert started is not None and len(started[2]) == 2
     early.close()
     assert not started[2][1]._child.alive(), "the second child is closed"
+    early.sandbox.close()
+
+
+def test_the_children_outlive_the_thread_that_planned_them(
+    models: Path,  # noqa: F811
+    long_video: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A child dies with the thread that started it (``PR_SET_PDEATHSIG``), and the planning
+    thread ends as soon as the children start: they must be started on one that lives on."""
+    from app.analysis import early_decode
+
+    real = early_decode.start_parts
+
+    def then_linger(*args: Any, **kwargs: Any) -> list[DecodeSandbox]:
+        started = real(*args, **kwargs)
+        time.sleep(1.0)  # the children have tied themselves to their starting thread by now
+        return started
+
+    monkeypatch.setattr(early_decode, "start_parts", then_linger)
+    # a queue of two clips: the children wait for the engine, alive, with most of their part to go
+    settings = Settings(models_dir=models, decode_children=2, decode_queue_bytes=1024**2)
+    early = early_for(settings, long_video, JobOptions(segment_seconds=2.0))
+    early.wait()
+    time.sleep(0.5)
+    started = early._started
+    assert started is not None and len(started[2]) == 2
+    assert all(child._child.alive() for child in started[2])
+    engine = Analyzer.from_settings(settings)
+    engine.adopt_early(early)
+    got = engine.analyze(long_video, MODEL, JobOptions(segment_seconds=2.0)).to_dict()
+    assert len(summary(got)) == 12
+    early.close()
     early.sandbox.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,13 +246,19 @@ def test_injected_probe_faults_are_coded_request_errors(
         prober.close()
 
 
+def waiting_spare(prober: ProbeSandbox) -> subprocess.Popen[bytes]:
+    """The process of the spare child waiting for the next upload."""
+    spares = prober._spares._spares
+    assert len(spares) == 1
+    return spares[0].result().proc
+
+
 def test_a_spare_that_died_waiting_costs_the_upload_nothing(
     videos: dict[str, Path], prober: ProbeSandbox
 ) -> None:
     path = videos["cfr25"]
     want = prober.probe_video(path, filename=path.name, allowed_formats=ALLOWED)
-    assert prober._spare is not None
-    spare = prober._spare.result().proc
+    spare = waiting_spare(prober)
     spare.kill()
     spare.wait()
     assert prober.probe_video(path, filename=path.name, allowed_formats=ALLOWED) == want
@@ -260,13 +267,10 @@ def test_a_spare_that_died_waiting_costs_the_upload_nothing(
 def test_a_closed_prober_leaves_no_process(videos: dict[str, Path]) -> None:
     prober = ProbeSandbox()
     prober.warm()  # what the API's start-up does
-    spare = prober._spare
-    assert spare is not None
-    proc = spare.result().proc
+    proc = waiting_spare(prober)
     assert prober.probe_video(videos["cfr25"], filename="x.mp4", allowed_formats=ALLOWED).width == 64
     assert proc.poll() is not None, "the spare probed that upload, and only that one"
-    assert prober._spare is not None
-    proc = prober._spare.result().proc
+    proc = waiting_spare(prober)
     assert proc.poll() is None, "a new spare child waits for the next upload"
     prober.close()
     assert proc.poll() is not None

@@ -1,4 +1,5 @@
-"""Decode children started ahead of the job that will use them (``decode_children`` of them).
+"""Sandboxed children started ahead of the work that will use them: a job's decode children
+(``decode_children`` of them) and the upload probe's child (``probe_sandbox``).
 
 A decode child spends about half a CPU-second loading Python, numpy, PyAV and the decode
 modules before it reads its first message; in a warm worker that start sits on every job's
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from app.analysis.sandbox_process import SandboxChild
@@ -25,11 +27,13 @@ from app.analysis.sandbox_process import SandboxChild
 log = logging.getLogger(__name__)
 
 
-class DecodeSpares:
-    """Up to ``count`` started decode children, taken one at a time."""
+class SpareChildren:
+    """Up to ``count`` started children (``start`` makes one), taken one at a time."""
 
-    def __init__(self, count: int) -> None:
-        self.count = count
+    def __init__(
+        self, count: int, start: Callable[[], SandboxChild] = SandboxChild, role: str = "decode"
+    ) -> None:
+        self.count, self._start, self.role = count, start, role
         self._lock = threading.Lock()
         self._spares: list[Future[SandboxChild]] = []
         self._spawner: ThreadPoolExecutor | None = None
@@ -44,8 +48,8 @@ class DecodeSpares:
             if missing <= 0:
                 return
             if self._spawner is None:
-                self._spawner = ThreadPoolExecutor(1, thread_name_prefix="decode-spawner")
-            self._spares.extend(self._spawner.submit(SandboxChild) for _ in range(missing))
+                self._spawner = ThreadPoolExecutor(1, thread_name_prefix=f"{self.role}-spawner")
+            self._spares.extend(self._spawner.submit(self._start) for _ in range(missing))
 
     def take(self) -> SandboxChild | None:
         """A started spare, or None (none waiting, or it failed to start or died)."""
@@ -56,12 +60,16 @@ class DecodeSpares:
         try:
             child = spare.result()
         except OSError as exc:
-            log.warning("could not start a spare decode process: %s", exc)
+            log.warning("could not start a spare %s process: %s", self.role, exc)
             return None
         if child.alive():
             return child
         child.close()
         return None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def waiting(self) -> int:
         with self._lock:
