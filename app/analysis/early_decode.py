@@ -5,7 +5,9 @@
 after ``import torch`` and the model's load, about two seconds later on two vCPUs: until then
 the decode children sat idle beside a core that was importing. Planning needs no torch
 (the catalog's spec, the options, the scan), so a thread here waits for the scan, plans the
-job exactly as the engine does (``plan_for_scan`` with the same settings), and starts every
+job as the engine does (``plan_for_scan`` with the same settings; torch's linspace emulated,
+``plan.WITHOUT_TORCH``: where the emulation's rounding differed, the plans differ and the
+engine starts its own children), and starts every
 decode child on its part (``decode_parts``; the others start now, once the split says how many,
 on a thread that outlives them). The engine adopts it (``Analyzer.adopt_early``)
 and uses these children when its own plan and fast-decode choice are the same; otherwise it
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from app.analysis.decode_parts import start_parts
 from app.analysis.decode_split import children_for, split_plan
-from app.analysis.plan import plan_for_scan
+from app.analysis.plan import WITHOUT_TORCH, plan_for_scan
 from app.analysis.sandbox_spares import SpareChildren
 from app.errors import ServiceError
 
@@ -64,6 +66,7 @@ class EarlyDecode:
 
     def _run(self) -> None:
         video_path, spec, options, settings, media_limits = self._job
+        WITHOUT_TORCH.set(True)  # this thread's context only: planning must not import torch
         try:
             scan = self.sandbox.scan()
             plan = plan_for_scan(spec, options, scan, max_segments=settings.max_segments_per_job)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
     from app.analysis.scan import VideoScan
 
 
+WITHOUT_TORCH: ContextVar[bool] = ContextVar("plan_without_torch", default=False)
+"""Set (in its own thread) by the CLI's early decode, which plans before torch is imported:
+the emulation then, and the engine's own plan, made with torch, is compared with it."""
+
+
 def uniform_subsample_indices(n: int, t: int) -> list[int]:
     """``torch.linspace(0, n-1, t).clamp(0, n-1).long()``: PyTorchVideo's own frame choice.
 
@@ -45,6 +51,8 @@ def uniform_subsample_indices(n: int, t: int) -> list[int]:
     """
     if n < 1 or t < 1:
         raise ValueError("need n >= 1 and t >= 1")
+    if WITHOUT_TORCH.get():
+        return emulated_subsample_indices(n, t)
     try:
         import torch
     except ImportError:  # pragma: no cover - every worker has torch

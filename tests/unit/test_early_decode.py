@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -135,3 +138,32 @@ def test_the_children_outlive_the_thread_that_planned_them(
     assert len(summary(got)) == 12
     early.close()
     early.sandbox.close()
+
+
+def test_the_early_plan_imports_no_torch(models: Path, long_video: Path) -> None:  # noqa: F811
+    """The point of starting early: the plan and the children come before ``import torch``
+    (torch's linspace emulated, ``plan.WITHOUT_TORCH``), in a process that has not imported it."""
+    code = f"""
+import sys
+from pathlib import Path
+from app.analysis.catalog import load_catalog
+from app.analysis.decode_sandbox import DecodeSandbox, SandboxLimits
+from app.analysis.early_decode import EarlyDecode
+from app.analysis.limits import MediaLimits
+from app.analysis.prep import FramePrep
+from app.options import JobOptions
+from app.settings import Settings
+settings = Settings(models_dir=Path({str(models)!r}), decode_children=2)
+spec, video, media = load_catalog(settings.models_dir).get({MODEL!r}), Path({str(long_video)!r}), MediaLimits()
+first = DecodeSandbox(video, settings.allowed_format_list, media, FramePrep.for_spec(spec, 3), spec.frames)
+early = EarlyDecode(first, video, spec, JobOptions(segment_seconds=2.0), settings, media)
+early.wait()
+assert early._started is not None and len(early._started[2]) == 2, early._started
+assert "torch" not in sys.modules, "planning imported torch"
+early.close()
+first.close()
+print("ok")
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
