@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.analysis.decode_sandbox import DecodeSandbox
-from app.analysis.decode_split import split_plan
 
 if TYPE_CHECKING:
+    from app.analysis.decode_split import DecodePart
     from app.analysis.limits import MediaLimits
-    from app.analysis.plan import SamplingPlan
     from app.analysis.sandbox_spares import SpareChildren
     from app.analysis.scan import VideoScan
 
@@ -27,14 +26,13 @@ def start_parts(
     *,
     threads: int,
     scan: VideoScan,
-    plan: SamplingPlan,
-    children: int,
+    parts: Sequence[DecodePart],
     fast: bool,
     spares: SpareChildren | None,
 ) -> list[DecodeSandbox]:
-    """``sandbox`` decodes the first part of the plan; one more child for each other part
-    (same settings, a share of the queue, a spare where one waits), given the scan."""
-    parts = split_plan(scan, plan, children)
+    """``sandbox`` decodes the first of the plan's ``parts`` (``decode_split.split_plan``); one
+    more child for each other part (same settings, a share of the queue, a spare where one
+    waits), given the scan."""
     sandbox.decode(parts[0].plan, skip_nonref=fast, start_pts=parts[0].start_pts)
     limits = replace(sandbox.limits, queue_bytes=sandbox.limits.queue_bytes // len(parts))
     started = [sandbox]

@@ -71,8 +71,8 @@ class EarlyDecode:
             scan = self.sandbox.scan()
             plan = plan_for_scan(spec, options, scan, max_segments=settings.max_segments_per_job)
             fast = 0 < settings.fast_decode_min_seconds <= scan.duration
-            children = children_for(settings.decode_children)
-            self._spares.refill(len(split_plan(scan, plan, children)) - 1)
+            parts = split_plan(scan, plan, children_for(settings.decode_children))
+            self._spares.refill(len(parts) - 1)
             self.planned = True
             started = start_parts(
                 self.sandbox,
@@ -81,8 +81,7 @@ class EarlyDecode:
                 media_limits,
                 threads=settings.decode_threads,
                 scan=scan,
-                plan=plan,
-                children=children,
+                parts=parts,
                 fast=fast,
                 spares=self._spares,
             )

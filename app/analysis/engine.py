@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from app.analysis.assemble import analysis_result, provenance, scoring_options, segment_results, video_info
 from app.analysis.budget import JobBudget
 from app.analysis.catalog import load_catalog, read_labels
-from app.analysis.decode_split import children_for
+from app.analysis.decode_split import children_for, split_plan
 from app.analysis.limits import DEFAULT_LIMITS, MediaLimits
 from app.analysis.partials import SegmentsSink
 from app.analysis.plan import SamplingPlan, effective_options, plan_for_scan
@@ -377,8 +377,7 @@ class Analyzer:
             self.limits,
             threads=self.decode_threads,
             scan=scan,
-            plan=plan,
-            children=self.decode_children,
+            parts=split_plan(scan, plan, self.decode_children),
             fast=fast,
             spares=self.spares,
         )
