@@ -3,7 +3,7 @@
 
 Random-init weights (timing does not depend on their values), exported and verified with
 ``app.analysis.export`` exactly as ``models export`` does. Each backend runs as the worker
-runs it (``backends.OnnxModule``, ``backends.OpenVinoModule`` at f32; bf16 beside it where
+runs it (``export_modules.OnnxModule``, ``export_modules.OpenVinoModule`` at f32; bf16 beside it where
 the CPU has native bf16, since elsewhere OpenVINO compiles bf16 as f32). All backends are
 interleaved, medians taken. Prints Markdown tables (docs/PERFORMANCE.md comes from this).
 
@@ -28,10 +28,10 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from app.analysis.artifacts import ExportFormat, artifact_path, cpu_model, input_names  # noqa: E402
-from app.analysis.backends import OnnxModule, OpenVinoModule  # noqa: E402
 from app.analysis.catalog import load_catalog  # noqa: E402
 from app.analysis.engine import Analyzer  # noqa: E402
 from app.analysis.export import export_model  # noqa: E402
+from app.analysis.export_modules import OnnxModule, OpenVinoModule  # noqa: E402
 from app.analysis.export_speed import time_interleaved  # noqa: E402
 from app.analysis.loader import ModelLoader, build_model  # noqa: E402
 from app.analysis.openvino_runtime import CompiledIR, Precision, cache_dir_for, cpu_capabilities  # noqa: E402

@@ -60,8 +60,8 @@ def infer(model_name: str, models_dir: Path, clips: int, batch: int, backend: st
     from app.analysis.backends import Backends
     from app.analysis.catalog import load_catalog
     from app.analysis.classifier import predict
+    from app.analysis.clip_views import pack_pathway
     from app.analysis.loader import ModelLoader
-    from app.analysis.transforms import pack_pathway
 
     torch.set_num_threads(1)
     spec = load_catalog(models_dir).get(model_name)
@@ -71,7 +71,7 @@ def infer(model_name: str, models_dir: Path, clips: int, batch: int, backend: st
     torch.manual_seed(0)
     views = []
     for _ in range(clips):
-        view = torch.randn(3, spec.frames, spec.crop, spec.crop)
+        view = torch.randn(3, spec.frames, spec.crop, spec.crop).numpy()
         views.append(pack_pathway(view, spec.alpha) if spec.alpha else view)
     device = torch.device("cpu")
     predict(model, views[:1], output=spec.output, num_classes=400, device=device)  # warm-up

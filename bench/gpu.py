@@ -109,13 +109,14 @@ def jobs_in_flight(engine: Any, video: Path, model: str, jobs: int) -> None:
 
 
 def random_views(spec: Any, count: int, device: torch.device) -> list[Any]:
-    from app.analysis.transforms import pack_pathway
+    from app.analysis.clip_views import pack_pathway
 
     gen = torch.Generator().manual_seed(0)
-    views = []
+    views: list[Any] = []
     for _ in range(count):
         view = torch.randn(3, spec.frames, spec.crop, spec.crop, generator=gen)
-        views.append(pack_pathway(view, spec.alpha) if spec.alpha else view)
+        packed = pack_pathway(view.numpy(), spec.alpha) if spec.alpha else None
+        views.append([torch.from_numpy(p) for p in packed] if packed is not None else view)
     return views
 
 

@@ -5,7 +5,7 @@ multi-label model: every label at or above it, best first, capped at k). Classif
 the summary is the top-k of the segments' scores averaged (weighted by their lengths),
 and runs merge consecutive segments (ordered by start) sharing a top-1 label.
 Multi-label: per-label summary and runs (``multilabel.py``). Scores become plain Python
-floats here, so the results hold no tensors.
+floats here, so the results hold no arrays.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
 from app.analysis.classifier import top_k
 from app.analysis.multilabel import label_runs, label_summary
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 def segment_results(
     plan: SamplingPlan,
-    means: Mapping[int, torch.Tensor],
+    means: Mapping[int, np.ndarray],
     used_times: Mapping[int, list[float]],
     labels: tuple[str, ...],
     options: Mapping[str, Any],
@@ -65,7 +65,7 @@ def segment_results(
 
 def summary(
     segments: Sequence[SegmentResult],
-    means: Mapping[int, torch.Tensor],
+    means: Mapping[int, np.ndarray],
     labels: tuple[str, ...],
     *,
     k: int,
@@ -73,17 +73,17 @@ def summary(
 ) -> tuple[Label, ...]:
     """Top-k of the mean of the segments' probability vectors, each weighted by its length
     (chosen ranges differ in length; equal fixed segments weigh the same)."""
-    stacked = torch.stack([means[s.index] for s in segments])
-    weights = torch.tensor([max(s.end - s.start, 0.0) for s in segments], dtype=stacked.dtype)
+    stacked = np.stack([np.asarray(means[s.index], dtype=np.float64) for s in segments])
+    weights = np.array([max(s.end - s.start, 0.0) for s in segments], dtype=np.float64)
     if float(weights.sum()) <= 0:
-        weights = torch.ones_like(weights)
-    mean = (stacked * weights[:, None]).sum(dim=0) / weights.sum()
+        weights = np.ones_like(weights)
+    mean = (stacked * weights[:, None]).sum(axis=0) / weights.sum()
     return top_k(mean, labels, k, min_score)
 
 
 def runs(
     segments: Sequence[SegmentResult],
-    means: Mapping[int, torch.Tensor],
+    means: Mapping[int, np.ndarray],
     labels: tuple[str, ...],
     *,
     min_score: float,
@@ -149,7 +149,7 @@ def analysis_result(
     *,
     video: VideoInfo,
     segments: tuple[SegmentResult, ...],
-    means: Mapping[int, torch.Tensor],
+    means: Mapping[int, np.ndarray],
     provenance: Provenance,
 ) -> AnalysisResult:
     """The whole document: the segments plus their summary and runs."""

@@ -1,13 +1,13 @@
-"""Inference backends behind the ``nn.Module`` call convention: a batch tensor (or
-SlowFast's ``[slow, fast]``) in, a ``(batch, classes)`` tensor out, so the classifier needs
-no change. ``torch`` runs the loaded module; ``onnx`` the verified ONNX export with ONNX
+"""Inference backends as runners (``runners.py``): a batch array per input in, a ``(batch,
+classes)`` array out. ``torch`` runs the loaded module; ``onnx`` the verified ONNX export with ONNX
 Runtime; ``openvino`` / ``openvino-bf16`` the verified OpenVINO IR; ``auto`` (the default)
 lets the exports' own benchmarks decide (the rule: ``backend_choice``).
 
 An export is only used when its verification report passed for the very weights file
 loaded. A backend set explicitly fails the job without such an export (naming the command
 to run); ``auto`` falls back to the next fastest, and to PyTorch, when an export cannot be
-used. The choice and its reason go into each result's provenance.
+used. The choice and its reason go into each result's provenance. Nothing here imports
+torch: a job on an export never loads it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from app.analysis.artifacts import cpu_model, input_names
 from app.analysis.backend_choice import (
@@ -31,46 +29,14 @@ from app.analysis.backend_choice import (
     setting_for,
     verified_export,
 )
-from app.analysis.loader import LoadedModel
 from app.analysis.openvino_runtime import CompiledIR, EarlyCompile, Precision, cache_dir_for
+from app.analysis.runners import OnnxRunner, OpenVinoRunner, Runner, as_runner
 from app.errors import WeightsInvalid, WeightsMissing
 
+if TYPE_CHECKING:
+    from app.analysis.loader import LoadedModel
+
 log = logging.getLogger(__name__)
-
-
-def _arrays(x: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
-    paths = x if isinstance(x, list) else [x]
-    return [p.detach().to("cpu", torch.float32).contiguous() for p in paths]
-
-
-class OnnxModule(nn.Module):
-    """An ONNX Runtime session behind the ``nn.Module`` call convention."""
-
-    def __init__(self, path: Path, input_names: list[str], threads: int = 1) -> None:
-        super().__init__()
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_names = input_names
-
-    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        feeds = {name: p.numpy() for name, p in zip(self.input_names, _arrays(x), strict=True)}
-        return torch.from_numpy(self.session.run(None, feeds)[0])
-
-
-class OpenVinoModule(nn.Module):
-    """A compiled OpenVINO IR behind the ``nn.Module`` call convention."""
-
-    def __init__(self, compiled: CompiledIR) -> None:
-        super().__init__()
-        self.compiled = compiled
-
-    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        return torch.from_numpy(self.compiled.infer([p.numpy() for p in _arrays(x)]))
 
 
 class Backends:
@@ -90,8 +56,8 @@ class Backends:
         self.models_dir, self.choices, self.default = models_dir, dict(choices), default
         self.threads, self.batch, self.device = threads, batch, device
         self.cache_dir = cache_dir_for(models_dir)
-        self._decided: dict[tuple[str, str], tuple[Choice, nn.Module | None]] = {}
-        """Per weights file version: the choice, and the module running it unless torch's."""
+        self._decided: dict[tuple[str, str], tuple[Choice, Runner | None]] = {}
+        """Per weights file version: the choice, and the export running it unless torch's."""
         self._early: list[EarlyCompile] = []
         self._lock = threading.Lock()
 
@@ -101,9 +67,10 @@ class Backends:
         with self._lock:
             self._early.append(early)
 
-    def resolve(self, loaded: LoadedModel) -> tuple[nn.Module, Choice]:
-        """The module to run for ``loaded`` and the choice behind it (decided once per weights
-        file version; the torch module itself stays the loader's, under its memory bound)."""
+    def resolve(self, loaded: LoadedModel) -> tuple[Runner, Choice]:
+        """What runs ``loaded`` and the choice behind it (decided once per weights file
+        version; the torch module itself stays the loader's, under its memory bound, and is
+        built, torch imported, only when the choice is torch)."""
         key = (loaded.spec.name, loaded.sha256)
         with self._lock:
             if key not in self._decided:
@@ -116,9 +83,9 @@ class Backends:
                     extra={"model": loaded.spec.name, "backend": choice.name},
                 )
             choice, module = self._decided[key]
-            return (module if module is not None else loaded.module), choice
+            return (module if module is not None else as_runner(loaded.module, loaded.device)), choice
 
-    def _decide(self, loaded: LoadedModel) -> tuple[Choice, nn.Module | None]:
+    def _decide(self, loaded: LoadedModel) -> tuple[Choice, Runner | None]:
         name = loaded.spec.name
         value, source = setting_for(name, self.choices, self.default)
         if value is Backend.TORCH:
@@ -147,7 +114,7 @@ class Backends:
             return Choice(measured.backend, auto_reason(notes, prefix="".join(failed))), module
         return Choice(Backend.TORCH, auto_reason(notes, prefix="".join(failed))), None
 
-    def _explicit(self, loaded: LoadedModel, value: Backend, reason: str) -> tuple[Choice, nn.Module]:
+    def _explicit(self, loaded: LoadedModel, value: Backend, reason: str) -> tuple[Choice, Runner]:
         """A backend set by name: its verified export or a coded error naming the command."""
         name, fmt = loaded.spec.name, value.export_format
         assert fmt is not None
@@ -163,17 +130,17 @@ class Backends:
                 f"(speed and agreement with f32): {export_command(name, fmt)} without --no-speed"
             )
         module = self._module(loaded, value, path)
-        compiled = module.compiled if isinstance(module, OpenVinoModule) else None
+        compiled = module.compiled if isinstance(module, OpenVinoRunner) else None
         if value is Backend.OPENVINO_BF16 and compiled and compiled.precision is not Precision.BF16:
             note = "this CPU has no native bf16, so OpenVINO compiled it to f32"
             return Choice(Backend.OPENVINO, f"{reason} ({note})"), module
         return Choice(value, reason), module
 
-    def _module(self, loaded: LoadedModel, backend: Backend, path: Path) -> nn.Module:
+    def _module(self, loaded: LoadedModel, backend: Backend, path: Path) -> Runner:
         if backend is Backend.ONNX:
-            return OnnxModule(path, input_names(loaded.spec), self.threads)
+            return OnnxRunner(path, input_names(loaded.spec), self.threads)
         precision = Precision.BF16 if backend is Backend.OPENVINO_BF16 else Precision.F32
-        return OpenVinoModule(self._compiled(path, precision))
+        return OpenVinoRunner(self._compiled(path, precision))
 
     def _compiled(self, xml: Path, precision: Precision) -> CompiledIR:
         """The early compile of this very IR and configuration if one was started, else a new one."""
@@ -191,7 +158,7 @@ class Backends:
         return CompiledIR(xml, threads=self.threads, precision=precision, cache_dir=self.cache_dir)
 
 
-def for_crops(loaded: LoadedModel, module: nn.Module, choice: Choice, crops: int) -> tuple[nn.Module, Choice]:
+def for_crops(loaded: LoadedModel, module: Runner, choice: Choice, crops: int) -> tuple[Runner, Choice]:
     """The module for a job with ``crops`` spatial crops: an export takes the 1-crop size
     only (``export.export_clip_shape``), so a job whose crops are another size runs on
     PyTorch, and its provenance says why."""
@@ -200,7 +167,7 @@ def for_crops(loaded: LoadedModel, module: nn.Module, choice: Choice, crops: int
     if choice.name == Backend.TORCH or size == spec.crop:
         return module, choice
     why = f"its {choice.name} export takes {spec.crop}x{spec.crop} clips, this job's {crops}-crop views are {size}x{size}"
-    return loaded.module, Choice(Backend.TORCH, f"torch: {why} ({choice.reason})")
+    return as_runner(loaded.module, loaded.device), Choice(Backend.TORCH, f"torch: {why} ({choice.reason})")
 
 
 def _runtime(measured: Measured) -> str:

@@ -11,28 +11,28 @@ protocol) or, label by label, their maximum (Charades').
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
 
-import torch
-from torch import nn
+import numpy as np
 
 from app.analysis.batch_events import batch_ran
+from app.analysis.clip_views import ClipInput
 from app.analysis.oom_retry import OomGuard
 from app.analysis.results import Label
-from app.analysis.transforms import ClipInput
+from app.analysis.runners import Runner, as_runner
 from app.errors import WeightsInvalid
 
+if TYPE_CHECKING:
+    from torch import nn
 
-def top_k(probs: torch.Tensor, labels: tuple[str, ...], k: int, min_score: float = 0.0) -> tuple[Label, ...]:
-    """The ``k`` best classes of a probability vector, keeping those scoring >= ``min_score``."""
-    scores, ids = torch.topk(probs.double(), min(k, probs.numel()))
-    return tuple(
-        Label(labels[int(i)], int(i), float(s))
-        for s, i in zip(scores.tolist(), ids.tolist(), strict=True)
-        if s >= min_score
-    )
+
+def top_k(probs: Any, labels: tuple[str, ...], k: int, min_score: float = 0.0) -> tuple[Label, ...]:
+    """The ``k`` best classes of a probability vector (best first; ties: the lower class id),
+    keeping those scoring >= ``min_score``."""
+    row = np.asarray(probs, dtype=np.float64).reshape(-1)
+    ids = np.argsort(-row, kind="stable")[: min(k, row.size)]
+    return tuple(Label(labels[int(i)], int(i), float(row[i])) for i in ids if row[i] >= min_score)
 
 
 Task = Literal["classification", "multilabel", "detection", "person_detector"]
@@ -48,91 +48,85 @@ class SegmentSums:
 
     def __init__(self, combine: ViewCombine = "mean") -> None:
         self.combine = combine
-        self.sums: dict[int, torch.Tensor] = {}
+        self.sums: dict[int, np.ndarray] = {}
         """Per segment: the rows' sum ("mean") or their element-wise maximum ("max")."""
         self.counts: dict[int, int] = {}
 
-    def accumulate(self, keys: Sequence[int], probs: torch.Tensor) -> None:
+    def accumulate(self, keys: Sequence[int], probs: Any) -> None:
         """Fold one probability row per key (a segment index) into that segment's sum or max."""
-        for key, row in zip(keys, probs, strict=True):
+        for key, row in zip(keys, np.asarray(probs, dtype=np.float64), strict=True):
             if key not in self.sums:
-                self.sums[key] = row.clone()
+                self.sums[key] = row.copy()
             elif self.combine == "max":
-                self.sums[key] = torch.maximum(self.sums[key], row)
+                self.sums[key] = np.maximum(self.sums[key], row)
             else:
                 self.sums[key] = self.sums[key] + row
             self.counts[key] = self.counts.get(key, 0) + 1
 
-    def mean(self, segment: int) -> torch.Tensor:
+    def mean(self, segment: int) -> np.ndarray:
         """The mean of a segment's rows (only meaningful when ``combine`` is "mean")."""
-        return self.sums[segment] / self.counts[segment]
+        mean: np.ndarray = self.sums[segment] / self.counts[segment]
+        return mean
 
-    def combined(self, segment: int) -> torch.Tensor:
+    def combined(self, segment: int) -> np.ndarray:
         """A segment's score: its views' mean or maximum, as ``combine`` says."""
-        return self.sums[segment].clone() if self.combine == "max" else self.mean(segment)
+        return self.sums[segment].copy() if self.combine == "max" else self.mean(segment)
 
 
-def stack_views(views: Sequence[ClipInput], device: torch.device) -> ClipInput:
-    """One batch from views (pinned and copied without blocking when the device is a GPU)."""
-    cuda = device.type == "cuda"
-
-    def move(t: torch.Tensor) -> torch.Tensor:
-        return t.pin_memory().to(device, non_blocking=True) if cuda else t
-
+def stack_views(views: Sequence[ClipInput]) -> list[np.ndarray]:
+    """One batch from views: an array per input (one, or SlowFast's slow and fast)."""
     first = views[0]
     if isinstance(first, list):
-        paths = [[v[p] for v in views if isinstance(v, list)] for p in range(len(first))]
-        return [move(torch.stack(p)) for p in paths]
-    return move(torch.stack([v for v in views if isinstance(v, torch.Tensor)]))
+        return [np.stack([np.asarray(v[p]) for v in views if isinstance(v, list)]) for p in range(len(first))]
+    return [np.stack([np.asarray(v) for v in views])]
 
 
-def _autocast(device: torch.device) -> AbstractContextManager[object]:
-    if device.type != "cuda":
-        return nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)
+_guards: WeakKeyDictionary[Any, OomGuard] = WeakKeyDictionary()
 
 
-_guards: WeakKeyDictionary[nn.Module, OomGuard] = WeakKeyDictionary()
-
-
-def guard_for(model: nn.Module) -> OomGuard:
-    """The model's out-of-memory guard: its learned batch cap lives as long as the model."""
-    guard = _guards.get(model)
+def guard_for(model: Runner | nn.Module, device: Any = "cpu") -> OomGuard:
+    """The runner's out-of-memory guard: its learned batch cap lives as long as the runner."""
+    runner = as_runner(model, str(device))
+    guard = _guards.get(runner)
     if guard is None:
-        guard = _guards[model] = OomGuard(on_batch=batch_ran)
+        guard = _guards[runner] = OomGuard(on_batch=batch_ran)
     return guard
 
 
 def predict(
-    model: nn.Module,
+    model: Runner | nn.Module,
     views: Sequence[ClipInput],
     *,
     output: Literal["probabilities", "logits"],
     num_classes: int,
-    device: torch.device,
+    device: Any = "cpu",
     task: Task = "classification",
-) -> torch.Tensor:
-    """A float64 probability row per view, on the CPU: one forward pass, or several when
-    the batch does not fit in GPU memory (``oom_retry``: split, retried, same rows)."""
+) -> np.ndarray:
+    """A float64 probability row per view: one forward pass, or several when the batch does
+    not fit in GPU memory (``oom_retry``: split, retried, same rows). ``model`` is a runner
+    (``runners``) or a torch module, run on ``device``."""
+    runner = as_runner(model, str(device))
 
-    def forward(part: Sequence[ClipInput]) -> torch.Tensor:
-        batch = stack_views(part, device)
-        with torch.inference_mode(), _autocast(device):
-            out: torch.Tensor = model(list(batch) if isinstance(batch, list) else batch)
-        return out.float().cpu().reshape(out.shape[0], -1)
+    def forward(part: Sequence[ClipInput]) -> np.ndarray:
+        out = runner(stack_views(part))
+        return np.asarray(out, dtype=np.float32).reshape(out.shape[0], -1)
 
-    out = guard_for(model).run(forward, views)
+    out = guard_for(runner, device).run(forward, views)
     if out.shape[1] != num_classes:
         raise WeightsInvalid(f"the model outputs {out.shape[1]} classes but its labelset has {num_classes}")
-    return probabilities(out, output=output, task=task).double()
+    return probabilities(out, output=output, task=task).astype(np.float64)
 
 
-def probabilities(
-    out: torch.Tensor, *, output: Literal["probabilities", "logits"], task: Task
-) -> torch.Tensor:
-    """Rows of model outputs as probabilities: a softmax over a classifier's logits, an
-    independent sigmoid per multi-label logit; probability outputs are taken as they are."""
+def probabilities(out: Any, *, output: Literal["probabilities", "logits"], task: Task) -> np.ndarray:
+    """Rows of model outputs as probabilities (float32): a softmax over a classifier's logits,
+    an independent sigmoid per multi-label logit; probability outputs are taken as they are."""
+    rows = np.asarray(out, dtype=np.float32)
     if output != "logits":
-        return out
-    return torch.sigmoid(out) if task == "multilabel" else torch.softmax(out, dim=1)
+        return rows
+    if task == "multilabel":
+        with np.errstate(over="ignore"):  # exp(-x) of a very negative logit: inf, 1/inf = 0
+            sigmoid: np.ndarray = 1.0 / (1.0 + np.exp(-rows))
+        return sigmoid.astype(np.float32)
+    shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
+    softmax: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
+    return softmax

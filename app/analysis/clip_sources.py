@@ -12,15 +12,14 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-import torch
-
+from app.analysis.clip_views import ClipInput, array_views
 from app.analysis.decode import DecodeStats
 from app.analysis.heap import TRIM_EVERY, trim
-from app.analysis.transforms import ClipInput, ClipTransform, pack_pathway
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import torch
 
     from app.analysis.decode import DecodedClip
     from app.analysis.decode_sandbox import DecodeSandbox, SandboxClip
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
     from app.analysis.scan import VideoScan
     from app.analysis.shot_runner import ShotRunner
     from app.analysis.spec import ModelSpec
+    from app.analysis.transforms import ClipTransform
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,6 @@ class PreparedClip:
     segment: int
     times: list[float]
     views: list[ClipInput]
-
-
-def torch_views(views: np.ndarray, alpha: int | None) -> list[ClipInput]:
-    """A clip's model-ready ``(views, C, T, H, W)`` array as the model's inputs, one per view
-    (SlowFast's two pathways packed when ``alpha``): shared memory or not, no copy."""
-    tensor = torch.from_numpy(views)
-    return [pack_pathway(tensor[v], alpha) if alpha else tensor[v] for v in range(tensor.shape[0])]
 
 
 class ClipSource(Protocol):
@@ -65,7 +58,7 @@ class ClipSource(Protocol):
 
 
 class SandboxClips:
-    """Clips from one or more decode children, as torch views (SlowFast inputs packed here).
+    """Clips from one or more decode children, as views (SlowFast inputs packed here).
 
     Several children decode parts of one plan (``decode_split``), each part whole segments:
     their clips are taken in turn, so each child's ring keeps draining, and every segment's
@@ -105,7 +98,7 @@ class SandboxClips:
         self._taken += 1
         if self._taken % TRIM_EVERY == 0:  # flat RSS whatever the video's length (``heap``)
             trim()
-        return PreparedClip(clip.segment, clip.times, torch_views(clip.views, self.alpha))
+        return PreparedClip(clip.segment, clip.times, array_views(clip.views, self.alpha))
 
     def waitables(self) -> list[Any]:
         return [w for s in self.sandboxes for w in s.waitables()]
@@ -222,6 +215,7 @@ def in_process_source(
     small, to the shot detector."""
     from app.analysis.decode import decode_clips
     from app.analysis.shot_frames import SmallFrames
+    from app.analysis.transforms import ClipTransform
 
     small = SmallFrames(scan, shots.add) if shots is not None else None
     transform = ClipTransform.for_spec(spec, crops)

@@ -133,7 +133,7 @@ class DetectionTask(AnalysisTask):
         on_progress: Callable[[float], None] | None,
     ) -> None:
         self.env, self.spec, self.used, self.scan, self.keyframes = env, spec, used, scan, keyframes
-        self.model, self._clips, self._closer, self._sha256 = model, clips, closer, sha256
+        self.module, self._clips, self._closer, self._sha256 = model, clips, closer, sha256
         self._detector, self._caller_boxes = detector, caller_boxes
         self.labels = read_labels(spec)
         self.ids = label_ids(spec, len(self.labels))
@@ -190,7 +190,7 @@ class DetectionTask(AnalysisTask):
             KeyframeInput(clip, tuple(box for box, _ in found))
             for (_, clip, _), found in zip(batch, people, strict=True)
         ]
-        scores = score_people(self.model, self.spec, inputs, self.env.device)
+        scores = score_people(self.module, self.spec, inputs, self.env.device)
         for (index, _, _), found, score in zip(batch, people, scores, strict=True):
             self._found.append(_Keyframe(index, found, score))
         self.inference_seconds += time.monotonic() - started

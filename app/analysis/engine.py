@@ -45,11 +45,11 @@ if TYPE_CHECKING:
 
 
 def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
     import torch
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class Analyzer:
@@ -77,14 +77,18 @@ class Analyzer:
         budget: JobBudget | None = None,
         max_segments: int = MAX_SEGMENTS,
         auto_fetch: bool = False,
+        import_torch: bool = True,
     ) -> None:
-        import torch
-
+        """``import_torch=False`` (``analyze`` when an export will run): torch is imported, and
+        its threads set, only if a torch module is built after all."""
         from app.analysis.backends import Backends
         from app.analysis.loader import ModelLoader
 
-        if torch.get_num_threads() != torch_threads:
-            torch.set_num_threads(torch_threads)
+        if import_torch:
+            import torch
+
+            if torch.get_num_threads() != torch_threads:
+                torch.set_num_threads(torch_threads)
         self.models_dir = models_dir
         self.allowed_formats = list(allowed_formats)
         self.device = resolve_device(device)
@@ -92,7 +96,11 @@ class Analyzer:
         self.decode_children = children_for(decode_children)
         self.limits = limits or DEFAULT_LIMITS
         self.loader = ModelLoader(
-            models_dir, device=self.device, cache_bytes=model_cache_bytes, auto_fetch=auto_fetch
+            models_dir,
+            device=self.device,
+            cache_bytes=model_cache_bytes,
+            auto_fetch=auto_fetch,
+            torch_threads=torch_threads,
         )
         self.backends = Backends(
             models_dir,
@@ -111,7 +119,7 @@ class Analyzer:
         self.spares = SpareChildren(self.decode_children) if decode_in_subprocess else None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Analyzer:
+    def from_settings(cls, settings: Settings, *, import_torch: bool = True) -> Analyzer:
         from app.analysis.decode_sandbox import SandboxLimits
         from app.analysis.shot_backend import ShotBackend, configure
 
@@ -135,6 +143,7 @@ class Analyzer:
             budget=JobBudget.from_settings(settings),
             max_segments=settings.max_segments_per_job,
             auto_fetch=settings.auto_fetch,
+            import_torch=import_torch,
         )
 
     def analyze(

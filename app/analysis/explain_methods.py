@@ -27,7 +27,9 @@ from app.analysis.explain_rollout import METHOD as PATCH_TOKENS
 from app.analysis.explain_rollout import patch_token_cam
 from app.analysis.explain_slowfast import METHOD as SLOWFAST
 from app.analysis.explain_slowfast import slowfast_cam
-from app.analysis.transforms import ClipInput
+
+TorchInput = torch.Tensor | list[torch.Tensor]
+"""One view as the torch module takes it: a clip tensor, or SlowFast's [slow, fast]."""
 
 
 class Family(StrEnum):
@@ -58,22 +60,22 @@ class Method:
     """How a family is explained: the name results carry and the function that makes the maps."""
 
     name: str
-    explain: Callable[[nn.Module, ClipInput, list[int]], list[Cam]]
+    explain: Callable[[nn.Module, TorchInput, list[int]], list[Cam]]
 
 
-def _cnn(module: nn.Module, view: ClipInput, class_ids: list[int]) -> list[Cam]:
+def _cnn(module: nn.Module, view: TorchInput, class_ids: list[int]) -> list[Cam]:
     if not isinstance(view, torch.Tensor):
         raise ExplainUnsupported("a single-pathway CNN takes one clip tensor")
     return grad_cam(module, view, class_ids)
 
 
-def _slowfast(module: nn.Module, view: ClipInput, class_ids: list[int]) -> list[Cam]:
+def _slowfast(module: nn.Module, view: TorchInput, class_ids: list[int]) -> list[Cam]:
     if isinstance(view, torch.Tensor):
         raise ExplainUnsupported("a SlowFast model takes a list of pathways")
     return slowfast_cam(module, view, class_ids)
 
 
-def _mvit(module: nn.Module, view: ClipInput, class_ids: list[int]) -> list[Cam]:
+def _mvit(module: nn.Module, view: TorchInput, class_ids: list[int]) -> list[Cam]:
     if not isinstance(view, torch.Tensor):
         raise ExplainUnsupported("an MViT takes one clip tensor")
     return patch_token_cam(module, view, class_ids)

@@ -29,17 +29,18 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from app.analysis.classifier import top_k
+from app.analysis.clip_views import ClipInput
 from app.analysis.explain import METHOD as HIRESCAM
 from app.analysis.explain import Cam, ExplainUnsupported, Geometry, display_size, register, rounded
 from app.analysis.explain_methods import method_for
 from app.analysis.explain_slowfast import METHOD as SLOWFAST
 from app.analysis.prep import short_side_size, view_offsets
 from app.analysis.results import Explanation, VideoInfo
-from app.analysis.transforms import ClipInput
 
 if TYPE_CHECKING:
     from app.analysis.plan import SamplingPlan, SegmentPlan
@@ -109,10 +110,10 @@ class SegmentExplainer:
         kept = self._clips.get(segment)
         if kept is None or abs(_mid(times) - middle) < abs(_mid(kept[0]) - middle):
             # a decoder's buffer may be reused; SlowFast's pathways are a list
-            copy = view.clone() if isinstance(view, torch.Tensor) else [v.clone() for v in view]
+            copy = view.copy() if isinstance(view, np.ndarray) else [v.copy() for v in view]
             self._clips[segment] = (list(times), copy)
 
-    def scored(self, segment: int, views_done: int, probs: torch.Tensor) -> None:
+    def scored(self, segment: int, views_done: int, probs: np.ndarray) -> None:
         """Explain ``segment`` once all its views are scored (``probs``: its combined scores);
         on the explainer's thread, this waits only while ``PENDING_MAX`` clips wait for it."""
         self._raise()
@@ -177,7 +178,12 @@ class SegmentExplainer:
             return
         started = time.monotonic()
         try:
-            cams = self.method.explain(self.module, view, class_ids)
+            inputs = (
+                torch.from_numpy(view)
+                if isinstance(view, np.ndarray)
+                else [torch.from_numpy(v) for v in view]
+            )
+            cams = self.method.explain(self.module, inputs, class_ids)
         except ExplainUnsupported as exc:
             self.note = (
                 f"{self.method.name} cannot explain {self.spec.name}: {exc}; "

@@ -41,8 +41,8 @@ from app.analysis.artifacts import (
     input_names,
     report_path,
 )
-from app.analysis.backends import OnnxModule, OpenVinoModule
 from app.analysis.export_bf16 import Bf16Check, check_bf16
+from app.analysis.export_modules import OnnxModule, OpenVinoModule
 from app.analysis.export_speed import Speed, measure_speed, speed_of
 from app.analysis.export_verification import Comparison, Runner, compare, random_clips, real_clips
 from app.analysis.openvino_runtime import CompiledIR, Precision, cache_dir_for, convert_onnx

@@ -1,7 +1,7 @@
 """Is an export faster than PyTorch on this worker? Time both as the worker runs them.
 
 PyTorch with the worker's torch threads and batch size, against the worker's own module for
-the export (``backends.OnnxModule``, ``backends.OpenVinoModule``), all interleaved after a
+the export (``export_modules.OnnxModule``, ``export_modules.OpenVinoModule``), all interleaved after a
 warm-up, rotating which goes first, medians taken, so background load hits each alike. The
 ``auto`` backend (``backend_choice``) reads the figures from the export report.
 """

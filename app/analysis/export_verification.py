@@ -62,7 +62,7 @@ def real_clips(
             for clip in clips:
                 view = transform.views(clip.frames)[0]
                 paths = tuple(view) if isinstance(view, list) else (view,)
-                out.append(tuple(p.unsqueeze(0) for p in paths))
+                out.append(tuple(torch.from_numpy(p).unsqueeze(0) for p in paths))
                 if len(out) >= count:
                     break
         finally:

@@ -17,10 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from app.analysis.catalog import missing_weights
 from app.analysis.fetch import fetch_weights
@@ -29,6 +26,10 @@ from app.analysis.manifest import OTHER_BUILDERS
 from app.analysis.pytorchvideo_import import import_pytorchvideo_module
 from app.analysis.spec import ModelSpec
 from app.errors import ManifestInvalid, WeightsInvalid
+
+if TYPE_CHECKING:  # torch is imported where a module is built: a job on an export never needs it
+    import torch
+    from torch import nn
 
 __all__ = [
     "LoadedModel",
@@ -117,6 +118,8 @@ def build_model(spec: ModelSpec) -> nn.Module:
         model = builder(**kwargs)
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
         raise ManifestInvalid(f"model {spec.name!r}: {spec.builder}(**builder_kwargs) failed: {exc}") from exc
+    from torch import nn
+
     if not isinstance(model, nn.Module):
         raise ManifestInvalid(f"model {spec.name!r}: builder {spec.builder!r} did not return an nn.Module")
     return model
@@ -133,6 +136,8 @@ def fresh_inputs(model: nn.Module) -> nn.Module:
 
 def read_state_dict(path: Path, spec: ModelSpec) -> dict[str, torch.Tensor]:
     """The zoo container: ``ckpt[checkpoint_key]``, or the bare dict (efficient_x3d)."""
+    import torch
+
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors all mean "not a usable checkpoint"
@@ -195,8 +200,11 @@ class ModelLoader:
         cache_bytes: int = 2 * 1024**3,
         auto_fetch: bool = False,
         fetch_timeout: float = 30.0,
+        torch_threads: int | None = None,
     ) -> None:
         self.models_dir, self.device, self.cache_bytes = models_dir, device, cache_bytes
+        self.torch_threads = torch_threads
+        """Set on torch before a module is built (where the process had not imported torch yet)."""
         self.auto_fetch, self.fetch_timeout = auto_fetch, fetch_timeout
         self._cache: OrderedDict[tuple[Any, ...], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
@@ -252,6 +260,10 @@ class ModelLoader:
         )
 
     def _build(self, spec: ModelSpec, path: Path) -> nn.Module:
+        import torch
+
+        if self.torch_threads is not None and torch.get_num_threads() != self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
         model = build_model(spec)
         state = _strip_prefix(read_state_dict(path, spec), model.state_dict())
         check_state_dict(model, state, spec.weights)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from app.analysis.results import Label, Run, SegmentResult
 
 if TYPE_CHECKING:
-    import torch
+    import numpy as np
 
 
 def covered_seconds(spans: Iterable[tuple[float, float]]) -> float:
@@ -34,7 +34,7 @@ def covered_seconds(spans: Iterable[tuple[float, float]]) -> float:
 
 
 def label_summary(
-    segments: Sequence[SegmentResult], scores: Mapping[int, torch.Tensor], labels: tuple[str, ...]
+    segments: Sequence[SegmentResult], scores: Mapping[int, np.ndarray], labels: tuple[str, ...]
 ) -> tuple[Label, ...]:
     """Each label kept in some segment: its maximum score and its share of the analysed
     time; best maximum first (ties: class id)."""

@@ -13,10 +13,11 @@ it up front instead of failing first every time. One view that still does not fi
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-import torch
+import numpy as np
 
 from app.errors import AnalysisError
 
@@ -34,9 +35,16 @@ class GpuOutOfMemory(AnalysisError):
     title = "GPU out of memory"
 
 
+def _cuda_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's CUDA out-of-memory error (never, where torch is not loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
 def _free_cached() -> None:
     """Give the failed pass's cached blocks back before the smaller retry."""
-    if torch.cuda.is_available():
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
@@ -50,18 +58,20 @@ class OomGuard:
         self.ooms = 0
         self.on_batch = on_batch
 
-    def run(self, fn: Callable[[Sequence[T]], torch.Tensor], items: Sequence[T]) -> torch.Tensor:
+    def run(self, fn: Callable[[Sequence[T]], np.ndarray], items: Sequence[T]) -> np.ndarray:
         """``fn(items)``'s rows, computed in as many passes as memory needs."""
         if not items:
             raise ValueError("an empty batch")
         size = len(items) if self.cap is None else min(self.cap, len(items))
         parts = [self._fit(fn, items[i : i + size]) for i in range(0, len(items), size)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _fit(self, fn: Callable[[Sequence[T]], torch.Tensor], items: Sequence[T]) -> torch.Tensor:
+    def _fit(self, fn: Callable[[Sequence[T]], np.ndarray], items: Sequence[T]) -> np.ndarray:
         try:
             out = fn(items)
-        except torch.cuda.OutOfMemoryError as exc:
+        except Exception as exc:
+            if not _cuda_oom(exc):
+                raise
             self.ooms += 1
             _free_cached()
             if len(items) == 1:
@@ -69,7 +79,7 @@ class OomGuard:
             half = (len(items) + 1) // 2
             self.cap = half if self.cap is None else min(self.cap, half)
             log.warning("CUDA out of memory at batch %d: retrying as batches of %d", len(items), half)
-            return torch.cat([self._fit(fn, items[:half]), self._fit(fn, items[half:])])
+            return np.concatenate([self._fit(fn, items[:half]), self._fit(fn, items[half:])])
         if self.on_batch is not None:
             self.on_batch(len(items))
         return out

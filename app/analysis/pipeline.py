@@ -25,20 +25,19 @@ from dataclasses import replace
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
 from app.analysis.classifier import SegmentSums, predict
+from app.analysis.clip_views import ClipInput
 from app.analysis.partials import PartialReporter, SegmentsSink
 from app.analysis.results import AnalysisResult, Timings
-from app.analysis.transforms import ClipInput
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from app.analysis.budget import Deadline
     from app.analysis.clip_sources import ClipSource
     from app.analysis.explain_task import SegmentExplainer
     from app.analysis.plan import SamplingPlan, SegmentPlan
+    from app.analysis.runners import Runner
     from app.analysis.spec import ModelSpec
 
 
@@ -49,7 +48,7 @@ class AnalysisTask:
     def __init__(
         self,
         *,
-        model: nn.Module,
+        model: Runner,
         spec: ModelSpec,
         labels: tuple[str, ...],
         plan: SamplingPlan,
@@ -113,7 +112,7 @@ class AnalysisTask:
                 self.explainer.offer(clip.segment, clip.times, clip.views)
             self.pending.extend((clip.segment, view) for view in clip.views)
 
-    def record(self, segments: list[int], probs: torch.Tensor) -> None:
+    def record(self, segments: list[int], probs: np.ndarray) -> None:
         self.sums.accumulate(segments, probs)
         self.done += len(segments)
         if self.explainer is not None:
@@ -187,7 +186,7 @@ class Scheduler:
 
     def __init__(self, *, batch_size: int, device: str = "cpu", max_wait: float = 0.0) -> None:
         self.batch_size, self.max_wait = batch_size, max_wait
-        self.device = torch.device(device)
+        self.device = device
         self.batches = 0
         self.mixed = 0
         """Batches that held views of more than one task."""

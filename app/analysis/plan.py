@@ -14,6 +14,7 @@ the frame at 3.8 s; ``docs/MODELS.md``, "Clip windows".)
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -37,7 +38,11 @@ if TYPE_CHECKING:
 
 WITHOUT_TORCH: ContextVar[bool] = ContextVar("plan_without_torch", default=False)
 """Set (in its own thread) by the CLI's early decode, which plans before torch is imported:
-the emulation then, and the engine's own plan, made with torch, is compared with it."""
+the emulation then, even where it might differ, and the engine's own plan is compared with it."""
+
+_SAFE_ULPS = 64
+"""How far (in float32 units in the last place) from an integer every emulated value must be
+for any linspace kernel to truncate it the same way: they differ by a few ulps at most."""
 
 
 def uniform_subsample_indices(n: int, t: int) -> list[int]:
@@ -45,13 +50,16 @@ def uniform_subsample_indices(n: int, t: int) -> list[int]:
 
     torch's CPU linspace kernel is vectorised, and its rounding depends on the SIMD width
     of the machine (values landing within float32 epsilon of an integer truncate either
-    way), so no portable formula reproduces it bit for bit. Where torch is importable (the
-    worker, which plans in the parent of the decode child) it is asked directly; the numpy
-    emulation is the fallback for torch-free processes.
+    way), so no portable formula reproduces it bit for bit. Where torch is loaded it is asked;
+    else the numpy emulation answers when it is provably the same (every value exact or far
+    from an integer, ``emulation_is_exact``), so a job run on an OpenVINO export never imports
+    torch for its plan; torch is imported only for the rare window where it might not be.
     """
     if n < 1 or t < 1:
         raise ValueError("need n >= 1 and t >= 1")
     if WITHOUT_TORCH.get():
+        return emulated_subsample_indices(n, t)
+    if "torch" not in sys.modules and emulation_is_exact(n, t):
         return emulated_subsample_indices(n, t)
     try:
         import torch
@@ -60,18 +68,36 @@ def uniform_subsample_indices(n: int, t: int) -> list[int]:
     return [int(i) for i in torch.linspace(0, n - 1, t).clamp(0, n - 1).long().tolist()]
 
 
-def emulated_subsample_indices(n: int, t: int) -> list[int]:
+def _emulated_values(n: int, t: int) -> np.ndarray:
     """torch's scalar linspace formula in float32 (first half ``start + step*i``, second half
-    ``end - step*(t-1-i)``); equal to torch except where SIMD rounding differs by one frame."""
-    if t == 1:
-        return [0]
+    ``end - step*(t-1-i)``), clamped to ``[0, n-1]``."""
     start, end = np.float32(0), np.float32(n - 1)
+    if t == 1:
+        return np.zeros(1, dtype=np.float32)
     step = np.float32(end - start) / np.float32(t - 1)
     i = np.arange(t, dtype=np.float32)
     lower = start + step * i
     upper = end - step * (np.float32(t - 1) - i)
     values = np.where(np.arange(t) < t // 2, lower, upper).astype(np.float32)
-    return [int(v) for v in np.clip(values, start, end).astype(np.int64)]
+    return np.clip(values, start, end)
+
+
+def emulated_subsample_indices(n: int, t: int) -> list[int]:
+    """The emulation's indices; equal to torch except where SIMD rounding differs by one frame."""
+    return [int(v) for v in _emulated_values(n, t).astype(np.int64)]
+
+
+def emulation_is_exact(n: int, t: int) -> bool:
+    """Whether every linspace kernel gives the emulation's indices: the step is a whole number
+    (every value an exact small integer in float32), or no value lies within ``_SAFE_ULPS``
+    of an integer, where a few ulps of other rounding could truncate it the other way."""
+    if t == 1 or ((n - 1) % (t - 1) == 0 and n < 2**24):
+        return True
+    values = _emulated_values(n, t).astype(np.float64)
+    interior = values[1:-1]  # the ends are exactly 0 and n - 1 in every kernel
+    margin = _SAFE_ULPS * np.spacing(np.float32(max(n, 1))).astype(np.float64)
+    distance = np.abs(interior - np.round(interior))
+    return bool(np.all(distance > margin))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from app.analysis.clip_sources import InProcessSource, PreparedClip, SandboxClips, torch_views
+from app.analysis.clip_sources import InProcessSource, PreparedClip, SandboxClips
+from app.analysis.clip_views import array_views
 from app.analysis.decode import DecodedClip, DecodeStats, decode_clips
 from app.analysis.exact_time import scan_timeline
 from app.analysis.grid_store import ShotClip, ShotClipQueue
@@ -164,7 +165,7 @@ class InProcessShotClips(InProcessSource):
         for clip, frames, times in self.queue.ready(decoded_all=self._decoded):
             views = np.empty(self.prep.clip_shape(self.frames), dtype=np.float32)
             self.prep.write_views(frames, views)
-            self._out.append(PreparedClip(clip.segment, times, torch_views(views, self.alpha)))
+            self._out.append(PreparedClip(clip.segment, times, array_views(views, self.alpha)))
 
     def close(self) -> None:
         self.grid.close()

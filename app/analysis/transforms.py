@@ -20,20 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from app.analysis.clip_views import ClipInput, pack_pathway
 from app.analysis.prep import crop_offsets, short_side_size, view_offsets
 from app.analysis.spec import ModelSpec
 
 __all__ = ["ClipInput", "ClipTransform", "crop_offsets", "pack_pathway", "short_side_size"]
-
-ClipInput = torch.Tensor | list[torch.Tensor]
-"""What one view feeds the model: (3, T, S, S), or [slow, fast] for SlowFast."""
-
-
-def pack_pathway(fast: torch.Tensor, alpha: int) -> list[torch.Tensor]:
-    """SlowFast input: ``slow = fast[:, linspace(0, T-1, T//alpha).long()]`` (not ``[::alpha]``)."""
-    t = fast.shape[1]
-    index = torch.linspace(0, t - 1, t // alpha).long()
-    return [fast.index_select(1, index), fast]
 
 
 def _resize(frame: torch.Tensor, size: torch.Size) -> torch.Tensor:
@@ -80,13 +71,13 @@ class ClipTransform:
         return x.flip(0) if self.bgr else x
 
     def views(self, frames: Sequence[torch.Tensor]) -> list[ClipInput]:
-        """Stack T prepared frames into the clip's views (1 or 3 crops), packed for SlowFast."""
+        """Stack T prepared frames into the clip's views (1 or 3 crops, numpy), packed for SlowFast."""
         first = frames[0].shape[-2:]
         same = [f if f.shape[-2:] == first else _resize(f, first) for f in frames]
         clip = torch.stack(same, dim=1)
         height, width = clip.shape[-2:]
         out: list[ClipInput] = []
         for y, x in view_offsets(height, width, self.crop, self.crops):
-            view = clip[:, :, y : y + self.crop, x : x + self.crop].contiguous()
+            view = clip[:, :, y : y + self.crop, x : x + self.crop].contiguous().numpy()
             out.append(pack_pathway(view, self.alpha) if self.alpha else view)
         return out

@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
 
     bar = ProgressBar(f"{args.video.name} ({model})")
     try:
-        analyzer = Analyzer.from_settings(settings)
+        analyzer = Analyzer.from_settings(settings, import_torch=_needs_torch(options, compiling))
         if planned is not None:
             analyzer.adopt_early(planned)
         elif early is not None:
@@ -247,6 +247,13 @@ def _start_early_decode(
     except ServiceError:
         return None
     return EarlyDecode(early, video, spec, options, settings, MediaLimits.from_settings(settings))
+
+
+def _needs_torch(options: JobOptions, compiling: EarlyCompile | None) -> bool:
+    """Whether this run will need torch: not when the model will run on its OpenVINO export
+    and nothing else asks for torch (explanations, shots); the engine imports it anyway, and
+    sets its threads, if a torch module is built after all (``Analyzer(import_torch=False)``)."""
+    return compiling is None or bool(options.explain) or options.finds_shots
 
 
 def _start_compile(settings: Settings, model: str) -> EarlyCompile | None:

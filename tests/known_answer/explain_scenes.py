@@ -149,8 +149,9 @@ def demo_views(spec: ModelSpec, module: nn.Module) -> list[tuple[torch.Tensor, i
             transform.prepare_frame(scene.frame(k))
             for k in range(0, spec.frames * spec.sampling_rate, spec.sampling_rate)
         ]
-        view = transform.views(frames)[0]
-        assert isinstance(view, torch.Tensor)
+        packed = transform.views(frames)[0]
+        assert isinstance(packed, np.ndarray)
+        view = torch.from_numpy(packed)
         with torch.inference_mode():
             out.append((view, int(module(view[None]).argmax())))
     return out

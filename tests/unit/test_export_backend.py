@@ -101,7 +101,7 @@ def test_the_export_records_its_speed(onnx_models: Path) -> None:
 
 def test_measuring_restores_the_callers_torch_threads(onnx_models: Path) -> None:
     from app.analysis.artifacts import ExportFormat, artifact_path
-    from app.analysis.backends import OnnxModule
+    from app.analysis.export_modules import OnnxModule
     from app.analysis.export_speed import measure_speed
 
     spec = load_catalog(onnx_models).get("x3d_xs")

@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import torch
 
 from app.__main__ import main
 from app.analysis.artifacts import ExportFormat, artifact_files, artifact_path, report_path
-from app.analysis.backends import Backends, OpenVinoModule
+from app.analysis.backends import Backends
 from app.analysis.catalog import load_catalog
 from app.analysis.engine import Analyzer
 from app.analysis.export import export_model
@@ -31,6 +33,7 @@ from app.analysis.openvino_runtime import (
     compile_config,
     cpu_capabilities,
 )
+from app.analysis.runners import OpenVinoRunner
 from app.api.app import create_app
 from app.cli.analyze_cmd import _start_compile
 from app.errors import WeightsInvalid, WeightsMissing
@@ -218,7 +221,7 @@ def test_auto_runs_the_export_measured_fastest_and_says_why(
     )
     module, choice = resolve(models)
     assert (choice.name, choice.reason) == (picked, reason)
-    assert isinstance(module, OpenVinoModule) == (picked == "openvino")
+    assert isinstance(module, OpenVinoRunner) == (picked == "openvino")
 
 
 def test_auto_skips_an_unusable_openvino_export(exported: Path, tmp_path: Path) -> None:
@@ -276,11 +279,11 @@ def test_precision_is_f32_unless_bf16_is_asked_per_model(exported: Path, tmp_pat
         "explicit: OpenVINO's default is bf16 on CPUs with AMX or AVX512-BF16"
     )
     module, choice = resolve(exported, choices={MODEL: "openvino"})
-    assert isinstance(module, OpenVinoModule) and module.compiled.precision is Precision.F32, (
+    assert isinstance(module, OpenVinoRunner) and module.compiled.precision is Precision.F32, (
         "f32 read back from the compiled model (fails without the hint on a bf16 CPU)"
     )
     module, choice = resolve(exported, choices={MODEL: "openvino-bf16"})
-    assert isinstance(module, OpenVinoModule) and module.compiled.requested is Precision.BF16
+    assert isinstance(module, OpenVinoRunner) and module.compiled.requested is Precision.BF16
     if NATIVE_BF16:
         assert (choice.name, choice.reason) == ("openvino-bf16", f"set: backends[{MODEL}] = openvino-bf16")
         assert module.compiled.precision is Precision.BF16
@@ -352,7 +355,7 @@ def test_analyze_compiles_the_ir_while_torch_imports(
     backends.adopt(early)
     loaded = ModelLoader(exported, cache_bytes=0).load(load_catalog(exported).get(MODEL))
     module, _ = backends.resolve(loaded)
-    assert isinstance(module, OpenVinoModule) and module.compiled is early.result(), (
+    assert isinstance(module, OpenVinoRunner) and module.compiled is early.result(), (
         "the early compile is used"
     )
     monkeypatch.setenv("VAS_MODELS_DIR", str(exported))
@@ -363,6 +366,67 @@ def test_analyze_compiles_the_ir_while_torch_imports(
     provenance = json.loads(capsys.readouterr().out)["provenance"]
     assert provenance["backend"] == "openvino"
     assert "demo_motion.openvino.xml: compiled early, while torch was loading" in caplog.messages
+
+
+def _cli_in_a_fresh_process(
+    models: Path, video: Path, backend: str, *extra: str
+) -> tuple[dict[str, Any], bool]:
+    """``python -m app analyze --json`` in a new process: its results, and whether it imported torch."""
+    code = f"""
+import runpy, sys
+sys.argv = ["app", "analyze", {str(video)!r}, "--model", {MODEL!r}, "--json", *{list(extra)!r}]
+try:
+    runpy.run_module("app", run_name="__main__")
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print("torch imported:", "torch" in sys.modules, file=sys.stderr)
+"""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "VAS_MODELS_DIR": str(models),
+        "VAS_BACKENDS": json.dumps({MODEL: backend}),
+        "VAS_LOG_LEVEL": "warning",
+    }
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = "torch imported: True" in done.stderr
+    assert imported or "torch imported: False" in done.stderr, done.stderr[-2000:]
+    return json.loads(done.stdout), imported
+
+
+def test_analyze_on_an_export_never_imports_torch(exported: Path, scripted: Path) -> None:
+    """The clips, scores and sums are arrays: a CLI run on the OpenVINO export gives torch's
+    results (within the export tolerance) without importing torch; asked to explain, it does."""
+    on_ir, imported = _cli_in_a_fresh_process(exported, scripted, "openvino")
+    assert not imported, "a job on the OpenVINO export imported torch"
+    assert on_ir["provenance"]["backend"] == "openvino"
+    on_torch, imported = _cli_in_a_fresh_process(exported, scripted, "torch")
+    assert imported and on_torch["provenance"]["backend"] == "torch"
+    assert_close_results(on_ir, on_torch, atol=1e-4)
+    explained, imported = _cli_in_a_fresh_process(exported, scripted, "openvino", "--explain")
+    assert imported and explained["explanations"], "explaining runs the torch module"
+
+
+def test_a_torch_module_built_late_still_runs_at_the_set_threads(exported: Path, scripted: Path) -> None:
+    """``Analyzer(import_torch=False)`` whose job runs on torch after all: the loader sets the
+    torch threads before it builds the module."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine = Analyzer(
+            models_dir=exported,
+            allowed_formats=ALLOWED,
+            backends={MODEL: "torch"},
+            decode_in_subprocess=False,
+            torch_threads=1,
+            import_torch=False,
+        )
+        assert torch.get_num_threads() == 2, "nothing built yet"
+        result = engine.analyze(scripted, MODEL, JobOptions())
+        assert result.provenance.backend == "torch" and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_cli_export_prints_speed_bf16_and_what_auto_runs(

@@ -16,6 +16,7 @@ from app.analysis.exact_time import as_fraction
 from app.analysis.plan import (
     effective_options,
     emulated_subsample_indices,
+    emulation_is_exact,
     make_plan,
     plan_for,
     uniform_subsample_indices,
@@ -81,6 +82,29 @@ def test_torch_free_emulation_is_within_one_frame(n: int, t: int) -> None:
     got = emulated_subsample_indices(n, t)
     assert len(got) == t and got == sorted(got)
     assert all(abs(a - b) <= 1 for a, b in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize("t", [1, 2, 4, 8, 13, 16, 32, 64])
+def test_the_emulation_is_only_trusted_where_it_equals_torch(t: int) -> None:
+    """Without torch loaded, the plan takes the emulation where ``emulation_is_exact`` says so:
+    there it must be torch's answer, for every window length up to 2,400 frames."""
+    trusted = 0
+    for n in range(1, 2401):
+        if emulation_is_exact(n, t):
+            trusted += 1
+            assert (
+                emulated_subsample_indices(n, t)
+                == torch.linspace(0, n - 1, t).clamp(0, n - 1).long().tolist()
+            )
+    assert trusted >= 1000, "many windows need no torch"
+
+
+def test_common_windows_need_no_torch() -> None:
+    """30 fps: x3d_s's 78-frame windows, SlowFast's 64 and its slow pathway's 8 of 32."""
+    assert emulation_is_exact(78, 13) and emulation_is_exact(64, 32) and emulation_is_exact(32, 8)
+    assert not emulation_is_exact(77, 13), (
+        "19.0 exactly (76 * 3 / 12): the kernels may truncate it either way"
+    )
 
 
 def test_subsample_known_float32_cases() -> None:
