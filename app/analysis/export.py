@@ -45,6 +45,7 @@ from app.analysis.export_bf16 import Bf16Check, check_bf16
 from app.analysis.export_modules import OnnxModule, OpenVinoModule
 from app.analysis.export_speed import Speed, measure_speed, speed_of
 from app.analysis.export_verification import Comparison, Runner, compare, random_clips, real_clips
+from app.analysis.frame_choice import torch_answers
 from app.analysis.openvino_runtime import CompiledIR, Precision, cache_dir_for, convert_onnx
 from app.analysis.spec import ModelSpec
 
@@ -163,6 +164,8 @@ class ExportReport:
     when it was exported (``backend_choice.verified_export`` refuses it once that changes)."""
     speed: Speed | None = None
     bf16: Bf16Check | None = None
+    frame_choice: dict[str, Any] | None = None
+    """torch's frame choice on this CPU where the emulation may differ (``frame_choice``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -234,6 +237,7 @@ def export_model(
         clip_shape=export_clip_shape(spec),
         speed=timing,
         bf16=bf16,
+        frame_choice=torch_answers(spec) if passed and fmt in TIMED else None,
     )
     report_path(target).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if not passed:

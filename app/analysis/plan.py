@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,6 +40,10 @@ WITHOUT_TORCH: ContextVar[bool] = ContextVar("plan_without_torch", default=False
 """Set (in its own thread) by the CLI's early decode, which plans before torch is imported:
 the emulation then, even where it might differ, and the engine's own plan is compared with it."""
 
+_LEARNED: dict[int, tuple[int, dict[int, tuple[int, ...]]]] = {}
+"""Per T: windows up to a length whose torch answers on this CPU are known, and those of them
+where torch differs from the emulation (``learn_torch_answers``; ``frame_choice``)."""
+
 _SAFE_ULPS = 64
 """How far (in float32 units in the last place) from an integer every emulated value must be
 for any linspace kernel to truncate it the same way: they differ by a few ulps at most."""
@@ -52,20 +56,43 @@ def uniform_subsample_indices(n: int, t: int) -> list[int]:
     of the machine (values landing within float32 epsilon of an integer truncate either
     way), so no portable formula reproduces it bit for bit. Where torch is loaded it is asked;
     else the numpy emulation answers when it is provably the same (every value exact or far
-    from an integer, ``emulation_is_exact``), so a job run on an OpenVINO export never imports
-    torch for its plan; torch is imported only for the rare window where it might not be.
+    from an integer, ``emulation_is_exact``) or the window's answer on this CPU is known from
+    an export's report (``learn_torch_answers``), so a job run on an OpenVINO export needs no
+    torch for its plan; torch is imported only where neither holds.
     """
     if n < 1 or t < 1:
         raise ValueError("need n >= 1 and t >= 1")
     if WITHOUT_TORCH.get():
-        return emulated_subsample_indices(n, t)
-    if "torch" not in sys.modules and emulation_is_exact(n, t):
-        return emulated_subsample_indices(n, t)
+        return _learned(n, t) or emulated_subsample_indices(n, t)
+    if "torch" not in sys.modules:
+        if emulation_is_exact(n, t):
+            return emulated_subsample_indices(n, t)
+        learned = _learned(n, t)
+        if learned is not None:
+            return learned
     try:
         import torch
     except ImportError:  # pragma: no cover - every worker has torch
         return emulated_subsample_indices(n, t)
     return [int(i) for i in torch.linspace(0, n - 1, t).clamp(0, n - 1).long().tolist()]
+
+
+def learn_torch_answers(t: int, up_to: int, differs: Mapping[int, Sequence[int]]) -> None:
+    """torch's answers on this CPU for T = ``t``: for every window of up to ``up_to`` frames,
+    the emulation's, except ``differs``'s (recorded by an export: ``frame_choice``)."""
+    _LEARNED[t] = (up_to, {n: tuple(v) for n, v in differs.items()})
+
+
+def forget_torch_answers() -> None:
+    _LEARNED.clear()
+
+
+def _learned(n: int, t: int) -> list[int] | None:
+    entry = _LEARNED.get(t)
+    if entry is None or n > entry[0]:
+        return None
+    answer = entry[1].get(n)
+    return list(answer) if answer is not None else emulated_subsample_indices(n, t)
 
 
 def _emulated_values(n: int, t: int) -> np.ndarray:

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from app.__main__ import main
-from app.analysis.artifacts import ExportFormat, artifact_files, artifact_path, report_path
+from app.analysis.artifacts import ExportFormat, artifact_files, artifact_path, cpu_model, report_path
 from app.analysis.backends import Backends
 from app.analysis.catalog import load_catalog
 from app.analysis.engine import Analyzer
@@ -140,6 +140,8 @@ def test_the_ir_is_verified_timed_and_its_bf16_measured(exported: Path) -> None:
     if not NATIVE_BF16:
         assert bf16["top1_agreement_with_f32"] == 1.0 and bf16["max_abs_diff_vs_f32"] == 0.0
         assert "this CPU has no native bf16" in bf16["note"]
+    choice = report["frame_choice"]  # torch's frame choice here, for jobs that run without torch
+    assert choice["cpu"] == cpu_model() and choice["up_to"] == 4096 and set(choice["differs"]) == {"8"}
 
 
 @pytest.mark.anyio
