@@ -2,12 +2,13 @@
 
 ``python -m app analyze`` starts its first decode child at once; the child scans the video
 (demux only) in a few tenths of a second, but the engine that plans the job exists only
-after ``import torch`` and the model's load, about two seconds later on two vCPUs: until then
-the decode children sat idle beside a core that was importing. Planning needs no torch
+after ``import torch`` and the model's load, about two seconds later on two vCPUs (when the
+model runs on torch; on an OpenVINO export no torch is imported, and the engine is ready
+sooner): until then the decode children sat idle beside a core that was importing. Planning needs no torch
 (the catalog's spec, the options, the scan), so a thread here waits for the scan, plans the
 job as the engine does (``plan_for_scan`` with the same settings; torch's linspace emulated,
-``plan.WITHOUT_TORCH``: where the emulation's rounding differed, the plans differ and the
-engine starts its own children), and starts every
+``plan.WITHOUT_TORCH``, or the export report's answers: where the emulation's rounding
+differed, the plans differ and the engine starts its own children), and starts every
 decode child on its part (``decode_parts``; the others start now, once the split says how many,
 on a thread that outlives them). The engine adopts it (``Analyzer.adopt_early``)
 and uses these children when its own plan and fast-decode choice are the same; otherwise it

@@ -41,7 +41,7 @@ def drain(source: SandboxClips) -> dict[int, list[tuple[list[float], np.ndarray]
         if clip is None:
             wait(source.waitables(), timeout=5.0)
             continue
-        views = np.stack([v.numpy() for v in clip.views])  # type: ignore[union-attr]
+        views = np.stack([np.asarray(v) for v in clip.views])
         out.setdefault(clip.segment, []).append((clip.times, views))
     return out
 

@@ -3,13 +3,17 @@ timeline, the label track and the tables; the screenshot lands in test-artifacts
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.web.conftest import ARTIFACTS, LiveServer
+from tests.integration.conftest import make_settings, shared_analyzer
+from tests.live import serving
+from tests.web.conftest import ARTIFACTS, DEMO_MODELS, LiveServer
 
 SCRIPT = [("moving right", 3.0), ("rotating", 3.0), ("moving up", 3.0)]
 
@@ -94,28 +98,63 @@ def test_upload_watch_and_explore_results(live_server: LiveServer, browser_page:
     page.screenshot(path=str(ARTIFACTS / "results_page.png"), full_page=True)
 
 
-@pytest.mark.settings(batch_size=1)
-def test_job_page_shows_partial_results_while_running(
-    live_server: LiveServer, browser_page: Any, tmp_path: Path
-) -> None:
+class HeldAfterFirstBatch:
+    """The shared analyzer, each job held after its first partial batch (saved by then) until
+    ``release``: the page opens while the job surely runs, however fast the machine."""
+
+    def __init__(self, analyzer: Any) -> None:
+        self.analyzer, self.release = analyzer, threading.Event()
+
+    def analyze(
+        self,
+        video: Path,
+        model: str,
+        options: Any,
+        on_progress: Callable[[float], None] | None = None,
+        on_segments: Any = None,
+    ) -> Any:
+        def progress(fraction: float) -> None:
+            if on_progress is not None:
+                on_progress(fraction)
+            if fraction < 1.0:
+                self.release.wait(timeout=120)
+
+        return self.analyzer.analyze(video, model, options, progress, on_segments)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.analyzer, name)
+
+
+def test_job_page_shows_partial_results_while_running(tmp_path: Path, browser_page: Any) -> None:
     """Opened while the job runs, the page follows the events stream: the timeline fills
     in batch by batch, then the final results replace the partial ones."""
+    from app.api.app import create_app
     from tests.media import write_video
 
+    settings = make_settings(
+        tmp_path, DEMO_MODELS, default_model="demo_motion", poll_interval=0.1, batch_size=1
+    )
+    held = HeldAfterFirstBatch(shared_analyzer(settings))
+    app = create_app(settings, embedded_worker=True, analyzer_factory=lambda: held)
     page = browser_page
     clip = write_video(tmp_path / "long.mp4", seconds=16.0, fps=15, width=96, height=64)
-    with clip.open("rb") as fh:
-        job = httpx.post(
-            f"{live_server.base}/v1/jobs",
-            files={"file": ("long.mp4", fh)},
-            data={"segment_seconds": "0.5", "model": live_server.model},
-        ).json()
-    page.goto(f"{live_server.base}/jobs/{job['id']}")
-    page.wait_for_selector("body[data-ready=true]", timeout=120_000)
-    batches = int(page.evaluate("() => document.body.dataset.partialBatches || '0'"))
-    assert batches >= 1, "no partial batch reached the page"
-    assert page.locator("#timeline .seg").count() == 32
-    assert page.locator("#status").inner_text() == "succeeded"
+    try:
+        with serving(app) as base:
+            with clip.open("rb") as fh:
+                job = httpx.post(
+                    f"{base}/v1/jobs", files={"file": ("long.mp4", fh)}, data={"segment_seconds": "0.5"}
+                ).json()
+            page.goto(f"{base}/jobs/{job['id']}")
+            page.wait_for_function(
+                "() => Number(document.body.dataset.partialBatches || '0') >= 1", timeout=60_000
+            )
+            assert page.locator("#status").inner_text() == "running"
+            held.release.set()
+            page.wait_for_selector("body[data-ready=true]", timeout=120_000)
+            assert page.locator("#timeline .seg").count() == 32
+            assert page.locator("#status").inner_text() == "succeeded"
+    finally:
+        held.release.set()
     assert not page.console_errors, page.console_errors
 
 
