@@ -11,9 +11,11 @@ Compiling costs 0.3 s (X3D-S, SlowFast) to 1.5 s (MViT) on two vCPUs. OpenVINO's
 cache (``CACHE_DIR``) makes that a one-time cost per IR and configuration: the next
 worker or CLI run loads the compiled blob. OpenVINO's own cache key is the ``.xml``'s path,
 size and mtime in whole seconds, blind to the ``.bin``: a re-export with new weights and the
-same graph within one second got the old blob. So every IR gets its own cache folder named
-by the size, mtime (ns) and inode of both files (``blob_dir``), and a new IR's folder
-replaces the old ones: a stale blob is never served. No torch here: the CLI starts a compile
+same graph within one second got the old blob; and it ignores ``INFERENCE_PRECISION_HINT``:
+a bf16 compile after an f32 one loaded the f32 blob (and crashed on MViT, on an AMX Xeon). So
+every IR gets its own cache folder named by the size, mtime (ns) and inode of both files, with
+a folder per precision inside (``blob_dir``), and a new IR's folder replaces the old ones: a
+stale or foreign blob is never served. No torch here: the CLI starts a compile
 (``EarlyCompile``) while torch is still importing.
 """
 
@@ -47,9 +49,9 @@ def cache_dir_for(models_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"vas{CACHE_DIR_NAME}"
 
 
-def blob_dir(cache_dir: Path, xml: Path) -> Path:
-    """The cache folder of this version of the IR (``xml`` and its ``.bin``); folders of
-    its earlier versions are removed (a worker still running one keeps its open blob)."""
+def blob_dir(cache_dir: Path, xml: Path, precision: Precision) -> Path:
+    """The cache folder of this version of the IR (``xml`` and its ``.bin``) at ``precision``;
+    folders of its earlier versions are removed (a worker still running one keeps its blob)."""
     digest = hashlib.sha256()
     for part in (xml, xml.with_suffix(".bin")):
         stat = part.stat()
@@ -58,8 +60,8 @@ def blob_dir(cache_dir: Path, xml: Path) -> Path:
     if not folder.is_dir():
         for old in cache_dir.glob(f"{xml.name}@*"):
             shutil.rmtree(old, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    (folder / precision.value).mkdir(parents=True, exist_ok=True)
+    return folder / precision.value
 
 
 def cpu_capabilities() -> list[str]:
@@ -93,7 +95,7 @@ class CompiledIR:
         import openvino as ov
 
         self.xml, self.threads, self.requested = xml, threads, precision
-        blobs = blob_dir(cache_dir, xml) if cache_dir is not None else None
+        blobs = blob_dir(cache_dir, xml, precision) if cache_dir is not None else None
         self.compiled = ov.Core().compile_model(str(xml), "CPU", compile_config(threads, precision, blobs))
         self.request = self.compiled.create_infer_request()
         self._lock = threading.Lock()

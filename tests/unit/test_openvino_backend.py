@@ -332,6 +332,19 @@ def test_the_compiled_model_is_cached_on_disk_and_never_stale(
     assert torch.allclose(torch.from_numpy(again.infer([clip.numpy()])), want, atol=1e-4), "no stale blob"
 
 
+def test_each_precision_has_its_own_compiled_blob(exported: Path, tmp_path: Path) -> None:
+    """OpenVINO's cache key ignores the precision hint: sharing one cache folder, a bf16 compile
+    loaded the f32 blob (MViT then crashed in its first inference on an AMX Xeon)."""
+    models = copy_of(exported, tmp_path / "precisions", IR_FILES)
+    xml = artifact_path(models, load_catalog(models).get(MODEL), ExportFormat.OPENVINO)
+    cache = cache_dir_for(models)
+    assert not CompiledIR(xml, threads=1, precision=Precision.F32, cache_dir=cache).loaded_from_cache
+    bf16 = CompiledIR(xml, threads=1, precision=Precision.BF16, cache_dir=cache)
+    assert not bf16.loaded_from_cache, "the bf16 compile took the f32 blob"
+    assert CompiledIR(xml, threads=1, precision=Precision.BF16, cache_dir=cache).loaded_from_cache
+    assert CompiledIR(xml, threads=1, precision=Precision.F32, cache_dir=cache).loaded_from_cache
+
+
 def test_analyze_compiles_the_ir_while_torch_imports(
     exported: Path,
     scripted: Path,
