@@ -126,7 +126,7 @@ def probabilities(out: Any, *, output: Literal["probabilities", "logits"], task:
     if task == "multilabel":
         with np.errstate(over="ignore"):  # exp(-x) of a very negative logit: inf, 1/inf = 0
             sigmoid: np.ndarray = 1.0 / (1.0 + np.exp(-rows))
-        return sigmoid.astype(np.float32)
+        return sigmoid
     shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
     softmax: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
     return softmax

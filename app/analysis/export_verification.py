@@ -74,18 +74,20 @@ class Runner:
     """Runs an exported artifact: tensors in, a (B, classes) float tensor out."""
 
     def __init__(self, fmt: ExportFormat, path: Path, names: Sequence[str], threads: int = 1) -> None:
-        self.fmt, self.names = fmt, list(names)
-        if fmt is ExportFormat.ONNX:
-            import onnxruntime as ort
+        from app.analysis.runners import OnnxRunner, OpenVinoRunner
+        from app.analysis.runners import Runner as ArrayRunner
 
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.fmt, self.names = fmt, list(names)
+        self.arrays: ArrayRunner | None = None
+        """ONNX and OpenVINO: the runner a worker uses (``runners``), on numpy arrays."""
+        if fmt is ExportFormat.ONNX:
+            self.arrays = OnnxRunner(path, self.names, threads)
         elif fmt is ExportFormat.OPENVINO:
             from app.analysis.openvino_runtime import CompiledIR, Precision
 
-            self.compiled = CompiledIR(path, threads=threads, precision=Precision.F32, cache_dir=None)
+            self.arrays = OpenVinoRunner(
+                CompiledIR(path, threads=threads, precision=Precision.F32, cache_dir=None)
+            )
         elif fmt is ExportFormat.TORCHSCRIPT:
             self.module = torch.jit.load(str(path), map_location="cpu").eval()
         elif fmt is ExportFormat.TORCH_EXPORT:
@@ -94,11 +96,8 @@ class Runner:
             raise ValueError(f"{fmt.value} artifacts are run by export_tf.TfRunner")
 
     def __call__(self, *paths: torch.Tensor) -> torch.Tensor:
-        if self.fmt is ExportFormat.ONNX:
-            feeds = {name: p.detach().cpu().numpy() for name, p in zip(self.names, paths, strict=True)}
-            return torch.from_numpy(self.session.run(None, feeds)[0])
-        if self.fmt is ExportFormat.OPENVINO:
-            return torch.from_numpy(self.compiled.infer([p.detach().cpu().numpy() for p in paths]))
+        if self.arrays is not None:
+            return torch.from_numpy(self.arrays([p.detach().cpu().numpy() for p in paths]))
         with torch.inference_mode():
             out: torch.Tensor = self.module(*paths)
         return out

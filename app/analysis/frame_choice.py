@@ -6,17 +6,19 @@ rounds by the machine's SIMD width, so where a value lands within a few ulps of 
 CPU (``plan.emulation_is_exact``). ``models export`` (which has torch loaded anyway) asks
 torch for every such window of the model's clip length up to ``UP_TO`` frames and records,
 in its report, the ones where torch differs from the numpy emulation (often none). A job
-that runs the export without torch learns them from the report (``learn_from_report``) when
+that runs the export without torch learns them from the report (``learn_from_export``) when
 the report was written on the same CPU model with the same torch version.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from app.analysis.artifacts import cpu_model
+from app.analysis.artifacts import cpu_model, report_path
 from app.analysis.plan import emulated_subsample_indices, emulation_is_exact, learn_torch_answers
 from app.analysis.spec import ModelSpec
 
@@ -55,6 +57,15 @@ def torch_answers(spec: ModelSpec, up_to: int = UP_TO) -> dict[str, Any]:
                 differs[str(n)] = answer
         windows[str(t)] = differs
     return {"cpu": cpu_model(), "torch": torch_version(), "up_to": up_to, "differs": windows}
+
+
+def learn_from_export(artifact: Path) -> bool:
+    """``learn_from_report`` with the report written beside ``artifact`` (False: none usable)."""
+    try:
+        report = json.loads(report_path(artifact).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and learn_from_report(report)
 
 
 def learn_from_report(report: Mapping[str, Any]) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cached_property
+from functools import cached_property, lru_cache
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -114,10 +114,12 @@ def emulated_subsample_indices(n: int, t: int) -> list[int]:
     return [int(v) for v in _emulated_values(n, t).astype(np.int64)]
 
 
+@lru_cache(maxsize=4096)
 def emulation_is_exact(n: int, t: int) -> bool:
     """Whether every linspace kernel gives the emulation's indices: the step is a whole number
     (every value an exact small integer in float32), or no value lies within ``_SAFE_ULPS``
-    of an integer, where a few ulps of other rounding could truncate it the other way."""
+    of an integer, where a few ulps of other rounding could truncate it the other way.
+    Cached: every clip of a plan, and every SlowFast view, asks for the same few windows."""
     if t == 1 or ((n - 1) % (t - 1) == 0 and n < 2**24):
         return True
     values = _emulated_values(n, t).astype(np.float64)

@@ -156,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
     model = args.model or settings.default_model
     early = _start_decoder(settings, args.video, model, options)  # before torch is imported
     compiling = _start_compile(settings, model)  # OpenVINO compiles while torch imports
+    if compiling is not None:  # before the early plan, which then needs no torch for any window
+        from app.analysis.frame_choice import learn_from_export
+
+        learn_from_export(compiling.key[0])
     planned = _start_early_decode(settings, args.video, model, options, early)  # ... and decodes
     from app.analysis.engine import Analyzer
     from app.cli.progress import ProgressBar
@@ -277,24 +281,9 @@ def _start_compile(settings: Settings, model: str) -> EarlyCompile | None:
     if xml is None:
         return None
     precision = Precision.BF16 if value is Backend.OPENVINO_BF16 else Precision.F32
-    _learn_frame_choice(xml)
     return EarlyCompile(
         xml, threads=threads, precision=precision, cache_dir=cache_dir_for(settings.models_dir)
     )
-
-
-def _learn_frame_choice(xml: Path) -> None:
-    """torch's frame choice on this CPU from the export's report, so the plan needs no torch
-    for windows where the emulation might differ (``frame_choice``)."""
-    from app.analysis.artifacts import report_path
-    from app.analysis.frame_choice import learn_from_report
-
-    try:
-        report = json.loads(report_path(xml).read_text())
-    except (OSError, ValueError):
-        return
-    if isinstance(report, dict):
-        learn_from_report(report)
 
 
 def write_csv(result: AnalysisResult, out: TextIO) -> None:

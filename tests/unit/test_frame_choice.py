@@ -14,7 +14,13 @@ import torch
 
 from app.analysis.artifacts import cpu_model
 from app.analysis.catalog import load_catalog
-from app.analysis.frame_choice import learn_from_report, torch_answers, torch_version, window_sizes
+from app.analysis.frame_choice import (
+    learn_from_export,
+    learn_from_report,
+    torch_answers,
+    torch_version,
+    window_sizes,
+)
 from app.analysis.plan import (
     WITHOUT_TORCH,
     emulated_subsample_indices,
@@ -77,6 +83,19 @@ def test_a_report_from_another_cpu_or_torch_teaches_nothing() -> None:
     assert not learn_from_report({"frame_choice": {**good, "cpu": "another CPU"}})
     assert not learn_from_report({"frame_choice": {**good, "torch": "1.0.0"}})
     assert learn_from_report({"frame_choice": good})
+
+
+def test_the_cli_learns_from_the_report_beside_the_export(tmp_path: Path) -> None:
+    xml = tmp_path / "X3D_S.openvino.xml"
+    assert not learn_from_export(xml), "no report: nothing learned"
+    choice = {"cpu": cpu_model(), "torch": torch_version(), "up_to": 100, "differs": {"13": {"77": [0] * 13}}}
+    (tmp_path / "X3D_S.openvino.xml.json").write_text(json.dumps({"frame_choice": choice}))
+    assert learn_from_export(xml)
+    token = WITHOUT_TORCH.set(True)
+    try:
+        assert uniform_subsample_indices(77, 13) == [0] * 13
+    finally:
+        WITHOUT_TORCH.reset(token)
 
 
 def test_a_torch_free_process_plans_ambiguous_windows_from_the_report(tmp_path: Path) -> None:
